@@ -1,0 +1,1 @@
+"""actwm.planning"""
