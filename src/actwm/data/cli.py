@@ -1,0 +1,135 @@
+"""`actwm data simulate|convert|info`: build and inspect LeRobot v3.0 stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from actwm.data.convert import FORMATS, convert, simulate
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="actwm data", description="Simulate, convert and inspect datasets (LeRobot v3.0).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("simulate", help="record episodes in a built-in world into a LeRobot v3.0 store")
+    s.add_argument("world", choices=["nav", "manip"])
+    s.add_argument("--episodes", type=int, required=True, help="training episodes (scene seeds seed..seed+N-1)")
+    s.add_argument("--frames", type=int, required=True, help="frames per episode")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--size", type=int, default=64, help="image side in pixels")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-episodes", type=int, default=0, help="test episodes in disjoint scenes (seeds from 1e6), split=test")
+    s.add_argument("--frames-per-file", type=int, default=2000)
+    s.add_argument("--crf", type=int, default=0, help="H.264 quality, 0 = lossless coding (default)")
+    s.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
+    s.add_argument("--no-progress", action="store_true")
+
+    c = sub.add_parser("convert", help="convert a dataset to LeRobot v3.0 (resumes a partial DST)")
+    c.add_argument("--from", dest="fmt", required=True, help=f"source format: {', '.join(FORMATS)}")
+    c.add_argument("--dataset", default=None, help="GNM dataset name (recon, scand, tartan_drive, sacson, go_stanford)")
+    c.add_argument("--splits", type=Path, default=None, help="data_splits folder (GNM); default: SRC/../data_splits")
+    c.add_argument("--split", default=None, help="split label for episodes without one (e.g. test for a val folder)")
+    c.add_argument("--fps", type=float, default=None, help="override the source frame rate (GNM 4, RECON 3)")
+    c.add_argument("--frames-per-file", type=int, default=2000)
+    c.add_argument("--crf", type=int, default=18, help="H.264 quality (0 = lossless coding)")
+    c.add_argument("--pix-fmt", default="yuv420p", choices=["yuv420p", "yuv444p"])
+    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("src", type=Path)
+    c.add_argument("dst", type=Path)
+
+    i = sub.add_parser("info", help="summarise a LeRobot store (v3.0 or v2.1)")
+    i.add_argument("path", type=Path)
+    i.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    return p
+
+
+def info_summary(path: Path) -> dict:
+    """Episodes, frames, fps, action space, splits and statistics of a LeRobot store."""
+    from actwm.data.lerobot import LeRobotDataset
+
+    ds = LeRobotDataset(path)
+    splits = Counter(s or "(none)" for s in ds.splits())
+    lengths = ds.episode_lengths
+    stats = {k: {s: v for s, v in st.items() if s in ("mean", "std", "min", "max")} for k, st in ds.stats.items()}
+    return {
+        "path": str(path),
+        "codebase_version": ds.version,
+        "episodes": len(ds),
+        "frames": ds.num_frames,
+        "fps": ds.fps,
+        "action_space": ds.action_space,
+        "video_key": ds.video_key,
+        "image_shape": ds.features[ds.video_key]["shape"],
+        "episode_length": {"min": min(lengths), "max": max(lengths), "mean": sum(lengths) / len(lengths)},
+        "splits": dict(splits),
+        "features": sorted(ds.features),
+        "extra_features": sorted(ds.extra_features),
+        "metric_spacing": ds.info.get("actwm", {}).get("metric_spacing"),
+        "stats": stats,
+    }
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, list):
+        flat = [x for x in _flatten(v)]
+        return "[" + ", ".join(f"{x:.4g}" for x in flat[:8]) + (", ..." if len(flat) > 8 else "") + "]"
+    return str(v)
+
+
+def _flatten(v: object):
+    if isinstance(v, list):
+        for x in v:
+            yield from _flatten(x)
+    else:
+        yield v
+
+
+def _print_info(summary: dict) -> None:
+    for key in ("path", "codebase_version", "episodes", "frames", "fps", "action_space", "video_key", "image_shape",
+                "episode_length", "splits", "metric_spacing"):  # fmt: skip
+        print(f"{key:>16}: {summary[key]}")
+    print(f"{'features':>16}: {', '.join(summary['features'])}")
+    if summary["extra_features"]:
+        print(f"{'extra features':>16}: {', '.join(summary['extra_features'])} (npz, see info.json actwm.extras_storage)")
+    print("statistics:")
+    for feat, st in summary["stats"].items():
+        print(f"  {feat}")
+        for s, v in st.items():
+            print(f"    {s:>4}: {_fmt(v)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "simulate":
+            out = simulate(
+                args.world, args.out, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.seed,
+                test_episodes=args.test_episodes, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
+                progress=not args.no_progress,
+            )  # fmt: skip
+            _print_info(info_summary(out))
+        elif args.cmd == "convert":
+            out = convert(
+                args.fmt, args.src, args.dst, dataset=args.dataset, split=args.split, fps=args.fps,
+                splits_dir=args.splits, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
+                progress=not args.no_progress,
+            )  # fmt: skip
+            _print_info(info_summary(out))
+        else:
+            summary = info_summary(args.path)
+            if args.json:
+                print(json.dumps(summary, indent=2))
+            else:
+                _print_info(summary)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"actwm data {args.cmd}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Built-in simulated worlds on pybullet (headless, CPU): `nav` and `manip`.
+
+    env = actwm.sim.make("nav", size=64)
+    obs, info = env.reset(seed=3)          # scene id == seed
+    obs, reward, terminated, truncated, info = env.step(env.unwrapped.discrete("forward"))
+
+Observations are dicts with `rgb` (H, W, 3) uint8, `depth` (H, W) float32 metres, `segmentation`
+(H, W) int32 pybullet body ids (-1 background), `intrinsics` (3, 3), `extrinsics` (4, 4) world-to-camera
+(OpenCV axes), `state`, plus `pose` (nav) or `objects` (manip block poses). See `actwm.sim.common` for
+the camera conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from actwm.sim.manip import ManipConfig, ManipEnv
+from actwm.sim.nav import DISCRETE_ACTIONS, NavConfig, NavEnv
+from actwm.sim.scripted import record_episode, record_episodes, scripted_policy
+
+ENVS: dict[str, type] = {"nav": NavEnv, "manip": ManipEnv}
+
+__all__ = [
+    "DISCRETE_ACTIONS",
+    "ENVS",
+    "ManipConfig",
+    "ManipEnv",
+    "NavConfig",
+    "NavEnv",
+    "make",
+    "record_episode",
+    "record_episodes",
+    "scripted_policy",
+]
+
+
+def make(name: str, *, size: int = 64, seed: int | None = None, **kwargs: Any) -> gym.Env:
+    """Create a built-in world: `name` in {"nav", "manip"}; `kwargs` are fields of NavConfig / ManipConfig.
+
+    `seed` (optional) is the scene id of the first `reset()` without a seed. Each env owns one pybullet
+    DIRECT client; call `close()` to release it.
+    """
+    if name not in ENVS:
+        raise ValueError(f"unknown simulator {name!r}; choose from {', '.join(ENVS)}")
+    return ENVS[name](size=size, seed=seed, **kwargs)

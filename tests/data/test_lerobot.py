@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actwm.data.convert import write_episodes
+from actwm.data.episode import Episode
+from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter
+from actwm.video import write_mp4
+
+
+def _write(root: Path, eps: list[Episode], frames_per_file: int = 25) -> LeRobotDataset:
+    w = LeRobotWriter(root, fps=5.0, action_space="nav3", frames_per_file=frames_per_file)
+    for e in eps:
+        w.add_episode(e)
+    w.finalize()
+    return LeRobotDataset(root)
+
+
+def test_v3_layout_follows_templates(tmp_path, episodes):
+    ds = _write(tmp_path / "ds", episodes)
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 5 and info["total_frames"] == sum(map(len, episodes))
+    feats = info["features"]
+    assert feats["observation.camera.intrinsics"]["shape"] == [9]
+    assert feats["observation.camera.extrinsics"]["shape"] == [16]
+    assert "observation.depth" not in feats  # not a parquet column: described under actwm.extra_features
+    assert info["actwm"]["extra_features"]["observation.depth"]["actwm"]["storage"] == "npz"
+    assert info["actwm"]["extra_features"]["observation.segmentation"]["dtype"] == "int32"
+    data0 = pq.read_table(tmp_path / "ds/data/chunk-000/file-000.parquet")
+    assert set(data0.column_names) == {k for k, f in feats.items() if f["dtype"] != "video"}
+    assert feats["action"]["names"] == ["dx", "dy", "dyaw"]
+    # several episodes share a file; every file named in the episodes table exists at its template path
+    rows = pq.read_table(tmp_path / "ds/meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert len(rows) == 2 and rows[1]["videos/observation.images.front/from_timestamp"] == pytest.approx(10 / 5.0)
+    for r in ds._episodes:
+        assert (tmp_path / "ds" / info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])).is_file()
+        vk = "observation.images.front"
+        assert (tmp_path / "ds" / info["video_path"].format(video_key=vk, chunk_index=r[f"videos/{vk}/chunk_index"],
+                                                              file_index=r[f"videos/{vk}/file_index"])).is_file()
+    data = pq.read_table(tmp_path / "ds/data/chunk-000/file-001.parquet")
+    for col in ("observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index"):
+        assert col in data.column_names
+    assert data.column("index").to_pylist()[0] == 21  # global frame index continues across files
+    assert pq.read_table(tmp_path / "ds/meta/tasks.parquet").column_names == ["task_index", "task"]
+    assert not (tmp_path / "ds" / PROGRESS_FILE).exists()
+
+
+def test_v3_round_trip_frames_actions_extras(tmp_path, episodes):
+    ds = _write(tmp_path / "ds", episodes)
+    assert len(ds) == 5 and ds.episode_lengths == [10, 11, 12, 13, 14] and ds.fps == 5.0 and ds.action_space == "nav3"
+    for i, e in enumerate(episodes):
+        r = ds.episode(i)
+        err = np.abs(r.frames.astype(float) - e.frames).mean()
+        assert err < 3.0, f"episode {i}: mean abs codec error {err:.2f}/255"
+        # frame alignment: the per-frame brightness staircase (6 per frame) must match exactly
+        np.testing.assert_allclose(r.frames.mean((1, 2, 3)), e.frames.mean((1, 2, 3)), atol=2.0)
+        np.testing.assert_array_equal(r.actions, e.actions)
+        np.testing.assert_array_equal(r.state, e.state)
+        for k, v in e.extras.items():
+            np.testing.assert_array_equal(r.extras[k], v, err_msg=k)
+            assert r.extras[k].shape == v.shape
+        assert r.meta["scene_id"] == f"scene{i}" and r.meta["split"] == e.meta["split"]
+    assert ds.splits() == ["train", "train", "train", "test", "train"]
+
+
+def test_stats_match_numpy(tmp_path, episodes):
+    ds = _write(tmp_path / "ds", episodes)
+    acts = np.concatenate([e.actions for e in episodes]).astype(np.float64)
+    st = ds.stats["action"]
+    np.testing.assert_allclose(st["mean"], acts.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(st["std"], acts.std(0), rtol=1e-6)
+    np.testing.assert_allclose(st["min"], acts.min(0))
+    np.testing.assert_allclose(st["max"], acts.max(0))
+    depth = np.concatenate([e.extras["depth"].ravel() for e in episodes]).astype(np.float64)
+    assert ds.stats["observation.depth"]["mean"][0] == pytest.approx(depth.mean(), rel=1e-6)
+    assert np.asarray(ds.stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
+
+
+def test_odd_image_size_is_padded_and_cropped(tmp_path, make_ep):
+    e = make_ep(6, seed=1, h=31, w=33, extras=False)
+    ds = _write(tmp_path / "odd", [e])
+    r = ds.episode(0)
+    assert r.frames.shape == (6, 31, 33, 3)
+    assert np.abs(r.frames.astype(float) - e.frames).mean() < 3.0
+
+
+def test_mismatched_episode_is_rejected(tmp_path, episodes, make_ep):
+    w = LeRobotWriter(tmp_path / "ds", fps=5.0, action_space="nav3")
+    w.add_episode(episodes[0])
+    with pytest.raises(ValueError, match="does not match"):
+        w.add_episode(make_ep(8, seed=9, h=16, w=16))
+    with pytest.raises(ValueError, match="action space"):
+        bad = make_ep(8, seed=2)
+        bad.action_space = "custom3"
+        w.add_episode(bad)
+
+
+def test_partial_store_is_reported(tmp_path, episodes):
+    w = LeRobotWriter(tmp_path / "ds", fps=5.0, action_space="nav3", frames_per_file=10)
+    for e in episodes[:3]:
+        w.add_episode(e)
+    with pytest.raises(FileNotFoundError, match="partially written"):
+        LeRobotDataset(tmp_path / "ds")
+    with pytest.raises(ValueError, match="other settings"):
+        LeRobotWriter(tmp_path / "ds", fps=10.0, action_space="nav3", frames_per_file=10)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_killed_write_resumes_to_identical_dataset(tmp_path, make_ep):
+    eps = [make_ep(8 + i % 3, seed=i, split="test" if i % 4 == 3 else "train") for i in range(7)]
+    kw = {"frames_per_file": 20}
+
+    def crash_after(k):
+        def hook(idx, ep):
+            if idx == k:
+                raise Crash("killed")
+        return hook
+
+    write_episodes(tmp_path / "ref", iter(eps), total=7, writer_kwargs=kw, progress=False)
+    with pytest.raises(Crash):
+        write_episodes(tmp_path / "res", iter(eps), total=7, writer_kwargs=kw, progress=False, on_episode=crash_after(4))
+    prog = json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())
+    done = prog["num_episodes"]
+    assert 0 < done < 7 and not (tmp_path / "res/meta/info.json").exists()
+    assert not list((tmp_path / "res").rglob(".*.tmp.*")), "temp files of the killed file must be removed"
+    write_episodes(tmp_path / "res", iter(eps[done:]), total=7, skip=done, writer_kwargs=kw, progress=False)
+    a, b = LeRobotDataset(tmp_path / "ref"), LeRobotDataset(tmp_path / "res")
+    assert a.info == {**b.info} and a.stats == b.stats and a.episode_lengths == b.episode_lengths
+    for f in sorted((tmp_path / "ref").rglob("*.parquet")):
+        rel = f.relative_to(tmp_path / "ref")
+        assert pq.read_table(f).equals(pq.read_table(tmp_path / "res" / rel)), rel
+    for f in sorted((tmp_path / "ref").rglob("*.mp4")):  # the encoder settings are deterministic
+        assert f.read_bytes() == (tmp_path / "res" / f.relative_to(tmp_path / "ref")).read_bytes()
+    for i in range(7):
+        ea, eb = a.episode(i), b.episode(i)
+        np.testing.assert_array_equal(ea.frames, eb.frames)
+        np.testing.assert_array_equal(ea.actions, eb.actions)
+        assert ea.meta == eb.meta
+
+
+def _write_v21(root: Path, eps: list[Episode]) -> None:
+    """A LeRobot v2.1 store as upstream writes it: one parquet and one mp4 per episode, episodes.jsonl."""
+    vk = "observation.images.cam"
+    h, w = eps[0].frames.shape[1:3]
+    info = {
+        "codebase_version": "v2.1", "robot_type": "test", "total_episodes": len(eps), "fps": 5, "chunks_size": 1000,
+        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+        "features": {
+            vk: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]},
+            "observation.state": {"dtype": "float32", "shape": [4], "names": None},
+            "action": {"dtype": "float32", "shape": [3], "names": None},
+            "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+            "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+            "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+            "index": {"dtype": "int64", "shape": [1], "names": None},
+            "task_index": {"dtype": "int64", "shape": [1], "names": None},
+        },
+    }  # fmt: skip
+    (root / "meta").mkdir(parents=True)
+    (root / "meta/info.json").write_text(json.dumps(info))
+    lines, start = [], 0
+    for i, e in enumerate(eps):
+        t = len(e)
+        table = pa.table({
+            "observation.state": [list(map(float, r)) for r in e.state],  # plain list<double> as older writers do
+            "action": [list(map(float, r)) for r in e.actions],
+            "timestamp": np.arange(t, dtype=np.float32) / 5, "frame_index": np.arange(t),
+            "episode_index": np.full(t, i), "index": np.arange(start, start + t), "task_index": np.zeros(t, np.int64),
+        })  # fmt: skip
+        p = root / f"data/chunk-000/episode_{i:06d}.parquet"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, p)
+        write_mp4(root / f"videos/chunk-000/{vk}/episode_{i:06d}.mp4", e.frames, fps=5)
+        lines.append(json.dumps({"episode_index": i, "tasks": ["push the block"], "length": t}))
+        start += t
+    (root / "meta/episodes.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "meta/tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": "push the block"}) + "\n")
+
+
+def test_v21_reader(tmp_path, make_ep):
+    eps = [make_ep(9 + i, seed=i, extras=False) for i in range(3)]
+    _write_v21(tmp_path / "v21", eps)
+    ds = LeRobotDataset(tmp_path / "v21")
+    assert ds.version == "v2.1" and len(ds) == 3 and ds.num_frames == 9 + 10 + 11 and ds.action_space == "custom3"
+    for i, e in enumerate(eps):
+        r = ds.episode(i)
+        assert np.abs(r.frames.astype(float) - e.frames).mean() < 3.0
+        np.testing.assert_allclose(r.frames.mean((1, 2, 3)), e.frames.mean((1, 2, 3)), atol=2.0)
+        np.testing.assert_allclose(r.actions, e.actions, rtol=1e-6)
+        np.testing.assert_allclose(r.state, e.state, rtol=1e-6)
+        assert r.meta["task"] == "push the block"
+
+
+def test_unsupported_version_and_missing_video(tmp_path, episodes, smooth):
+    _write(tmp_path / "ds", episodes[:2])
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    shutil.copytree(tmp_path / "ds", tmp_path / "old")
+    info["codebase_version"] = "v1.6"
+    (tmp_path / "old/meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="v1.6"):
+        LeRobotDataset(tmp_path / "old")
+    video = tmp_path / "ds/videos/observation.images.front/chunk-000/file-000.mp4"
+    write_mp4(video, smooth(5), fps=5)  # shorter than the episodes say
+    with pytest.raises(ValueError, match="file-000.mp4"):
+        LeRobotDataset(tmp_path / "ds").episode(1)
+
+
+def test_crash_inside_flush_resumes(tmp_path, make_ep, monkeypatch):
+    """A crash after the data parquet of a file was written but before its episodes/progress: re-run redoes it."""
+    eps = [make_ep(8, seed=i) for i in range(5)]
+    write_episodes(tmp_path / "ref", iter(eps), total=5, writer_kwargs={"frames_per_file": 16}, progress=False)
+    calls = {"n": 0}
+    original = LeRobotWriter._write_episodes_file
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(LeRobotWriter, "_write_episodes_file", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        write_episodes(tmp_path / "res", iter(eps), total=5, writer_kwargs={"frames_per_file": 16}, progress=False)
+    monkeypatch.setattr(LeRobotWriter, "_write_episodes_file", original)
+    assert (tmp_path / "res/data/chunk-000/file-001.parquet").exists()  # written before the crash
+    done = json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"]
+    assert done == 2
+    write_episodes(tmp_path / "res", iter(eps[done:]), total=5, skip=done, writer_kwargs={"frames_per_file": 16}, progress=False)
+    a, b = LeRobotDataset(tmp_path / "ref"), LeRobotDataset(tmp_path / "res")
+    assert a.info == b.info and a.stats == b.stats
+    for i in range(5):
+        np.testing.assert_array_equal(a.episode(i).frames, b.episode(i).frames)
+        np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
+
+
+def test_convert_v21_to_v3(tmp_path, make_ep):
+    from actwm.data.convert import convert
+
+    eps = [make_ep(9 + i, seed=i, extras=False) for i in range(3)]
+    _write_v21(tmp_path / "v21", eps)
+    out = convert("lerobot", tmp_path / "v21", tmp_path / "v3", progress=False)
+    src, dst = LeRobotDataset(tmp_path / "v21"), LeRobotDataset(out)
+    assert dst.version == "v3.0" and dst.episode_lengths == src.episode_lengths
+    for i in range(3):
+        np.testing.assert_array_equal(dst.episode(i).actions, src.episode(i).actions)
+        assert dst.episode_meta(i)["task"] == "push the block"
