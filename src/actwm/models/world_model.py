@@ -65,6 +65,11 @@ class WorldModelConfig:
         lora_rank, lora_alpha: LoRA settings when train_mode == "lora".
         text_tokens: length of the fixed cross-attention context (Cosmos, Wan).
         objective: overrides of the objective's fields (e.g. {"shift": 1.0}).
+        action_mode: what action row t means in training data: "delta" (motion from frame t to t+1) or
+            "cumulative" (pose of frame t relative to frame 0, as EgoWM). Rollouts convert raw deltas to it.
+        image_size: (height, width) in pixels the model was trained at (None: any size the codec accepts).
+        fps: frame rate of the training clips (informational; rollouts write videos at it).
+        clip_frames: pixel frames per training clip = the generation window of one chunk (None: 1 + 2k, min 9).
     """
 
     backbone: str
@@ -84,8 +89,16 @@ class WorldModelConfig:
     lora_alpha: float = 16.0
     text_tokens: int = 1
     objective: dict = field(default_factory=dict)
+    action_mode: str = "delta"
+    image_size: list[int] | None = None
+    fps: float | None = None
+    clip_frames: int | None = None
 
     def __post_init__(self) -> None:
+        if self.action_mode not in ("delta", "cumulative"):
+            raise ValueError(f"WorldModelConfig.action_mode must be 'delta' or 'cumulative', got {self.action_mode!r}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ValueError(f"WorldModelConfig.image_size must be [height, width], got {self.image_size}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"WorldModelConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.train_mode not in TRAIN_MODES:

@@ -1,0 +1,129 @@
+"""Rollouts: imagine the future of a start frame under an action sequence.
+
+Raw actions follow the dataset convention (`actwm data`): row t takes frame t to frame t+1, in the
+action space's units (for `nav3`: metres and radians in the robot frame of frame t); the last row may be
+zeros. `rollout` converts them to what the model was trained on (`delta` or `cumulative`, normalised),
+generates chunks of the model's window, and for horizons longer than the window continues
+autoregressively: each chunk starts from the last generated frame, with actions re-expressed relative to
+that frame. Many candidate action sequences for one start frame run as one batch (planners need it);
+each candidate's noise comes from its own seed, so a batch equals its candidates run one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from actwm.data.clips import transform_actions
+from actwm.models.world_model import WorldModel
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling settings. `window`: pixel frames per chunk (default: the model's training clip length)."""
+
+    steps: int = 20
+    sampler: str = "euler"
+    guidance: float = 1.0
+    window: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"RolloutConfig.steps must be >= 1, got {self.steps}")
+        if self.window is not None and self.window < 2:
+            raise ValueError(f"RolloutConfig.window must be >= 2, got {self.window}")
+
+
+def model_window(wm: WorldModel, window: int | None = None) -> int:
+    """Pixel frames one chunk generates: `1 + k*n` (k = the codec's temporal compression)."""
+    k = wm.encoder.cfg.temporal_compression
+    w = window or wm.config.clip_frames or max(1 + 2 * k, 9)
+    if (w - 1) % k:
+        raise ValueError(f"window of {w} frames is not 1 + {k}*n for this model (temporal compression k={k})")
+    return w
+
+
+def to_model_actions(wm: WorldModel, raw: torch.Tensor) -> torch.Tensor:
+    """Raw per-step actions `(batch, frames, D)` -> normalised model actions `(batch, frames, D)`.
+
+    Converts to the model's `action_mode` relative to the first frame (SE(2) composition for nav3).
+    """
+    wm.action_space.validate(raw, "raw actions")
+    arr = raw.detach().cpu().double().numpy()
+    valid = np.ones(arr.shape[:2] + (1,), dtype=bool)
+    converted = transform_actions(arr[:, :, None, :], valid, wm.action_space.name, wm.config.action_mode)
+    out = torch.from_numpy(converted).to(raw.device, torch.float32)
+    return wm.action_space.normalise(out)
+
+
+def _chunk_bounds(total: int, window: int, k: int) -> list[tuple[int, int, int]]:
+    """[(start, length_generated, length_kept)]: chunks of `window` frames sharing their first frame."""
+    bounds, start = [], 0
+    while start < total - 1:
+        remaining = total - start  # frames still to cover, counting the chunk's first frame
+        keep = min(window, remaining)
+        length = min(window, 1 + k * -(-(keep - 1) // k))  # round up to 1 + k*n
+        bounds.append((start, length, keep))
+        start += keep - 1
+    return bounds
+
+
+@torch.no_grad()
+def rollout(
+    wm: WorldModel,
+    first_frame: torch.Tensor,
+    raw_actions: torch.Tensor,
+    state: torch.Tensor | None = None,
+    cfg: RolloutConfig | None = None,
+    seeds: list[int] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Generate `frames` frames for each action sequence.
+
+    Args:
+        first_frame: `(1 or batch, 3, H, W)` start frame(s) in [-1, 1]; one frame is shared by all candidates.
+        raw_actions: `(batch, frames, D)` raw per-step actions (see module docstring).
+        state: `(batch, S)` initial state, if the model has a state embedding.
+        seeds: one seed per sequence (default `cfg.seed + i`).
+    Returns:
+        `(batch, frames, 3, H, W)` in [-1, 1]; frame 0 is the start frame.
+    """
+    cfg = cfg or RolloutConfig()
+    if raw_actions.ndim != 3:
+        raise ValueError(f"actions must be (batch, frames, D), got shape {tuple(raw_actions.shape)}")
+    b, total = raw_actions.shape[:2]
+    if total < 2:
+        raise ValueError(f"actions must cover at least 2 frames, got {total}")
+    if first_frame.ndim != 4 or first_frame.shape[0] not in (1, b):
+        raise ValueError(f"first frame must be (1 or {b}, 3, H, W), got shape {tuple(first_frame.shape)}")
+    check_image_size(wm, first_frame.shape[-2], first_frame.shape[-1])
+    frame = first_frame.expand(b, -1, -1, -1)
+    seeds = [cfg.seed + i for i in range(b)] if seeds is None else list(seeds)
+    k = wm.encoder.cfg.temporal_compression
+    chunks = _chunk_bounds(total, model_window(wm, cfg.window), k)
+    out = [frame.unsqueeze(1)]
+    for c, (start, length, keep) in enumerate(tqdm(chunks, desc="rollout chunks", disable=not progress)):
+        raw = raw_actions[:, start : start + length]
+        if raw.shape[1] < length:  # past the end: stand still
+            raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
+        video = wm.generate(frame, to_model_actions(wm, raw), state, steps=cfg.steps, sampler=cfg.sampler,
+                            seeds=[s + 7919 * c for s in seeds], guidance=cfg.guidance)  # fmt: skip
+        out.append(video[:, 1:keep])
+        frame = video[:, keep - 1]
+    return torch.cat(out, dim=1)
+
+
+def check_image_size(wm: WorldModel, height: int, width: int) -> None:
+    """Raise ValueError when a start frame's size does not fit the model."""
+    if wm.config.image_size is not None and [height, width] != list(wm.config.image_size):
+        raise ValueError(
+            f"start frame is {height}x{width} pixels but the model was trained at "
+            f"{wm.config.image_size[0]}x{wm.config.image_size[1]}; resize it first"
+        )
+    s = wm.codec.spatial_compression if wm.codec is not None else 1
+    if height % s or width % s:
+        raise ValueError(f"start frame is {height}x{width}; height and width must be multiples of {s}")

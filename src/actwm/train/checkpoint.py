@@ -1,0 +1,228 @@
+"""Crash-safe training checkpoints.
+
+Layout under the run directory::
+
+    checkpoints/step-0000100/config.json         world-model config   (WorldModel.load reads this dir)
+    checkpoints/step-0000100/model.safetensors   live (non-EMA) weights
+    checkpoints/step-0000100/train_state.pt      optimizer, scheduler, EMA, step, losses, RNG states
+    checkpoints/step-0000100/train_config.json   the TrainConfig of the run
+    checkpoints/latest                           text: the name of the newest complete checkpoint
+
+A checkpoint is written into a hidden temp directory (`.tmp-step-...`), every file fsync'ed, and only
+then renamed to `step-XXXXXXX` (a directory rename is atomic), after which `latest` is rewritten
+atomically. Old checkpoints are renamed to `.del-...` before removal. A run killed at any moment thus
+leaves only complete checkpoints plus hidden leftovers, which `clean_partial` removes.
+`train_state.pt` holds only tensors and plain Python containers and is read with
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from actwm.io import atomic_write_json, atomic_write_text, read_json
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+TRAIN_STATE = "train_state.pt"
+TRAIN_CONFIG = "train_config.json"
+REQUIRED = ("config.json", "model.safetensors", TRAIN_STATE, TRAIN_CONFIG)
+_STEP_RE = re.compile(r"^step-(\d{7,})$")
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def step_of(path: str | os.PathLike) -> int:
+    """The optimizer step of a checkpoint directory `.../step-XXXXXXX`."""
+    m = _STEP_RE.match(Path(path).name)
+    if not m:
+        raise ValueError(f"{path}: not a checkpoint directory name (expected step-XXXXXXX)")
+    return int(m.group(1))
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True when `path` is a finished checkpoint directory (all files present)."""
+    path = Path(path)
+    return path.is_dir() and bool(_STEP_RE.match(path.name)) and all((path / f).is_file() for f in REQUIRED)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if is_complete(p)), key=step_of)
+
+
+def find_latest(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint: the one `latest` names if complete, else the highest step."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointer = root / LATEST
+    complete = list_checkpoints(run_dir)
+    if pointer.is_file():
+        named = root / pointer.read_text(encoding="utf-8").strip()
+        if is_complete(named) and (not complete or step_of(named) >= step_of(complete[-1])):
+            return named
+    return complete[-1] if complete else None
+
+
+def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove leftovers of interrupted writes/deletions (`.tmp-*`, `.del-*`); returns what was removed."""
+    root = Path(run_dir) / CHECKPOINTS
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith((".tmp-", ".del-")):
+                _remove(p)
+                removed.append(p)
+    return removed
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    *,
+    save_model: Callable[[Path], Any],
+    train_state: dict[str, Any],
+    train_config: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write checkpoint `step` atomically, point `latest` at it and prune to the newest `keep_last`.
+
+    Args:
+        save_model: writes the world model (config.json + model.safetensors) into the given directory.
+        train_state: tensors / plain containers only (loadable with `weights_only=True`).
+    Returns:
+        the checkpoint directory.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_name(step)
+    tmp = root / f".tmp-{step_name(step)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_model(tmp)
+        torch.save(train_state, tmp / TRAIN_STATE)
+        atomic_write_json(tmp / TRAIN_CONFIG, train_config)
+        _fsync_tree(tmp)
+        if final.exists():  # a stale checkpoint of the same step (e.g. from a run that was not resumed)
+            trash = root / f".del-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, trash)
+            _remove(trash)
+        os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(root)
+    atomic_write_text(root / LATEST, final.name + "\n")
+    prune(run_dir, keep_last)
+    return final
+
+
+def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` complete checkpoints (never the one `latest` names)."""
+    keep = find_latest(run_dir)
+    ckpts = list_checkpoints(run_dir)
+    for p in ckpts[: max(0, len(ckpts) - keep_last)]:
+        if keep is not None and p == keep:
+            continue
+        trash = p.parent / f".del-{p.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(p, trash)
+        _remove(trash)
+
+
+def load_train_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read `train_state.pt` safely (`weights_only=True`, on CPU)."""
+    path = Path(ckpt_dir) / TRAIN_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing training state")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_json_safe(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when it is missing or unreadable (for informational files)."""
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------ RNG states
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states (torch, CUDA, numpy, python) as weights_only-loadable objects."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},  # fmt: skip
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(_python_state_from_plain(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_plain(s: tuple) -> list:
+    version, internal, gauss = s
+    return [version, list(internal), gauss]
+
+
+def _python_state_from_plain(s: list) -> tuple:
+    version, internal, gauss = s
+    return (version, tuple(internal), gauss)
+
+
+__all__ = [
+    "CHECKPOINTS", "LATEST", "TRAIN_STATE", "TRAIN_CONFIG", "step_name", "step_of", "is_complete",
+    "list_checkpoints", "find_latest", "clean_partial", "save_checkpoint", "prune", "load_train_state",
+    "read_json_safe", "rng_state", "set_rng_state",
+]  # fmt: skip
