@@ -130,14 +130,18 @@ class WorldModelConfig:
 # ---------------------------------------------------------------------------------------------
 
 def _tiny(backbone: str) -> dict:
-    # Pixel codecs mirror each real VAE's frame rule (k) and relative spatial compression.
-    spatial, temporal = {"svd": (4, 1), "cosmos": (2, 4), "wan2.1": (2, 4), "wan2.2": (4, 4)}[backbone]
+    # Pixel codecs mirror each real VAE's frame rule (k). Spatial factors keep a patch token (channels x patch
+    # area) no wider than the tiny backbones' 64-d hidden state: a wider token makes the output projection a
+    # low-rank bottleneck that cannot remove the noise (measured: samples stay noise at any training length).
+    spatial, temporal = {"svd": (2, 1), "cosmos": (1, 4), "wan2.1": (1, 4), "wan2.2": (2, 4)}[backbone]
     codec = {"kind": "pixel", "spatial": spatial, "temporal": temporal}
     channels = PixelCodec(codec["spatial"], codec["temporal"]).latent_channels
     if backbone == "svd":
         return dict(backbone_config=svd.tiny_config(channels), codec=codec, image_encoder={"kind": "tiny"},
                     features="sincos", hidden_dim=64, num_freqs=8)  # fmt: skip
     cfg = cosmos.tiny_config(channels) if backbone == "cosmos" else wan.tiny_config(channels)
+    if backbone == "wan2.2":  # 48 latent channels like the real Wan 2.2 VAE: 1x1 patches keep tokens 48-d
+        cfg["patch_size"] = (1, 1, 1)
     return dict(backbone_config=cfg, codec=codec, features="mlp", hidden_dim=64)
 
 

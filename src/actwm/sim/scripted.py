@@ -16,6 +16,7 @@ end-effector position and roll/pitch/yaw plus the commanded gripper value).
 from __future__ import annotations
 
 import math
+from typing import Any
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -171,12 +172,15 @@ class ManipPusher:
         return action.astype(np.float32)
 
 
-def scripted_policy(name: str, rng: np.random.Generator) -> Policy:
-    """A stateful exploration policy `(obs) -> action` for the world `name` ("nav" or "manip")."""
+def scripted_policy(name: str, rng: np.random.Generator, **kwargs: Any) -> Policy:
+    """A stateful exploration policy `(obs) -> action` for the world `name` ("nav" or "manip").
+
+    `kwargs` go to the policy (nav: `speed` m/step, `turn_rate` rad/step), e.g. a slower robot.
+    """
     if name == "nav":
-        return NavExplorer(rng)
+        return NavExplorer(rng, **kwargs)
     if name == "manip":
-        return ManipPusher(rng)
+        return ManipPusher(rng, **kwargs)
     raise ValueError(f"unknown simulator {name!r}; choose from nav, manip")
 
 
@@ -200,11 +204,12 @@ def _realised_actions(name: str, pose_or_state: np.ndarray, commanded: np.ndarra
     return out.astype(np.float32)
 
 
-def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | None, extras: bool) -> Episode:
+def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | None, extras: bool,
+            policy_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
     if not isinstance(frames, (int, np.integer)) or frames < 1:
         raise ValueError(f"frames must be an int >= 1, got {frames!r}")
     rng = np.random.default_rng([seed, 12345] if policy_seed is None else [policy_seed, 54321])
-    policy = scripted_policy(name, rng)
+    policy = scripted_policy(name, rng, **(policy_kwargs or {}))
     obs, info = env.reset(seed=seed)
     keys = ["depth", "segmentation", "intrinsics", "extrinsics"] + (["pose"] if name == "nav" else ["objects"])
     rows: list[dict[str, np.ndarray]] = [obs]
@@ -226,6 +231,7 @@ def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | N
         "static_ids": [int(i) for i in info["static_ids"]],
         "size": int(env.size),
         "policy_seed": policy_seed,
+        "policy_kwargs": dict(policy_kwargs or {}),
         "state_names": list(env.state_names),
         "action_names": list(env.action_names),
         "actions": "realised motion" + (" (gripper: commanded)" if name == "manip" else ""),
@@ -243,7 +249,7 @@ def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | N
 
 
 def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_seed: int | None = None,
-                   extras: bool = True) -> Episode:  # fmt: skip
+                   extras: bool = True, policy_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
     """Run the scripted policy in scene `seed` for `frames` observations and return the episode.
 
     Returns an Episode with frames (T, H, W, 3) uint8, actions (T, D) float32 realised motion (last row
@@ -254,13 +260,13 @@ def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_
 
     env = make(name, size=size, max_steps=max(int(frames), 1))
     try:
-        return _record(env, name, seed, frames, policy_seed, extras)
+        return _record(env, name, seed, frames, policy_seed, extras, policy_kwargs)
     finally:
         env.close()
 
 
 def record_episodes(name: str, *, seeds: list[int], frames: int, size: int = 64, progress: bool = True,
-                    extras: bool = True) -> Iterator[Episode]:  # fmt: skip
+                    extras: bool = True, policy_kwargs: dict[str, Any] | None = None) -> Iterator[Episode]:  # fmt: skip
     """Yield one episode per seed (one env reused), with a tqdm progress bar over episodes."""
     from actwm.sim import make
 
@@ -269,7 +275,7 @@ def record_episodes(name: str, *, seeds: list[int], frames: int, size: int = 64,
     try:
         with tqdm(total=len(seeds), desc=f"simulate {name}", unit="ep", disable=not progress) as bar:
             for s in seeds:
-                ep = _record(env, name, int(s), frames, None, extras)
+                ep = _record(env, name, int(s), frames, None, extras, policy_kwargs)
                 bar.update(1)
                 yield ep
     finally:

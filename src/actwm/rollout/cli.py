@@ -1,0 +1,135 @@
+"""`actwm rollout`: imagine frames from a start frame under an action sequence, write PNGs, mp4 and GIF.
+
+    actwm rollout --checkpoint runs/demo/model --frame start.png --actions actions.npy --out imagined/
+    actwm rollout --checkpoint runs/demo/model --episode runs/demo/data:3 --frames 17 --out imagined/
+
+Actions are raw per-step actions in the action space's units (row t: frame t -> t+1), from `.npy`
+(`(T, D)` or `(N, T, D)` for N candidates), `.csv` (T rows of D numbers) or `.json` (nested lists).
+With `--episode STORE:INDEX` the start frame and (unless `--actions` is given) the true actions come
+from a LeRobot store, and the ground truth is written beside the prediction (`OUT/gt/rollout/`, `OUT/pred/rollout/` PNGs;
+videos in `OUT/videos/`), ready for `actwm eval --gt OUT/gt --pred OUT/pred`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from actwm.io import atomic_write_json
+from actwm.models.world_model import WorldModel
+from actwm.rollout.env import to_tensor, to_uint8
+from actwm.rollout.rollout import RolloutConfig, rollout
+from actwm.video import read_image, write_frames, write_gif, write_mp4
+
+
+def load_actions(path: str | Path, dim: int) -> np.ndarray:
+    """Read raw actions as `(N, T, D)` float32 from .npy / .csv / .json; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: action file does not exist")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif path.suffix == ".csv":
+            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        elif path.suffix == ".json":
+            arr = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+        else:
+            raise ValueError(f"{path}: unsupported action file type {path.suffix!r} (use .npy, .csv or .json)")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read actions ({exc})") from exc
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path}: cannot read actions ({exc})") from exc
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[-1] != dim:
+        raise ValueError(f"{path}: actions must be (T, {dim}) or (N, T, {dim}) for this model, got shape {arr.shape}")
+    if arr.shape[1] < 2:
+        raise ValueError(f"{path}: need actions for at least 2 frames, got {arr.shape[1]}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path}: actions contain NaN or inf")
+    return arr.astype(np.float32)
+
+
+def _episode_inputs(spec: str, frames: int | None, start: int):
+    from actwm.data.lerobot import LeRobotDataset
+
+    root, _, index = spec.rpartition(":")
+    if not root or not index.isdigit():
+        raise ValueError(f"--episode must be STORE:INDEX, got {spec!r}")
+    ep = LeRobotDataset(root).episode(int(index))
+    stop = len(ep) if frames is None else start + frames
+    if start < 0 or stop > len(ep):
+        raise ValueError(f"--episode {spec}: frames [{start}, {stop}) exceed its {len(ep)} frames")
+    return ep.frames[start:stop], ep.actions[start:stop]
+
+
+def write_video_set(out: Path, kind: str, name: str, frames: np.ndarray, fps: float) -> None:
+    """`(T, H, W, 3)` uint8 -> out/kind/name/*.png (one sequence per folder, as `actwm eval` reads them)
+    and out/videos/name_kind.mp4 + .gif."""
+    write_frames(out / kind / name, frames)
+    h, w = frames.shape[1:3]
+    if h % 2 == 0 and w % 2 == 0:
+        write_mp4(out / "videos" / f"{name}_{kind}.mp4", frames, fps)
+    write_gif(out / "videos" / f"{name}_{kind}.gif", frames, fps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="saved world model directory (config.json + model.safetensors)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--frame", help="start frame image (PNG/JPG) at the model's training size")
+    src.add_argument("--episode", help="STORE:INDEX of a LeRobot episode to start from")
+    p.add_argument("--start", type=int, default=0, help="start frame index within --episode")
+    p.add_argument("--frames", type=int, help="frames to imagine with --episode (default: all)")
+    p.add_argument("--actions", help="raw actions file (.npy, .csv, .json)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps")
+    p.add_argument("--sampler", default="euler", choices=["euler", "heun"])
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on actions")
+    p.add_argument("--window", type=int, help="frames per chunk (default: the model's training clip length)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
+    args = p.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"actwm rollout: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    wm = WorldModel.load(args.checkpoint).eval()
+    dim = wm.action_space.dim
+    gt = None
+    if args.episode:
+        gt, true_actions = _episode_inputs(args.episode, args.frames, args.start)
+        start = gt[0]
+        actions = load_actions(args.actions, dim) if args.actions else true_actions[None].astype(np.float32)
+    else:
+        if not args.actions:
+            raise ValueError("--actions is required with --frame")
+        start = read_image(args.frame)
+        actions = load_actions(args.actions, dim)
+    video = rollout(wm, to_tensor(start), torch.from_numpy(actions), cfg=RolloutConfig(
+        steps=args.steps, sampler=args.sampler, guidance=args.guidance, window=args.window, seed=args.seed), progress=True)  # fmt: skip
+    frames = to_uint8(video)
+    fps = args.fps or wm.config.fps or 5.0
+    out = Path(args.out)
+    names = ["rollout"] if len(frames) == 1 else [f"candidate_{i:03d}" for i in range(len(frames))]
+    for name, seq in zip(names, frames):
+        write_video_set(out, "pred", name, seq, fps)
+    if gt is not None:
+        write_video_set(out, "gt", names[0], gt, fps)
+    atomic_write_json(out / "rollout.json", {"checkpoint": str(args.checkpoint), "candidates": len(frames),
+                                             "frames": int(frames.shape[1]), "steps": args.steps, "sampler": args.sampler,
+                                             "seed": args.seed, "guidance": args.guidance, "fps": fps})  # fmt: skip
+    print(f"wrote {len(frames)} rollout(s) of {frames.shape[1]} frames to {out}")
+    return 0
