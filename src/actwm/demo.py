@@ -21,7 +21,7 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,22 @@ class DemoConfig:
     train_episodes: int = 48
     test_episodes: int = 8
     episode_frames: int = 64
+    robot_speed: float = 0.08
+    robot_turn_rate: float = 0.1
     model: str = "wan2.1-tiny"
-    layers: int = 4
-    heads: int = 4
+    spatial: int = 2
+    layers: int = 2
+    heads: int = 6
+    features: str = "sincos"
     hidden_dim: int = 128
-    passive_steps: int = 600
-    action_steps: int = 900
+    passive_steps: int = 800
+    action_steps: int = 2200
     scratch: bool = True
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 1e-3
+    # EgoWM trains the action module at 10x a 1e-5 base lr. At this demo's 1e-3 base lr, 10x (1e-2) collapsed
+    # the tiny encoder to a constant (embedding std across actions -> 0, no action effect); 1x kept it alive.
+    action_lr_mult: float = 1.0
     horizon: int = 8
     eval_frames: int = 17
     eval_clips: int = 24
@@ -59,12 +66,11 @@ class DemoConfig:
     scs: bool = True
     seed: int = 0
     threads: int = 1
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def quick(cls, **kw: Any) -> "DemoConfig":
-        base = dict(train_episodes=12, test_episodes=3, episode_frames=40, layers=2, heads=2, hidden_dim=64,
-                    passive_steps=60, action_steps=60, scratch=False, batch_size=8, eval_clips=6, sample_steps=4)  # fmt: skip
+        base = dict(train_episodes=12, test_episodes=3, episode_frames=40, passive_steps=150, action_steps=250,
+                    scratch=False, eval_clips=6, sample_steps=6)  # fmt: skip
         return cls(**{**base, **kw})
 
     def __post_init__(self) -> None:
@@ -86,13 +92,17 @@ class StageClock:
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.stages[name] = {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_mb, 1)}
+        prev = self.stages.get(name, {})  # a resumed stage adds to the time it already spent
+        self.stages[name] = {"seconds": round(prev.get("seconds", 0.0) + time.perf_counter() - t0, 2),
+                             "peak_rss_mb": round(max(peak_mb, prev.get("peak_rss_mb", 0.0)), 1)}  # fmt: skip
         self._write()
         return result
 
     def record(self, name: str, seconds: float, peak_rss_mb: float) -> None:
         """A stage measured elsewhere (a child process); not counted in the wall-clock total."""
-        self.stages[name] = {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb, 1), "parallel": True}
+        prev = self.stages.get(name, {})
+        self.stages[name] = {"seconds": round(prev.get("seconds", 0.0) + seconds, 2),
+                             "peak_rss_mb": round(max(peak_rss_mb, prev.get("peak_rss_mb", 0.0)), 1), "parallel": True}  # fmt: skip
         self._write()
 
     def _write(self) -> None:
@@ -112,24 +122,30 @@ def simulate_data(cfg: DemoConfig, out: Path) -> Path:
         print(f"dataset exists: {data}")
         return data
     simulate("nav", data, episodes=cfg.train_episodes, frames=cfg.episode_frames, size=cfg.size, seed=cfg.seed,
-             test_episodes=cfg.test_episodes)  # fmt: skip
+             test_episodes=cfg.test_episodes, policy_kwargs={"speed": cfg.robot_speed, "turn_rate": cfg.robot_turn_rate})  # fmt: skip
     return data
 
 
 def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
-    from actwm.models import wan
+    """The demo's tiny backbone: the preset's class, a pixel codec with spatial factor `cfg.spatial`, and a
+    hidden width no smaller than a patch token (wider tokens make a low-rank bottleneck)."""
+    from actwm.models import svd, wan
     from actwm.models.world_model import get_preset
 
     base = get_preset(cfg.model)
-    overrides: dict[str, Any] = {"hidden_dim": cfg.hidden_dim}
+    k = base.codec["temporal"]
+    channels = 3 * cfg.spatial * cfg.spatial * k
+    overrides: dict[str, Any] = {"hidden_dim": cfg.hidden_dim, "features": cfg.features,
+                                 "codec": {"kind": "pixel", "spatial": cfg.spatial, "temporal": k}}  # fmt: skip
     if base.family == "svd":  # EDM's own defaults suit a pixel-space tiny model better than SVD's high-noise ones
         overrides["objective"] = {"p_mean": -1.2, "p_std": 1.2, "sigma_max": 80.0}
-    else:
+        overrides["backbone_config"] = svd.tiny_config(channels)
+    elif base.family == "wan":
         overrides["objective"] = {"shift": 1.0}
-    if base.family == "wan":
-        channels = base.backbone_config["in_channels"]
         overrides["backbone_config"] = dict(wan.tiny_config(channels), num_layers=cfg.layers, num_attention_heads=cfg.heads,
-                                            ffn_dim=64 * cfg.heads)  # fmt: skip
+                                            attention_head_dim=32, ffn_dim=64 * cfg.heads)  # fmt: skip
+    else:
+        raise ValueError(f"DemoConfig.model: the demo supports svd and wan tiny presets, got {cfg.model!r}")
     return overrides
 
 
@@ -146,6 +162,7 @@ def train_stage(cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: 
     tcfg = TrainConfig.preset(
         "tiny-cpu", data=str(data), out=str(run), model=cfg.model, model_overrides=_model_overrides(cfg),
         init_from=str(init_from) if init_from else None, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        action_lr_mult=cfg.action_lr_mult,
         passive=passive, horizon=cfg.horizon, size=cfg.size, action_mode="cumulative", seed=cfg.seed,
         checkpoint_every=max(steps // 3, 1), resume=True, threads=cfg.threads, warmup_steps=min(50, steps // 10),
     )  # fmt: skip
@@ -173,12 +190,23 @@ def eval_clips(cfg: DemoConfig, data: Path) -> list[dict[str, Any]]:
     for i in test:
         ep = store.episode(i)
         starts = range(0, len(ep) - cfg.eval_frames + 1, cfg.eval_frames - 1)
-        for s in list(starts)[:per_episode]:
+        seg = ep.extras.get("segmentation")
+        static = set(int(i) for i in ep.meta.get("static_ids", []))
+        for s in [s for s in starts if _has_structure(seg, static, s)][:per_episode]:
             sl = slice(s, s + cfg.eval_frames)
             clips.append({"name": f"ep{i:03d}_t{s:03d}", "frames": ep.frames[sl], "actions": ep.actions[sl],
                           "segmentation": ep.extras.get("segmentation", None)[sl] if "segmentation" in ep.extras else None,
                           "static_ids": ep.meta.get("static_ids", [])})  # fmt: skip
     return clips[: cfg.eval_clips]
+
+
+def _has_structure(seg: np.ndarray | None, static: set[int], start: int) -> bool:
+    """True when frame `start` shows a static structure that SCS can track (same rule as `actwm eval`)."""
+    from actwm.eval.prompts import structures_from_segmentation
+
+    if seg is None:
+        return True
+    return len(structures_from_segmentation(seg[start], static_ids=sorted(static))[1]) > 0
 
 
 def shuffled_order(n: int) -> list[int]:
@@ -195,9 +223,12 @@ def write_rollouts(cfg: DemoConfig, model_dir: Path, clips: list[dict[str, Any]]
     from actwm.video import write_frames
 
     done = out / "done.json"
-    if done.is_file() and read_json(done).get("model") == str(model_dir):
+    names = [c["name"] for c in clips]
+    if done.is_file() and read_json(done).get("model") == str(model_dir) and read_json(done).get("clips") == names:
         print(f"rollouts exist: {out}")
         return out
+    if out.exists():
+        shutil.rmtree(out)
     wm = WorldModel.load(model_dir).eval()
     order = shuffled_order(len(clips))
     first = torch.cat([to_tensor(c["frames"][0]) for c in clips])
@@ -214,7 +245,7 @@ def write_rollouts(cfg: DemoConfig, model_dir: Path, clips: list[dict[str, Any]]
         if clip["segmentation"] is not None:
             np.save(gt / "segmentation.npy", clip["segmentation"].astype(np.int32))
             atomic_write_json(gt / "meta.json", {"static_ids": [int(i) for i in clip["static_ids"]]})
-    atomic_write_json(done, {"model": str(model_dir), "clips": [c["name"] for c in clips], "shuffled_from": order})
+    atomic_write_json(done, {"model": str(model_dir), "clips": names, "shuffled_from": order})
     return out
 
 

@@ -213,12 +213,13 @@ def _subfolder(family: str) -> str:
 
 
 def _is_local(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or os.path.sep in source.rstrip("/").split("/", 1)[0] or Path(source).exists()
+    """A path (absolute, relative with ./ or ../, ~, or existing on disk) rather than an `org/name` hub id."""
+    return source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().exists()
 
 
 def load_pretrained_component(cls: Any, source: str, subfolder: str | None, what: str, **kwargs: Any) -> nn.Module:
     """`cls.from_pretrained(source, subfolder=...)` with clear errors for missing local dirs and offline hubs."""
-    if _is_local(source) or Path(source).is_absolute():
+    if _is_local(source):
         root = Path(source).expanduser()
         folder = root / subfolder if subfolder else root
         if not folder.is_dir():
