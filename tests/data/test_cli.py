@@ -109,3 +109,20 @@ def test_convert_sigkilled_then_rerun(tmp_path, make_gnm):
         np.testing.assert_array_equal(a.episode(i).frames, b.episode(i).frames)
         np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
         assert a.episode_meta(i)["split"] == b.episode_meta(i)["split"]
+
+
+def test_simulate_slower_robot_from_cli(tmp_path, capsys):
+    import numpy as np
+
+    from actwm.data.cli import main
+    from actwm.data.lerobot import LeRobotDataset
+
+    out = tmp_path / "slow"
+    rc = main(["simulate", "nav", "--episodes", "1", "--frames", "12", "--size", "32", "--out", str(out),
+               "--robot-speed", "0.05", "--robot-turn-rate", "0.08", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    ep = LeRobotDataset(out).episode(0)
+    assert np.abs(ep.actions[:, 2]).max() <= 0.08 + 1e-5
+    assert main(["simulate", "manip", "--episodes", "1", "--frames", "3", "--out", str(tmp_path / "m"),
+                 "--robot-speed", "0.1", "--no-progress"]) == 1  # fmt: skip
+    assert "nav world only" in capsys.readouterr().err

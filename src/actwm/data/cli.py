@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--frames-per-file", type=int, default=2000)
     s.add_argument("--crf", type=int, default=0, help="H.264 quality, 0 = lossless coding (default)")
     s.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
+    s.add_argument("--robot-speed", type=float, help="nav explorer forward speed, m per step (default 0.17; the demo uses 0.08)")
+    s.add_argument("--robot-turn-rate", type=float, help="nav explorer max turn, rad per step (default 0.3; the demo uses 0.1)")
     s.add_argument("--no-progress", action="store_true")
 
     c = sub.add_parser("convert", help="convert a dataset to LeRobot v3.0 (resumes a partial DST)")
@@ -102,6 +104,14 @@ def _print_info(summary: dict) -> None:
             print(f"    {s:>4}: {_fmt(v)}")
 
 
+def _policy_kwargs(args: argparse.Namespace) -> dict[str, float] | None:
+    """The nav explorer's speed/turn-rate overrides from the command line (None when not given)."""
+    kw = {k: v for k, v in (("speed", args.robot_speed), ("turn_rate", args.robot_turn_rate)) if v is not None}
+    if kw and args.world != "nav":
+        raise ValueError("--robot-speed / --robot-turn-rate apply to the nav world only")
+    return kw or None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -109,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             out = simulate(
                 args.world, args.out, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.seed,
                 test_episodes=args.test_episodes, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
-                progress=not args.no_progress,
+                progress=not args.no_progress, policy_kwargs=_policy_kwargs(args),
             )  # fmt: skip
             _print_info(info_summary(out))
         elif args.cmd == "convert":
