@@ -29,12 +29,7 @@ OFFICIAL_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _flush_denormals():
-    """Random test weights make CPU convs hit denormal floats (10x slower); flush them in tests only."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
 @pytest.fixture(scope="module")

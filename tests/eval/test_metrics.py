@@ -84,12 +84,7 @@ def test_resize_option():
 # --------------------------------------------------------------------------------------------- FID
 
 
-@pytest.fixture(autouse=True)
-def _flush_denormals():
-    """Random test weights make CPU convs hit denormal floats (10x slower); flush them in tests only."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
 
