@@ -38,14 +38,25 @@ def _save_wan(root):
     _wan_vae(root)
 
 
-SAVERS = {"svd": _save_svd, "cosmos": _save_cosmos, "wan2.1": _save_wan}
+def _save_wan_i2v(root):
+    """Wan 2.1 I2V layout: channel-concat transformer (in = 2*4 + 4) with CLIP image cross-attention."""
+    from diffusers import WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    cfg = dict(wan.tiny_config(4, concat_mask=4), image_dim=32, added_kv_proj_dim=64)
+    WanTransformer3DModel(**cfg).save_pretrained(root / "transformer")
+    CLIPVisionModel(CLIPVisionConfig(**svd.tiny_image_encoder_config())).save_pretrained(root / "image_encoder")
+    _wan_vae(root)
+
+
+SAVERS = {"svd": _save_svd, "cosmos": _save_cosmos, "wan2.1": _save_wan, "wan2.1-i2v": _save_wan_i2v}
 
 
 @pytest.mark.parametrize("backbone", list(SAVERS))
 def test_from_pretrained_local_directory(backbone, tmp_path):
     SAVERS[backbone](tmp_path)
     assert any((tmp_path).rglob("diffusion_pytorch_model.safetensors"))
-    wm = WorldModel.from_pretrained(str(tmp_path), backbone=backbone, action_space="nav3", hidden_dim=32).eval()
+    wm = WorldModel.from_pretrained(str(tmp_path), backbone=backbone.removesuffix("-i2v"), action_space="nav3", hidden_dim=32).eval()
     k = wm.codec.temporal_compression
     assert k == (1 if backbone == "svd" else 4)
     frames = 5
@@ -53,7 +64,7 @@ def test_from_pretrained_local_directory(backbone, tmp_path):
     actions = torch.randn(1, frames, 3)
     x0 = wm.encode(video)
     assert x0.shape[:3] == (1, 1 + (frames - 1) // k, 4)
-    cond = wm.condition(video[:, 0], x0[:, 0])
+    cond = wm.condition(video[:, 0], x0[:, 0], frames=frames)
     t = torch.tensor([0.5])
     with torch.no_grad():
         noisy = torch.randn_like(x0)
@@ -99,3 +110,52 @@ def test_cosmos_zero_padding_channel_matches_model_own_padding(monkeypatch):
 
     adapter = CosmosAdapter(CosmosTransformer3DModel(**dict(cosmos.tiny_config(4), concat_padding_mask=True)))
     assert adapter._pad_channel and not adapter.backbone.config.concat_padding_mask
+
+
+def test_wan_i2v_condition_matches_official_pipeline(tmp_path):
+    """Our channel-concat input [noisy, mask, padded-video latents] equals what diffusers' WanImageToVideoPipeline
+    builds (`prepare_latents`), and the CLIP branch feeds the transformer's image cross-attention."""
+    import types
+
+    from diffusers import WanImageToVideoPipeline
+
+    _save_wan_i2v(tmp_path)
+    wm = WorldModel.from_pretrained(str(tmp_path), backbone="wan2.1", action_space="nav3", hidden_dim=32).eval()
+    adapter = wm.adapter
+    assert adapter.concat_condition and adapter.mask_channels == 4 and not adapter.replaces_first_frame
+    assert wm.config.image_encoder == {"source": str(tmp_path), "subfolder": "image_encoder"}
+    frames, size = 9, 32
+    image = torch.rand(2, 3, size, size) * 2 - 1
+    cond = wm.condition(image, frames=frames)
+    noisy = torch.randn(2, 3, 4, size // 8, size // 8)
+    ours = adapter._concat_input(noisy, cond)  # (b, f, 2C + k, h, w)
+
+    vae = wm.codec.vae
+    fake = types.SimpleNamespace(vae=vae, vae_scale_factor_temporal=4, vae_scale_factor_spatial=8,
+                                 config=types.SimpleNamespace(expand_timesteps=False))  # fmt: skip
+    with torch.no_grad():  # the pipeline encodes one image and repeats it over its batch: one call per image
+        official = torch.cat([
+            WanImageToVideoPipeline.prepare_latents(fake, image[i : i + 1], 1, 4, size, size, frames, torch.float32, "cpu")[1]
+            for i in range(2)
+        ]).permute(0, 2, 1, 3, 4)  # (b, c, f, h, w) -> (b, f, c, h, w)  # fmt: skip
+    torch.testing.assert_close(ours[:, :, 4:], official, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ours[:, :, :4], noisy)
+    assert cond["image"].shape == (2, 17, 32)  # CLIP penultimate hidden states: 16 patches + CLS
+    t = torch.tensor([0.3, 0.7])
+    actions = torch.randn(2, frames, 3)
+    with torch.no_grad():
+        base = wm(noisy, t, cond, actions)
+        other = wm(noisy, t, dict(cond, image=torch.randn_like(cond["image"])), actions)
+    assert base.shape == noisy.shape and not torch.equal(base, other)  # the image branch is used
+
+
+def test_wan_i2v_needs_clip_encoder_and_512_text_tokens():
+    from diffusers import WanTransformer3DModel
+
+    cfg = dict(wan.tiny_config(4, concat_mask=4), image_dim=32, added_kv_proj_dim=64)
+    with pytest.raises(ValueError, match="image encoder"):
+        wan.WanAdapter(WanTransformer3DModel(**cfg), text_tokens=512)
+    with pytest.raises(ValueError, match="text_tokens=512"):
+        wan.WanAdapter(WanTransformer3DModel(**cfg), text_tokens=1, image_encoder=torch.nn.Identity())
+    with pytest.raises(ValueError, match="2 \\* out \\+ k"):
+        wan.WanAdapter(WanTransformer3DModel(**dict(wan.tiny_config(4), in_channels=6)))

@@ -22,7 +22,7 @@ def inputs(wm, batch=2, size=32, dim=3, seed=0):
     video = torch.rand(batch, t_frames, 3, size, size, generator=g) * 2 - 1
     actions = torch.randn(batch, t_frames, dim, generator=g)
     x0 = wm.encode(video)
-    cond = wm.condition(video[:, 0], x0[:, 0])
+    cond = wm.condition(video[:, 0], x0[:, 0], frames=t_frames)
     noisy = torch.randn(x0.shape, generator=g)
     t = torch.tensor([0.4, 0.8][:batch]) if wm.objective.name == "flow" else torch.tensor([0.5, 4.0][:batch])
     return video, actions, x0, cond, noisy, t
@@ -97,7 +97,7 @@ def test_save_load_round_trip(backbone, tmp_path):
         assert torch.equal(wm(noisy, t, cond, actions), loaded(noisy, t, cond, actions))
     video = torch.rand(1, actions.shape[1], 3, 32, 32) * 2 - 1
     with torch.no_grad():  # conditioning (incl. SVD's tiny CLIP tower) survives the round trip too
-        c1, c2 = wm.condition(video[:, 0]), loaded.condition(video[:, 0])
+        c1, c2 = wm.condition(video[:, 0], frames=video.shape[1]), loaded.condition(video[:, 0], frames=video.shape[1])
     assert all(torch.equal(c1[k], c2[k]) for k in c1)
 
 

@@ -3,9 +3,14 @@
 Assumptions:
 - Latents: the Wan VAE: Wan 2.1 16 channels, spatial 8; Wan 2.2 TI2V 48 channels, spatial 16; both
   temporal k=4, normalised by the VAE's `latents_mean`/`latents_std`.
-- First frame: its clean latent replaces latent frame 0 and that frame's tokens get timestep 0 (Wan 2.2
-  TI2V's own image-to-video mode). Wan 2.1 1.3B is a text-to-video model; we give it the same
-  frame-0 conditioning, learned during fine-tuning.
+- First frame, chosen by the transformer's channels, as the official checkpoints do:
+  - `in_channels == out_channels` (Wan 2.1 T2V, Wan 2.2 TI2V): the clean latent replaces latent frame 0
+    and that frame's tokens get timestep 0 (Wan 2.2 TI2V's own image-to-video mode). Wan 2.1 1.3B is a
+    text-to-video model; it learns this frame-0 conditioning during fine-tuning.
+  - `in_channels == 2 * out_channels + k` (Wan 2.1 I2V: 36 = 16 + 4 + 16): channel concatenation. Every
+    latent frame gets `[noisy latent, k mask channels (1 on latent frame 0), latent of the video
+    (first frame, then grey frames)]`; all frames are generated at one timestep. A transformer with
+    `image_dim` (the 14B I2V) also cross-attends to the first frame's CLIP penultimate hidden states.
 - Objective: flow matching; input `(1 - t) x0 + t eps`, output the velocity `eps - x0`, `timestep = 1000 t`.
 - Injection: per-token timesteps `(batch, tokens)`; a forward hook on
   `condition_embedder.time_embedder` adds the action embedding of each token's frame to `temb`, which
@@ -22,18 +27,43 @@ from torch import nn
 
 from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
 
-HUB_IDS = {"wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-TI2V-5B-Diffusers"}
+HUB_IDS = {"wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+           "wan2.1-i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"}
+I2V_TEXT_TOKENS = 512  # the padded UMT5 context length Wan's image cross-attention assumes
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class WanAdapter(BackboneAdapter):
     family = "wan"
     objective = "flow"
-    replaces_first_frame = True
 
-    def __init__(self, transformer: nn.Module, text_tokens: int = 1) -> None:
+    def __init__(self, transformer: nn.Module, text_tokens: int = 1, image_encoder: nn.Module | None = None) -> None:
         super().__init__(transformer)
+        cfg = transformer.config
         self._tokens_per_frame = 0
-        self.register_buffer("text_context", torch.zeros(1, text_tokens, transformer.config.text_dim))
+        self.concat_condition = cfg.in_channels != cfg.out_channels
+        self.mask_channels = cfg.in_channels - 2 * cfg.out_channels if self.concat_condition else 0
+        if self.concat_condition and self.mask_channels < 1:
+            raise ValueError(
+                f"Wan transformer in_channels={cfg.in_channels}, out_channels={cfg.out_channels}: expected equal "
+                f"(frame-0 replacement) or in = 2 * out + k mask channels (channel-concat image-to-video)"
+            )
+        self.replaces_first_frame = not self.concat_condition
+        if cfg.get("image_dim") is not None and image_encoder is None:
+            raise ValueError(
+                f"this Wan transformer cross-attends to CLIP image features (image_dim={cfg.image_dim}): provide its "
+                f"image encoder (the pipeline's image_encoder/ folder, a CLIPVisionModel)"
+            )
+        if cfg.get("image_dim") is not None and text_tokens != I2V_TEXT_TOKENS:
+            raise ValueError(
+                f"a Wan transformer with image cross-attention splits its context as [image, {I2V_TEXT_TOKENS} text "
+                f"tokens] (diffusers hard-codes 512): set text_tokens={I2V_TEXT_TOKENS}, got {text_tokens}"
+            )
+        self.image_encoder = image_encoder
+        if image_encoder is not None:
+            image_encoder.requires_grad_(False)
+        self.register_buffer("text_context", torch.zeros(1, text_tokens, cfg.text_dim))
 
     @property
     def emb_dim(self) -> int:
@@ -45,7 +75,8 @@ class WanAdapter(BackboneAdapter):
             latent_channels=codec.latent_channels,
             spatial_compression=codec.spatial_compression,
             temporal_compression=codec.temporal_compression,
-            first_frame="clean latent replaces latent frame 0, whose tokens get timestep 0",
+            first_frame=(f"channel concat: [noisy, {self.mask_channels} mask channels, latent of (first frame, grey frames)]"
+                         if self.concat_condition else "clean latent replaces latent frame 0, whose tokens get timestep 0"),
             objective="flow: flow-matching velocity (eps - x0), timestep 1000 t",
             emb_dim=self.emb_dim,
             injection_sites=f"temb -> time_proj of all {len(self.backbone.blocks)} blocks + output norm",
@@ -60,9 +91,28 @@ class WanAdapter(BackboneAdapter):
 
         self._hook(self.backbone.condition_embedder.time_embedder, add_to_temb)
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> Condition:
+    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor,
+                  padded_latents: torch.Tensor | None = None) -> Condition:  # fmt: skip
+        """`padded_latents` `(b, f, C, h, w)`: the codec's latents of (first frame, grey frames...), needed
+        (and only used) by channel-concat transformers."""
         b = first_latent.shape[0]
-        return {"latent": first_latent, "context": self.text_context.expand(b, -1, -1)}
+        cond = {"latent": first_latent, "context": self.text_context.expand(b, -1, -1)}
+        if self.concat_condition:
+            if padded_latents is None:
+                raise ValueError("a channel-concat Wan transformer needs padded_latents (the first frame's padded video latents)")
+            cond["padded"] = padded_latents
+        if self.image_encoder is not None:
+            cond["image"] = clip_hidden_states(self.image_encoder, first_frame)
+        return cond
+
+    def _concat_input(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """`(b, f, C, h, w)` noisy latents -> `(b, f, 2C + k, h, w)` [noisy, mask, padded condition]."""
+        padded = cond["padded"]
+        if padded.shape[1] != x.shape[1]:
+            raise ValueError(f"condition has {padded.shape[1]} latent frames, the noisy latents {x.shape[1]}")
+        mask = torch.zeros(x.shape[0], x.shape[1], self.mask_channels, *x.shape[-2:], dtype=x.dtype, device=x.device)
+        mask[:, 0] = 1.0
+        return torch.cat([x, mask, padded.to(x.dtype)], dim=2)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         self.check_latents(x, self._emb)
@@ -70,23 +120,43 @@ class WanAdapter(BackboneAdapter):
         _, ph, pw = self.backbone.config.patch_size
         self._tokens_per_frame = (h // ph) * (w // pw)
         dtype = self.backbone.dtype
-        x = torch.cat([cond["latent"].unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
         t_frames = repeat(t.float() * 1000.0, "b -> b f", f=f).clone()
-        t_frames[:, 0] = 0.0
+        if self.concat_condition:
+            x = self._concat_input(x, cond)
+        else:
+            x = torch.cat([cond["latent"].unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
+            t_frames[:, 0] = 0.0
         t_tokens = repeat(t_frames, "b f -> b (f n)", n=self._tokens_per_frame)
+        extra = {"encoder_hidden_states_image": cond["image"].to(dtype)} if "image" in cond else {}
         out = self.backbone(
             rearrange(x, "b f c h w -> b c f h w").to(dtype),
             timestep=t_tokens,
             encoder_hidden_states=cond["context"].to(dtype),
             return_dict=False,
+            **extra,
         )[0]
         return rearrange(out, "b c f h w -> b f c h w").float()
 
 
-def tiny_config(latent_channels: int) -> dict:
-    """A tiny real Wan transformer (2 layers, 2 heads x 32)."""
+def clip_hidden_states(image_encoder: nn.Module, first_frame: torch.Tensor) -> torch.Tensor:
+    """`(b, 3, H, W)` frames in [-1, 1] -> `(b, tokens, width)` CLIP penultimate hidden states, as Wan I2V uses.
+
+    Resizes to the encoder's image size (bicubic) and applies CLIP's mean/std, like `CLIPImageProcessor`.
+    """
+    size = image_encoder.config.image_size
+    x = torch.nn.functional.interpolate((first_frame + 1) / 2, size=(size, size), mode="bicubic", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    x = ((x.clamp(0, 1) - mean) / std).to(image_encoder.dtype)
+    return image_encoder(pixel_values=x, output_hidden_states=True).hidden_states[-2]
+
+
+def tiny_config(latent_channels: int, concat_mask: int = 0) -> dict:
+    """A tiny real Wan transformer (2 layers, 2 heads x 32); `concat_mask` = k makes it a channel-concat
+    image-to-video transformer like Wan 2.1 I2V (in_channels = 2 * latent_channels + k)."""
+    in_channels = 2 * latent_channels + concat_mask if concat_mask else latent_channels
     return dict(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=latent_channels,
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=in_channels,
         out_channels=latent_channels, text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
     )  # fmt: skip
@@ -107,4 +177,13 @@ def wan22_ti2v_5b_config() -> dict:
         patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
         text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+    )  # fmt: skip
+
+
+def wan21_i2v_14b_config() -> dict:
+    """Wan 2.1 I2V 14B (480P) transformer config: channel-concat first frame + CLIP image cross-attention."""
+    return dict(
+        patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
+        text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024,
     )  # fmt: skip

@@ -57,7 +57,8 @@ class WorldModelConfig:
         codec: {"kind": "pixel", "spatial": s, "temporal": k} or {"kind": "svd-vae"|"wan-vae", "source": hub id
             or local dir, "subfolder": "vae"}.
         source: hub id or local directory the pretrained backbone came from (None: built from config).
-        image_encoder: SVD only: None (learned null context), {"kind": "tiny"} or {"source": ..., "subfolder": ...}.
+        image_encoder: SVD (CLIP image embeds; None = learned null context) and Wan 2.1 I2V (CLIP hidden states):
+            None, {"kind": "tiny"} or {"source": ..., "subfolder": ...}.
         features: action features, "sincos" (SVD variant) or "mlp" (Cosmos variant).
         hidden_dim, num_freqs, max_freq: action encoder sizes.
         state_dim: size of the initial-state embedding (0 = off).
@@ -160,6 +161,20 @@ def _full(backbone: str) -> dict:
                 codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"})  # fmt: skip
 
 
+def _tiny_i2v(backbone: str) -> dict:
+    """Tiny Wan 2.1 I2V: channel-concat first frame (in = 2C + k), no CLIP branch."""
+    codec = {"kind": "pixel", "spatial": 1, "temporal": 4}
+    channels = PixelCodec(1, 4).latent_channels
+    return dict(backbone_config=wan.tiny_config(channels, concat_mask=4), codec=codec, features="mlp", hidden_dim=64)
+
+
+def _full_i2v(backbone: str) -> dict:
+    hub = wan.HUB_IDS["wan2.1-i2v"]
+    return dict(backbone_config=wan.wan21_i2v_14b_config(), source=hub, features="mlp", hidden_dim=1024,
+                codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
+                image_encoder={"source": hub, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS)  # fmt: skip
+
+
 # The SVD img2vid-xt UNet is the class's default config.
 _SVD_FULL = dict(
     in_channels=8, out_channels=4,
@@ -174,17 +189,22 @@ PRESETS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "cosmos-tiny": ("cosmos", _tiny),
     "wan2.1-tiny": ("wan2.1", _tiny),
     "wan2.2-tiny": ("wan2.2", _tiny),
+    "wan2.1-i2v-tiny": ("wan2.1", _tiny_i2v),
     "svd": ("svd", _full),
     "cosmos2-2b": ("cosmos", _full),
     "wan2.1-1.3b": ("wan2.1", _full),
     "wan2.2-ti2v-5b": ("wan2.2", _full),
+    "wan2.1-i2v-14b": ("wan2.1", _full_i2v),
 }
-TINY_PRESETS = {"svd": "svd-tiny", "cosmos": "cosmos-tiny", "wan2.1": "wan2.1-tiny", "wan2.2": "wan2.2-tiny"}
+# The tiny preset of each backbone variant (tests and benchmarks parametrise over these).
+TINY_PRESETS = {"svd": "svd-tiny", "cosmos": "cosmos-tiny", "wan2.1": "wan2.1-tiny", "wan2.2": "wan2.2-tiny",
+                "wan2.1-i2v": "wan2.1-i2v-tiny"}  # fmt: skip
 
 
 def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **overrides: Any) -> WorldModelConfig:
-    """A named preset (`svd-tiny`, `cosmos-tiny`, `wan2.1-tiny`, `wan2.2-tiny`, `svd`, `cosmos2-2b`,
-    `wan2.1-1.3b`, `wan2.2-ti2v-5b`; `tiny` alone means `wan2.1-tiny`) for an action space, with overrides."""
+    """A named preset (`svd-tiny`, `cosmos-tiny`, `wan2.1-tiny`, `wan2.2-tiny`, `wan2.1-i2v-tiny`, `svd`,
+    `cosmos2-2b`, `wan2.1-1.3b`, `wan2.2-ti2v-5b`, `wan2.1-i2v-14b`; `tiny` alone means `wan2.1-tiny`) for an
+    action space, with overrides."""
     if name == "tiny":
         name = "wan2.1-tiny"
     if name not in PRESETS:
@@ -252,18 +272,18 @@ def build_codec(spec: dict, dtype: torch.dtype | None = None) -> Codec:
     return WanVaeCodec(vae.requires_grad_(False).eval(), sigma_data=float(spec.get("sigma_data", 1.0)))
 
 
-def _build_image_encoder(spec: dict | None, dtype: torch.dtype | None) -> nn.Module | None:
+def _build_image_encoder(spec: dict | None, dtype: torch.dtype | None, family: str = "svd") -> nn.Module | None:
+    """SVD: `CLIPVisionModelWithProjection` (image embeds); Wan I2V: `CLIPVisionModel` (hidden states)."""
     if spec is None:
         return None
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
+    cls = CLIPVisionModel if family == "wan" else CLIPVisionModelWithProjection
     if spec.get("kind") == "tiny":
         torch.manual_seed(0)  # the frozen tiny tower is part of the saved weights anyway
-        return CLIPVisionModelWithProjection(CLIPVisionConfig(**svd.tiny_image_encoder_config()))
+        return cls(CLIPVisionConfig(**svd.tiny_image_encoder_config()))
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
-    return load_pretrained_component(
-        CLIPVisionModelWithProjection, spec["source"], spec.get("subfolder"), "SVD image encoder", **kwargs
-    )
+    return load_pretrained_component(cls, spec["source"], spec.get("subfolder"), f"{family} image encoder", **kwargs)
 
 
 def _make_adapter(cfg: WorldModelConfig, backbone: nn.Module, codec: Codec | None, image_encoder) -> BackboneAdapter:
@@ -272,7 +292,7 @@ def _make_adapter(cfg: WorldModelConfig, backbone: nn.Module, codec: Codec | Non
         return svd.SVDAdapter(backbone, image_encoder=image_encoder, cond_scale=cond_scale)
     if cfg.family == "cosmos":
         return cosmos.CosmosAdapter(backbone, text_tokens=cfg.text_tokens)
-    return wan.WanAdapter(backbone, text_tokens=cfg.text_tokens)
+    return wan.WanAdapter(backbone, text_tokens=cfg.text_tokens, image_encoder=image_encoder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,8 +335,8 @@ class WorldModel(nn.Module):
         """
         backbone = _backbone_class(cfg.family).from_config(copy.deepcopy(cfg.backbone_config))
         codec = build_codec(cfg.codec, dtype) if (load_codec or cfg.codec["kind"] == "pixel") else None
-        image_encoder = _build_image_encoder(cfg.image_encoder, dtype) if load_codec or _is_tiny_encoder(cfg) else None
-        if cfg.family == "svd" and cfg.image_encoder is not None and image_encoder is None:
+        image_encoder = _build_image_encoder(cfg.image_encoder, dtype, cfg.family) if load_codec or _is_tiny_encoder(cfg) else None
+        if cfg.image_encoder is not None and image_encoder is None:
             image_encoder = nn.Identity()  # placeholder for sizing without weights
         return cls(cfg, backbone, codec, image_encoder)
 
@@ -357,11 +377,13 @@ class WorldModel(nn.Module):
             fields_ = dict(asdict(base), source=source, preset=f"{backbone}@{source}",
                            codec={"kind": kind, "source": source, "subfolder": "vae"},
                            image_encoder={"source": source, "subfolder": "image_encoder"} if family == "svd" else None)  # fmt: skip
+            if family == "wan" and model.config.get("image_dim") is not None:  # Wan 2.1 I2V: CLIP image cross-attention
+                fields_.update(image_encoder={"source": source, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS)
             fields_.update(overrides)
             config = WorldModelConfig(**fields_)
         config.backbone_config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
         codec = build_codec(config.codec, dtype)
-        image_encoder = _build_image_encoder(config.image_encoder, dtype)
+        image_encoder = _build_image_encoder(config.image_encoder, dtype, family)
         return cls(config, model, codec, image_encoder)
 
     # -- trainable parts ---------------------------------------------------------------------------
@@ -433,14 +455,27 @@ class WorldModel(nn.Module):
         with torch.no_grad():
             return self._require_codec().decode(latents)
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor | None = None) -> Condition:
-        """Conditioning for `(b, 3, H, W)` start frames in [-1, 1]."""
+    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor | None = None,
+                  frames: int | None = None) -> Condition:  # fmt: skip
+        """Conditioning for `(b, 3, H, W)` start frames in [-1, 1].
+
+        `frames`: pixel frames of the clip to generate; needed by channel-concat backbones (Wan 2.1 I2V),
+        whose condition is the codec's latents of (first frame, grey frames...) over the whole clip.
+        """
         if first_frame.ndim != 4 or first_frame.shape[1] != 3:
             raise ValueError(f"first frame must be (batch, 3, height, width), got {tuple(first_frame.shape)}")
         if first_latent is None:
             first_latent = self.encode(first_frame.unsqueeze(1))[:, 0]
+        extra = {}
+        if getattr(self.adapter, "concat_condition", False):
+            if frames is None:
+                raise ValueError(f"{self.config.backbone}: a channel-concat backbone needs condition(..., frames=T)")
+            padded = torch.zeros(first_frame.shape[0], frames, *first_frame.shape[1:], dtype=first_frame.dtype,
+                                 device=first_frame.device)  # fmt: skip
+            padded[:, 0] = first_frame
+            extra["padded_latents"] = self.encode(padded)
         with torch.no_grad():
-            return self.adapter.condition(first_frame, first_latent)
+            return self.adapter.condition(first_frame, first_latent, **extra)
 
     # -- training ---------------------------------------------------------------------------------
     def loss(self, video: torch.Tensor, actions: torch.Tensor, state: torch.Tensor | None = None,
@@ -458,7 +493,7 @@ class WorldModel(nn.Module):
         if video.shape[:2] != actions.shape[:2]:
             raise ValueError(f"video {tuple(video.shape[:2])} and actions {tuple(actions.shape[:2])} disagree on (batch, frames)")
         x0 = self.encode(video)
-        cond = self.condition(video[:, 0], x0[:, 0])
+        cond = self.condition(video[:, 0], x0[:, 0], frames=video.shape[1])
         b, device = x0.shape[0], x0.device
         t = self.objective.sample_t(b, generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, device=device)
@@ -510,7 +545,7 @@ class WorldModel(nn.Module):
         x = torch.cat([
             self.objective.prior((1, f, c, h, w), generator=torch.Generator(device="cpu").manual_seed(s)) for s in seeds
         ]).to(device)  # fmt: skip
-        cond = self.condition(first_frame)
+        cond = self.condition(first_frame, frames=actions.shape[1])
         emb = self.embed_actions(actions, state)
 
         def net(xx: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
