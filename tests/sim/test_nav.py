@@ -20,6 +20,14 @@ def env():
     e.close()
 
 
+@pytest.fixture(params=[1, 3], ids=["plain", "supersample3"])
+def geo_env(request):
+    """The camera geometry must hold with and without anti-aliasing (its K shifts the principal point)."""
+    e = make("nav", size=32, supersample=request.param)
+    yield e
+    e.close()
+
+
 def _to_world(obs: dict) -> np.ndarray:
     """Back-project the depth image with K and the extrinsics: (H, W, 3) world points."""
     cam = backproject_depth(obs["depth"], obs["intrinsics"])
@@ -87,7 +95,8 @@ def test_same_seed_same_frames_different_seed_different_scene():
         b.close()
 
 
-def test_projection_of_structure_lands_on_its_segment_and_depth_matches(env):
+def test_projection_of_structure_lands_on_its_segment_and_depth_matches(geo_env):
+    env = geo_env
     checked = 0
     for seed in range(6):
         env.reset(seed=seed)
@@ -118,7 +127,8 @@ def test_projection_of_structure_lands_on_its_segment_and_depth_matches(env):
     assert checked >= 3
 
 
-def test_depth_backprojects_onto_floor_and_walls(env):
+def test_depth_backprojects_onto_floor_and_walls(geo_env):
+    env = geo_env
     obs, info = env.reset(seed=4)
     world = _to_world(obs)
     seg = obs["segmentation"]
@@ -254,3 +264,20 @@ def test_gymnasium_env_checker_passes():
             warnings.simplefilter("ignore")
             check_env(e)
         e.close()
+
+
+def test_supersampled_render_is_the_block_mean_of_the_large_render():
+    small, large = make("nav", size=16, supersample=3), make("nav", size=48)
+    try:
+        a, _ = small.reset(seed=3)
+        b, _ = large.reset(seed=3)
+    finally:
+        small.close()
+        large.close()
+    blocks = b["rgb"].reshape(16, 3, 16, 3, 3).astype(np.float64).mean(axis=(1, 3))
+    assert a["rgb"].shape == (16, 16, 3) and a["rgb"].dtype == np.uint8
+    assert np.abs(a["rgb"] - blocks).max() <= 0.5 + 1e-9  # rounded block means
+    assert np.array_equal(a["segmentation"], b["segmentation"][1::3, 1::3])  # centre samples
+    assert np.array_equal(a["depth"], b["depth"][1::3, 1::3])
+    with pytest.raises(ValueError, match="supersample"):
+        make("nav", size=16, supersample=2)

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
     s.add_argument("--robot-speed", type=float, help="nav explorer forward speed, m per step (default 0.17; the demo uses 0.08)")
     s.add_argument("--robot-turn-rate", type=float, help="nav explorer max turn, rad per step (default 0.3; the demo uses 0.1)")
+    s.add_argument("--supersample", type=int, default=1,
+                   help="odd anti-aliasing factor: render at s x size and average s x s blocks (default 1 = off; the demo uses 3)")
     s.add_argument("--no-progress", action="store_true")
 
     c = sub.add_parser("convert", help="convert a dataset to LeRobot v3.0 (resumes a partial DST)")
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.world, args.out, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.seed,
                 test_episodes=args.test_episodes, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
                 progress=not args.no_progress, policy_kwargs=_policy_kwargs(args),
+                env_kwargs={"supersample": args.supersample} if args.supersample != 1 else None,
             )  # fmt: skip
             _print_info(info_summary(out))
         elif args.cmd == "convert":

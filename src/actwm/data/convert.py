@@ -170,10 +170,12 @@ def simulate(
     progress: bool = True,
     on_episode: EpisodeHook | None = None,
     policy_kwargs: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Record `episodes` (+ `test_episodes` in disjoint scenes) with `actwm.sim` into LeRobot v3.0 at `out`.
 
-    `policy_kwargs` go to the scripted explorer (nav: `speed` m/step, `turn_rate` rad/step).
+    `policy_kwargs` go to the scripted explorer (nav: `speed` m/step, `turn_rate` rad/step); `env_kwargs`
+    to the world (e.g. `supersample=3`: anti-aliased renders).
 
     Video defaults to near-lossless yuv444p/crf 0 (~0.4/255 mean error): simulated renders are the ground
     truth a world model learns, and at 32-64 px yuv420p/crf 18 lost 6-9/255 on their textures.
@@ -187,7 +189,8 @@ def simulate(
     out = Path(out)
     plan = simulation_seeds(episodes, test_episodes, seed)
     job = {"simulate": kind, "episodes": episodes, "test_episodes": test_episodes, "seed": seed, "frames": frames,
-           "size": size, **({"policy": dict(policy_kwargs)} if policy_kwargs else {})}  # fmt: skip
+           "size": size, **({"policy": dict(policy_kwargs)} if policy_kwargs else {}),
+           **({"env": dict(env_kwargs)} if env_kwargs else {})}  # fmt: skip
     if is_complete(out, job):
         return out
     skip = committed_episodes(out)
@@ -196,7 +199,7 @@ def simulate(
     def gen() -> Iterator[Episode]:
         if todo:
             yield from record_episodes(kind, seeds=[s for s, _ in todo], frames=frames, size=size, progress=False,
-                                       policy_kwargs=policy_kwargs)  # fmt: skip
+                                       policy_kwargs=policy_kwargs, env_kwargs=env_kwargs)  # fmt: skip
 
     info_extra: dict[str, Any] = {"source_format": "actwm.sim", "world": kind, "size": size}
     return write_episodes(

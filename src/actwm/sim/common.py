@@ -42,6 +42,9 @@ class PinholeCamera:
         width, height: image size in pixels.
         fov_deg: vertical field of view in degrees.
         near, far: clipping planes in metres (depth beyond `far` reads as `far`).
+        supersample: odd factor s >= 1: render at s x the size, average each s x s block into one RGB pixel
+            (anti-aliasing: without it, small textures alias and shimmer as the camera moves), and take
+            depth and segmentation from each block's centre sample, i.e. at the low-res pixel centre.
     """
 
     width: int
@@ -49,6 +52,7 @@ class PinholeCamera:
     fov_deg: float
     near: float = 0.05
     far: float = 20.0
+    supersample: int = 1
 
     def __post_init__(self) -> None:
         if self.width < 8 or self.height < 8:
@@ -57,13 +61,21 @@ class PinholeCamera:
             raise ValueError(f"camera fov_deg must be in (1, 179), got {self.fov_deg}")
         if not 0 < self.near < self.far:
             raise ValueError(f"camera needs 0 < near < far, got near={self.near} far={self.far}")
+        if self.supersample < 1 or self.supersample % 2 == 0:
+            raise ValueError(f"camera supersample must be an odd integer >= 1 (a centre sample per pixel), got {self.supersample}")
 
     @property
     def intrinsics(self) -> np.ndarray:
-        """(3, 3) float32 pinhole matrix K in pixels."""
+        """(3, 3) float32 pinhole matrix K in pixels.
+
+        pybullet's renders put the principal point at (W/2, H/2 - 1) (measured by back-projecting depth); a
+        pixel of an s-times supersampled render maps to low-res coordinate (u - (s - 1)/2) / s.
+        """
+        s = self.supersample
         fy = 0.5 * self.height / math.tan(math.radians(self.fov_deg) / 2)
-        k = np.array([[fy, 0.0, self.width / 2], [0.0, fy, self.height / 2 - 1.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-        return k
+        cx = self.width / 2 - (s - 1) / (2 * s)
+        cy = self.height / 2 - (s + 1) / (2 * s)
+        return np.array([[fy, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float32)
 
     @property
     def projection_matrix(self) -> list[float]:
@@ -76,19 +88,25 @@ class PinholeCamera:
             rgb (H, W, 3) uint8, depth (H, W) float32 metres, segmentation (H, W) int32.
         """
         view = (_GL_FROM_CV @ np.asarray(extrinsics, dtype=np.float64)).T.reshape(-1).tolist()
+        s = self.supersample
+        h, w = self.height * s, self.width * s
         _, _, rgba, zbuf, seg = p.getCameraImage(
-            self.width,
-            self.height,
+            w,
+            h,
             viewMatrix=view,
             projectionMatrix=self.projection_matrix,
             renderer=p.ER_TINY_RENDERER,
             shadow=0,
             physicsClientId=client,
         )
-        rgb = np.asarray(rgba, dtype=np.uint8).reshape(self.height, self.width, 4)[..., :3].copy()
-        depth = zbuffer_to_depth(np.asarray(zbuf, dtype=np.float64).reshape(self.height, self.width), self.near, self.far)
-        segmentation = np.asarray(seg, dtype=np.int32).reshape(self.height, self.width)
-        return rgb, depth, segmentation
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[..., :3]
+        depth = zbuffer_to_depth(np.asarray(zbuf, dtype=np.float64).reshape(h, w), self.near, self.far)
+        segmentation = np.asarray(seg, dtype=np.int32).reshape(h, w)
+        if s == 1:
+            return rgb.copy(), depth, segmentation
+        blocks = rgb.reshape(self.height, s, self.width, s, 3).astype(np.float32).mean(axis=(1, 3))
+        centre = (slice(s // 2, None, s), slice(s // 2, None, s))
+        return np.round(blocks).astype(np.uint8), depth[centre].copy(), segmentation[centre].copy()
 
 
 def zbuffer_to_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:

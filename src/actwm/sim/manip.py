@@ -57,6 +57,7 @@ class ManipConfig:
         max_tilt: largest roll/pitch deviation of the target from pointing straight down.
         substeps: physics steps at 240 Hz per env step (24 -> 10 env steps per second).
         camera_eye, camera_target, fov_deg: the calibrated third-person camera.
+        supersample: odd anti-aliasing factor of the camera (1 = off; see `PinholeCamera`).
     """
 
     n_blocks: int = 4
@@ -72,6 +73,7 @@ class ManipConfig:
     camera_eye: tuple[float, float, float] = (1.15, 0.3, 0.8)
     camera_target: tuple[float, float, float] = (0.62, 0.0, 0.1)
     fov_deg: float = 50.0
+    supersample: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_blocks <= 8:
@@ -103,7 +105,7 @@ class ManipEnv(SimEnv):
             raise ValueError(f"manip: unknown setting ({e}); settings: {', '.join(ManipConfig.__dataclass_fields__)}")
         super().__init__(size, seed)
         cfg = self.config
-        self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=6.0)
+        self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=6.0, supersample=cfg.supersample)
         self.extrinsics = look_at_extrinsics(cfg.camera_eye, cfg.camera_target)
         d, r = cfg.max_delta, cfg.max_rotation
         self.action_space = gym.spaces.Box(

@@ -54,6 +54,7 @@ class NavConfig:
         robot_radius: collision radius of the robot disc.
         max_steps: steps after which `truncated` becomes True.
         max_translation, max_rotation: action-space bounds per step (m, rad).
+        supersample: odd anti-aliasing factor of the camera (1 = off; see `PinholeCamera`).
     """
 
     fov_deg: float = 75.0
@@ -66,6 +67,7 @@ class NavConfig:
     max_translation: float = 0.5
     max_rotation: float = math.pi / 2
     far: float = 20.0
+    supersample: int = 1
 
     def __post_init__(self) -> None:
         lo, hi = self.room_size
@@ -125,7 +127,7 @@ class NavEnv(SimEnv):
             raise ValueError(f"nav: unknown setting ({e}); settings: {', '.join(NavConfig.__dataclass_fields__)}")
         super().__init__(size, seed)
         cfg = self.config
-        self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=cfg.far)
+        self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=cfg.far, supersample=cfg.supersample)
         t, r = cfg.max_translation, cfg.max_rotation
         self.action_space = gym.spaces.Box(np.array([-t, -t, -r], np.float32), np.array([t, t, r], np.float32))
         h = w = self.size

@@ -249,16 +249,17 @@ def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | N
 
 
 def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_seed: int | None = None,
-                   extras: bool = True, policy_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
+                   extras: bool = True, policy_kwargs: dict[str, Any] | None = None,
+                   env_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
     """Run the scripted policy in scene `seed` for `frames` observations and return the episode.
 
     Returns an Episode with frames (T, H, W, 3) uint8, actions (T, D) float32 realised motion (last row
     zeros), state (T, S), extras depth/segmentation/intrinsics/extrinsics (+ nav `pose` (T, 3), manip
-    `objects` (T, n_blocks, 7)) when `extras`.
+    `objects` (T, n_blocks, 7)) when `extras`. `env_kwargs` are world settings (e.g. `supersample=3`).
     """
     from actwm.sim import make
 
-    env = make(name, size=size, max_steps=max(int(frames), 1))
+    env = make(name, size=size, max_steps=max(int(frames), 1), **(env_kwargs or {}))
     try:
         return _record(env, name, seed, frames, policy_seed, extras, policy_kwargs)
     finally:
@@ -266,12 +267,13 @@ def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_
 
 
 def record_episodes(name: str, *, seeds: list[int], frames: int, size: int = 64, progress: bool = True,
-                    extras: bool = True, policy_kwargs: dict[str, Any] | None = None) -> Iterator[Episode]:  # fmt: skip
+                    extras: bool = True, policy_kwargs: dict[str, Any] | None = None,
+                    env_kwargs: dict[str, Any] | None = None) -> Iterator[Episode]:  # fmt: skip
     """Yield one episode per seed (one env reused), with a tqdm progress bar over episodes."""
     from actwm.sim import make
 
     seeds = list(seeds)
-    env = make(name, size=size, max_steps=max(int(frames), 1))
+    env = make(name, size=size, max_steps=max(int(frames), 1), **(env_kwargs or {}))
     try:
         with tqdm(total=len(seeds), desc=f"simulate {name}", unit="ep", disable=not progress) as bar:
             for s in seeds:
