@@ -19,7 +19,7 @@ import torch
 from actwm.io import atomic_write_json
 from actwm.models.world_model import TINY_PRESETS, WorldModel, get_preset
 
-REAL = {"svd": "svd", "cosmos": "cosmos2-2b", "wan2.1": "wan2.1-1.3b", "wan2.2": "wan2.2-ti2v-5b"}
+REAL = {"svd": "svd", "cosmos": "cosmos2-2b", "wan2.1": "wan2.1-1.3b", "wan2.2": "wan2.2-ti2v-5b", "wan2.1-i2v": "wan2.1-i2v-14b"}
 
 
 def real_sizes(backbone: str, action_space: str) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def tiny_latency(backbone: str, action_space: str, repeats: int, batch: int, siz
     video = torch.rand(batch, frames, 3, size, size, generator=g) * 2 - 1
     actions = torch.randn(batch, frames, wm.action_space.dim, generator=g)
     x0 = wm.encode(video)
-    cond = wm.condition(video[:, 0], x0[:, 0])
+    cond = wm.condition(video[:, 0], x0[:, 0], frames=frames)
     noisy, t = torch.randn(x0.shape, generator=g), torch.full((batch,), 0.5)
     with torch.no_grad():
         identical = torch.equal(wm(noisy, t, cond, actions), wm.forward_bare(noisy, t, cond))
