@@ -166,3 +166,16 @@ def count_parameters(module: nn.Module) -> int:
     """Number of parameters (works on the meta device)."""
     return sum(p.numel() for p in module.parameters())
 
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_pixels(frames: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """`(b, 3, H, W)` frames in [-1, 1] -> `(b, 3, size, size)` CLIP image-encoder input (bicubic resize and
+    CLIP's mean/std, as `CLIPImageProcessor` does), for the image embeddings SVD and Wan I2V condition on."""
+    x = torch.nn.functional.interpolate((frames + 1) / 2, size=(size, size), mode="bicubic", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return ((x.clamp(0, 1) - mean) / std).to(dtype)

@@ -19,10 +19,9 @@ from einops import rearrange, repeat
 from torch import nn
 
 from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
+from actwm.models.embeddings import clip_pixels
 
 HUB_ID = "stabilityai/stable-video-diffusion-img2vid-xt"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class SVDAdapter(BackboneAdapter):
@@ -81,11 +80,7 @@ class SVDAdapter(BackboneAdapter):
     def _image_embeds(self, first_frame: torch.Tensor) -> torch.Tensor:
         if self.image_encoder is None:
             return self.null_context.expand(first_frame.shape[0], -1, -1)
-        size = self.image_encoder.config.image_size
-        x = torch.nn.functional.interpolate((first_frame + 1) / 2, size=(size, size), mode="bicubic", align_corners=False)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-        x = ((x.clamp(0, 1) - mean) / std).to(self.image_encoder.dtype)
+        x = clip_pixels(first_frame, self.image_encoder.config.image_size, self.image_encoder.dtype)
         return self.image_encoder(x).image_embeds.unsqueeze(1)
 
     def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> Condition:

@@ -26,12 +26,12 @@ from einops import rearrange, repeat
 from torch import nn
 
 from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
+from actwm.models.embeddings import clip_pixels
 
 HUB_IDS = {"wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
            "wan2.1-i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"}
 I2V_TEXT_TOKENS = 512  # the padded UMT5 context length Wan's image cross-attention assumes
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 
 
 class WanAdapter(BackboneAdapter):
@@ -143,11 +143,7 @@ def clip_hidden_states(image_encoder: nn.Module, first_frame: torch.Tensor) -> t
 
     Resizes to the encoder's image size (bicubic) and applies CLIP's mean/std, like `CLIPImageProcessor`.
     """
-    size = image_encoder.config.image_size
-    x = torch.nn.functional.interpolate((first_frame + 1) / 2, size=(size, size), mode="bicubic", align_corners=False)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-    x = ((x.clamp(0, 1) - mean) / std).to(image_encoder.dtype)
+    x = clip_pixels(first_frame, image_encoder.config.image_size, image_encoder.dtype)
     return image_encoder(pixel_values=x, output_hidden_states=True).hidden_states[-2]
 
 
