@@ -67,6 +67,21 @@ def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+
+def nav_episode(frames: list[np.ndarray], xy: np.ndarray, yaw: np.ndarray, fps: float, meta: dict[str, Any],
+                metric_spacing: float | None = None, where: str | None = None) -> Episode:  # fmt: skip
+    """A `nav3` Episode from `(T, H, W, 3)` frames, `(T, 2)` positions and `(T,)` yaw: NWM actions, pose
+    `(x, y, yaw)` as state and `pose` extra (the GNM and RECON readers share this). `where` names the images
+    in errors (default: `meta["source"]`)."""
+    if len({f.shape for f in frames}) > 1:
+        raise ValueError(f"{where or meta['source']}: images differ in size")
+    pose = np.concatenate([xy, yaw[:, None]], 1).astype(np.float32)
+    meta = dict(meta, state_names=["x", "y", "yaw"])
+    if metric_spacing is not None:
+        meta["metric_spacing"] = float(metric_spacing)
+    return Episode(frames=np.stack(frames), actions=nav_actions(xy, yaw), state=pose.copy(), fps=fps,
+                   action_space="nav3", extras={"pose": pose}, meta=meta)  # fmt: skip
+
 def _frame_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.stem.isdigit()]
     return sorted(files, key=lambda p: int(p.stem))
@@ -173,29 +188,10 @@ class GNMDataset:
         if [int(p.stem) for p in files] != list(range(len(files))):
             raise ValueError(f"{folder}: images are not numbered 0..{len(files) - 1}")
         frames = [read_image(p) for p in files]
-        if len({f.shape for f in frames}) > 1:
-            raise ValueError(f"{folder}: images differ in size")
-        pose = np.concatenate([pos, yaw[:, None]], 1).astype(np.float32)
-        meta: dict[str, Any] = {
-            "source": str(folder),
-            "trajectory": name,
-            "dataset": self.dataset,
-            "scene_id": name,
-            "state_names": ["x", "y", "yaw"],
-        }
-        if self.metric_spacing is not None:
-            meta["metric_spacing"] = float(self.metric_spacing)
+        meta: dict[str, Any] = {"source": str(folder), "trajectory": name, "dataset": self.dataset, "scene_id": name}
         if name in self.split_of:
             meta["split"] = self.split_of[name]
-        return Episode(
-            frames=np.stack(frames),
-            actions=nav_actions(pos, yaw),
-            state=pose.copy(),
-            fps=self.fps,
-            action_space="nav3",
-            extras={"pose": pose},
-            meta=meta,
-        )
+        return nav_episode(frames, pos, yaw, self.fps, meta, self.metric_spacing)
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from actwm.data.episode import Episode
-from actwm.data.gnm import METRIC_SPACING, nav_actions
+from actwm.data.gnm import METRIC_SPACING, nav_episode
 
 RECON_FPS = 3.0
 
@@ -81,27 +81,8 @@ class ReconDataset:
                     f"images/rgb_left {len(images)}"
                 )
             frames = [decode_jpeg(_as_bytes(images[t]), f"{path}:images/rgb_left[{t}]") for t in range(len(images))]
-        if len({f.shape for f in frames}) > 1:
-            raise ValueError(f"{path}: images/rgb_left frames differ in size")
-        pose = np.concatenate([pos[:, :2], yaw[:, None]], 1).astype(np.float32)
-        meta = {
-            "source": str(path),
-            "trajectory": path.stem,
-            "dataset": "recon",
-            "scene_id": path.stem,
-            "state_names": ["x", "y", "yaw"],
-        }
-        if self.metric_spacing is not None:
-            meta["metric_spacing"] = float(self.metric_spacing)
-        return Episode(
-            frames=np.stack(frames),
-            actions=nav_actions(pos[:, :2], yaw),
-            state=pose.copy(),
-            fps=self.fps,
-            action_space="nav3",
-            extras={"pose": pose},
-            meta=meta,
-        )
+        meta = {"source": str(path), "trajectory": path.stem, "dataset": "recon", "scene_id": path.stem}
+        return nav_episode(frames, pos[:, :2], yaw, self.fps, meta, self.metric_spacing, where=f"{path}: images/rgb_left")
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):
