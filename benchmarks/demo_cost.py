@@ -45,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<36} {s['seconds']:>9.1f} {s['peak_rss_mb']:>12.0f}{'  (parallel)' if s.get('parallel') else ''}")
     print(f"{'total (wall, whole command)':<36} {wall:>9.1f} {peak_mb:>12.0f}")
     print(f"wall / budget = {wall / budget_s:.2f} ({budget_s} s); peak / budget = {peak_mb / budget_mb:.2f} ({budget_mb} MB)")
-    print(f"PSNR gap (true - shuffled) at h=8: {metrics['psnr_gap_db']['8']:+.2f} dB")
+    unguided = metrics["action"].get("unguided", {}).get("psnr_gap_db")
+    print(f"PSNR gap (true - shuffled) at h=8: {metrics['psnr_gap_db']['8']:+.2f} dB (guidance {metrics.get('guidance', 1.0):g})"
+          + (f", {unguided['8']:+.2f} dB without guidance" if unguided else ""))
     atomic_write_json(args.json, {"quick": args.quick, "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb, 1),
                                   "budget_seconds": budget_s, "budget_rss_mb": budget_mb,
                                   "wall_ratio": round(wall / budget_s, 3), "rss_ratio": round(peak_mb / budget_mb, 3),
-                                  "stages": timings["stages"], "psnr_gap_db": metrics["psnr_gap_db"],
+                                  "stages": timings["stages"], "psnr_gap_db": metrics["psnr_gap_db"], "psnr_gap_db_unguided": unguided,
                                   "out": str(out)})  # fmt: skip
     return 0
 

@@ -1,10 +1,11 @@
 """`actwm demo` end to end at a minimal size: every stage runs, outputs are complete, a re-run resumes."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from actwm.demo import DemoConfig, run_demo, shuffled_order
+from actwm.demo import DemoConfig, resolve_precision, run_demo, shuffled_order
 
 
 def test_shuffled_order_is_a_derangement():
@@ -34,6 +35,15 @@ def test_demo_writes_metrics_and_report(demo):
     assert set(saved["psnr_gap_db"]) == {"2", "4", "8", "16"}
     assert saved["psnr_gap_db"]["8"] == pytest.approx(saved["true"]["psnr"]["8"] - saved["shuffled"]["psnr"]["8"], abs=1e-3)
     assert "scratch" in saved and "true" in saved["scratch"]
+    # guided rollouts are the headline; the same models without guidance are reported beside them
+    assert saved["guidance"] == cfg.guidance > 1.0
+    for model in ("action", "scratch"):
+        unguided = saved[model]["unguided"]
+        assert unguided["guidance"] == 1.0 and set(unguided["psnr_gap_db"]) == {"2", "4", "8", "16"}
+        assert (Path(out) / "rollouts" / f"{model}_unguided" / "done.json").is_file()
+    train_cfg = json.loads((Path(out) / "runs" / "action" / "final" / "train_config.json").read_text())
+    assert train_cfg["action_dropout"] == cfg.action_dropout
+    assert train_cfg["mixed_precision"] == resolve_precision(cfg.mixed_precision)
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
     timings = json.loads(open(f"{out}/timings.json").read())
@@ -52,7 +62,6 @@ def test_demo_held_out_scenes_are_disjoint(demo):
 
 def test_demo_resumes_without_redoing_work(demo, monkeypatch):
     import actwm.train.trainer as trainer
-    from pathlib import Path
 
     cfg, metrics = demo
     weights = sorted(Path(cfg.out, "runs").rglob("model.safetensors"))
@@ -71,3 +80,14 @@ def test_demo_refuses_other_settings_in_same_dir(demo):
     cfg, _ = demo
     with pytest.raises(ValueError, match="other settings"):
         run_demo(DemoConfig.quick(out=cfg.out))
+
+
+def test_demo_config_rejects_bad_sampling_settings():
+    with pytest.raises(ValueError, match="action_dropout"):
+        DemoConfig(guidance=2.0, action_dropout=0.0)
+    with pytest.raises(ValueError, match="guidance"):
+        DemoConfig(guidance=0.5)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        DemoConfig(mixed_precision="fp16")
+    assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") in ("bf16", "no")

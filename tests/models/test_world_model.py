@@ -162,3 +162,25 @@ def test_checkpoint_from_other_backbone_or_action_space(tmp_path):
         WorldModel.load(tmp_path / "c", backbone="cosmos")
     with pytest.raises(ValueError, match="action space 'nav3'"):
         WorldModel.load(tmp_path / "c", action_space="ee7")
+
+
+@pytest.mark.parametrize("backbone", ["svd", "wan2.1-i2v"])
+def test_guidance_extrapolates_from_the_action_free_prediction(backbone):
+    """One Euler step is linear in the network output, so guided latents = uncond + g * (cond - uncond);
+    guidance 0 is the zero-action-embedding prediction. An interval that excludes the step's noise level
+    switches guidance off."""
+    wm = make(backbone)
+    randomise_encoder(wm)
+    video, actions, *_ = inputs(wm, batch=1)
+    gen = lambda **kw: wm.generate(video[:, 0], actions, steps=1, seeds=[3], return_latents=True, **kw)  # noqa: E731
+    with torch.no_grad():
+        cond, uncond, guided = gen(), gen(guidance=0.0), gen(guidance=2.5)
+        top = float(wm.objective.schedule(1)[0])  # the one step's noise level
+        inside = gen(guidance=2.5, guidance_interval=(0.0, top))
+        outside = gen(guidance=2.5, guidance_interval=(top, top + 1.0))
+    assert (cond - uncond).abs().max() > 0.1  # the actions matter, well above the tolerance below
+    torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond), rtol=1e-3, atol=2e-3)
+    torch.testing.assert_close(inside, guided)
+    torch.testing.assert_close(outside, cond)
+    with pytest.raises(ValueError, match="guidance_interval"):
+        gen(guidance=2.0, guidance_interval=(0.5, 0.5))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -524,12 +525,15 @@ class WorldModel(nn.Module):
         sampler: str = "euler",
         seeds: list[int] | None = None,
         guidance: float = 1.0,
+        guidance_interval: tuple[float, float] | None = None,
         return_latents: bool = False,
     ) -> torch.Tensor:
         """Imagine `T` frames from `(b, 3, H, W)` start frames under `(b, T, D)` normalised actions.
 
         Each sample's starting noise comes from its own seed, so a batch equals its samples run one by one.
-        `guidance > 1` applies classifier-free guidance on actions (needs a model trained with action dropout).
+        `guidance > 1` applies classifier-free guidance on actions: the action-free prediction is the one with a
+        zero action embedding, as the passive stage and action dropout train it. `guidance_interval=(lo, hi)`
+        guides only at noise levels in `(lo, hi]` (flow time t, or EDM sigma), as in Kynkaanniemi et al. 2024.
         Returns `(b, T, 3, H, W)` in [-1, 1] (frame 0 is the given frame), or latents if `return_latents`.
         """
         b = first_frame.shape[0]
@@ -538,6 +542,9 @@ class WorldModel(nn.Module):
         codec = self._require_codec()
         f, c, h, w = codec.latent_shape(actions.shape[1], first_frame.shape[-2], first_frame.shape[-1])
         self.encoder.latent_frames(actions.shape[1])
+        if guidance_interval is not None and not guidance_interval[0] < guidance_interval[1]:
+            raise ValueError(f"guidance_interval must be (lo, hi) with lo < hi, got {guidance_interval}")
+        lo, hi = guidance_interval if guidance_interval is not None else (-math.inf, math.inf)
         seeds = list(range(b)) if seeds is None else list(seeds)
         if len(seeds) != b:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {b}")
@@ -551,7 +558,7 @@ class WorldModel(nn.Module):
         def net(xx: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
             with self.adapter.inject(emb):
                 out = self.adapter(xx, tt, cond)
-            if guidance != 1.0:
+            if guidance != 1.0 and lo < float(tt.flatten()[0]) <= hi:
                 with self.adapter.inject(torch.zeros_like(emb)):
                     uncond = self.adapter(xx, tt, cond)
                 out = uncond + guidance * (out - uncond)

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="euler", choices=["euler", "heun"])
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on actions")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="guide only at noise levels in (LO, HI] (flow time t in [0, 1], or EDM sigma)")
     p.add_argument("--window", type=int, help="frames per chunk (default: the model's training clip length)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
@@ -119,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
         start = read_image(args.frame)
         actions = load_actions(args.actions, dim)
     video = rollout(wm, to_tensor(start), torch.from_numpy(actions), cfg=RolloutConfig(
-        steps=args.steps, sampler=args.sampler, guidance=args.guidance, window=args.window, seed=args.seed), progress=True)  # fmt: skip
+        steps=args.steps, sampler=args.sampler, guidance=args.guidance, window=args.window, seed=args.seed,
+        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None), progress=True)  # fmt: skip
     frames = to_uint8(video)
     fps = args.fps or wm.config.fps or 5.0
     out = Path(args.out)
@@ -130,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         write_video_set(out, "gt", names[0], gt, fps)
     atomic_write_json(out / "rollout.json", {"checkpoint": str(args.checkpoint), "candidates": len(frames),
                                              "frames": int(frames.shape[1]), "steps": args.steps, "sampler": args.sampler,
-                                             "seed": args.seed, "guidance": args.guidance, "fps": fps})  # fmt: skip
+                                             "seed": args.seed, "guidance": args.guidance,
+                                             "guidance_interval": args.guidance_interval, "fps": fps})  # fmt: skip
     print(f"wrote {len(frames)} rollout(s) of {frames.shape[1]} frames to {out}")
     return 0

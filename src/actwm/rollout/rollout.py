@@ -28,12 +28,15 @@ class RolloutConfig:
     steps: int = 20
     sampler: str = "euler"
     guidance: float = 1.0
+    guidance_interval: tuple[float, float] | None = None  # guide only at noise levels in (lo, hi]
     window: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"RolloutConfig.steps must be >= 1, got {self.steps}")
+        if self.guidance_interval is not None and not self.guidance_interval[0] < self.guidance_interval[1]:
+            raise ValueError(f"RolloutConfig.guidance_interval must be (lo, hi) with lo < hi, got {self.guidance_interval}")
         if self.window is not None and self.window < 2:
             raise ValueError(f"RolloutConfig.window must be >= 2, got {self.window}")
 
@@ -111,7 +114,8 @@ def rollout(
         if raw.shape[1] < length:  # past the end: stand still
             raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
         video = wm.generate(frame, to_model_actions(wm, raw), state, steps=cfg.steps, sampler=cfg.sampler,
-                            seeds=[s + 7919 * c for s in seeds], guidance=cfg.guidance)  # fmt: skip
+                            seeds=[s + 7919 * c for s in seeds], guidance=cfg.guidance,
+                            guidance_interval=cfg.guidance_interval)  # fmt: skip
         out.append(video[:, 1:keep])
         frame = video[:, keep - 1]
     return torch.cat(out, dim=1)
