@@ -357,20 +357,20 @@ def plot_comparison(summary: dict[str, Any], path: Path, horizons: tuple[int, ..
     metrics = [m for m in ("psnr", "ssim", "scs") if m in summary["action"]["true"]]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
     axes = np.atleast_1d(axes)
-    styles = {("action", "true"): ("EgoWM fine-tuned, true actions", "C0", "-"),
-              ("action", "shuffled"): ("EgoWM fine-tuned, shuffled actions", "C0", "--"),
-              ("scratch", "true"): ("from scratch, true actions", "C1", "-"),
-              ("scratch", "shuffled"): ("from scratch, shuffled actions", "C1", "--"),
-              ("action/unguided", "true"): ("EgoWM fine-tuned, guidance 1, true", "C7", "-"),
-              ("action/unguided", "shuffled"): ("EgoWM fine-tuned, guidance 1, shuffled", "C7", "--")}  # fmt: skip
+    series = {"action": summary["action"], "scratch": summary.get("scratch"),
+              "action, guidance 1": summary["action"].get("unguided")}  # fmt: skip
+    g = f", guidance {summary['action'].get('guidance', 1.0):g}"
+    styles = {("action", "true"): (f"EgoWM fine-tuned{g}, true actions", "C0", "-"),
+              ("action", "shuffled"): (f"EgoWM fine-tuned{g}, shuffled actions", "C0", "--"),
+              ("scratch", "true"): (f"from scratch{g}, true actions", "C1", "-"),
+              ("scratch", "shuffled"): (f"from scratch{g}, shuffled actions", "C1", "--"),
+              ("action, guidance 1", "true"): ("EgoWM fine-tuned, guidance 1, true", "C7", "-"),
+              ("action, guidance 1", "shuffled"): ("EgoWM fine-tuned, guidance 1, shuffled", "C7", "--")}  # fmt: skip
     for ax, m in zip(axes, metrics):
         for (model, kind), (label, colour, ls) in styles.items():
-            res: Any = summary
-            for key in model.split("/"):
-                res = res.get(key) if res is not None else None
-            if res is None:
+            if series[model] is None:
                 continue
-            ys = [res[kind][m].get(str(h)) for h in horizons]
+            ys = [series[model][kind][m].get(str(h)) for h in horizons]
             ax.plot(horizons, [np.nan if y is None else y for y in ys], ls, color=colour, marker="o", label=label)
         ax.set_xlabel("horizon (frames, mean over 1..h)")
         ax.set_title(m.upper() + (" (0-100)" if m == "scs" else ""))

@@ -128,6 +128,15 @@ def test_cli_writes_frames_videos_and_errors(wm, tmp_path, capsys):
     assert (out / "videos" / "candidate_000_pred.mp4").stat().st_size > 0
     assert (out / "videos" / "candidate_000_pred.gif").stat().st_size > 0
     assert json.loads((out / "rollout.json").read_text())["candidates"] == 2
+    # guidance on actions, only at flow times in (0.3, 1]; an empty interval is refused
+    args = ["--checkpoint", str(ckpt), "--frame", str(tmp_path / "start" / "000000.png"), "--actions",
+            str(tmp_path / "acts.npy"), "--steps", "2", "--guidance", "2"]  # fmt: skip
+    assert main(args + ["--out", str(tmp_path / "guided"), "--guidance-interval", "0.3", "1"]) == 0
+    record = json.loads((tmp_path / "guided" / "rollout.json").read_text())
+    assert record["guidance"] == 2.0 and record["guidance_interval"] == [0.3, 1.0]
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "bad"), "--guidance-interval", "0.5", "0.5"]) == 2
+    assert "guidance_interval" in capsys.readouterr().err
     # wrong image size and a checkpoint directory that is not one: exit 2 with a message
     write_frames(tmp_path / "big", np.zeros((1, 64, 64, 3), np.uint8))
     rc = main(["--checkpoint", str(ckpt), "--frame", str(tmp_path / "big" / "000000.png"),
