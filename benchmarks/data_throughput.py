@@ -50,7 +50,9 @@ def bench_sim(name: str, size: int, steps: int) -> float:
         env.close()
 
 
-def bench_loading(store: Path, workers: int, batches: int, batch_size: int, cache_mb: float = 1024.0) -> dict[str, float]:
+def bench_loading(
+    store: Path, workers: int, batches: int, batch_size: int, cache_mb: float = 1024.0
+) -> dict[str, float]:
     """Samples/s and seconds per batch when iterating a DataLoader over ClipDataset (cold and warm)."""
     from torch.utils.data import DataLoader
 
@@ -58,9 +60,14 @@ def bench_loading(store: Path, workers: int, batches: int, batch_size: int, cach
 
     ds = ClipDataset(store, split="train", context=1, horizon=8, normalise="std", cache_mb=cache_mb)
     loader = DataLoader(
-        ds, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(0), drop_last=True,
-    )  # fmt: skip
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+        drop_last=True,
+    )
 
     def run(n: int) -> float:
         it, t0, done = iter(loader), time.perf_counter(), 0
@@ -89,9 +96,16 @@ def bench_step(repeats: int) -> float:
 
     torch.manual_seed(0)
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=12, out_channels=12,
-        text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=32,
+        in_channels=12,
+        out_channels=12,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=2,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(4, 12, 9, 16, 16)
     text = torch.zeros(4, 1, 32)
@@ -131,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)  # single thread for the simulators; restored for the step below
-    results: dict[str, Any] = {"host": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}}
+    results: dict[str, Any] = {
+        "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
+    }
     sim: dict[str, float] = {}
     for name in ("nav", "manip"):
         for size in (64, 128):
@@ -156,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         loading["workers_0_nocache"] = bench_loading(store, 0, max(4, args.batches // 4), args.batch_size, cache_mb=0)
         print(f"loading workers=0 no cache: {loading['workers_0_nocache']}", flush=True)
         results["loading"] = loading
-        results["store"] = str(args.store) if args.store else f"simulated nav, {args.episodes} x {args.frames} frames, 64 px"
+        results["store"] = (
+            str(args.store) if args.store else f"simulated nav, {args.episodes} x {args.frames} frames, 64 px"
+        )
 
     torch.set_num_threads(os.cpu_count() or 1)
     step_s = bench_step(args.step_repeats)
@@ -166,12 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     results["loading_to_step_ratio_warm"] = ratios
     results["loading_to_step_ratio_cold"] = ratios_cold
     results["targets"] = {
-        "nav_128_frames_per_s": {"target": TARGET_NAV128_FPS, "value": sim["nav_128"], "met": sim["nav_128"] >= TARGET_NAV128_FPS},
+        "nav_128_frames_per_s": {
+            "target": TARGET_NAV128_FPS,
+            "value": sim["nav_128"],
+            "met": sim["nav_128"] >= TARGET_NAV128_FPS,
+        },
         "loading_to_step_ratio": {
             "target": TARGET_RATIO,
             "value": ratios["workers_2"],
             "met": ratios["workers_2"] < TARGET_RATIO,
-            "note": "workers=2, warm caches; batch 4 x 9 frames at 64 px vs tiny Wan fwd+bwd on 4 x 9 x 16 x 16 latents",
+            "note": "workers=2, warm caches; batch 4 x 9 frames at 64 px "
+            "vs tiny Wan fwd+bwd on 4 x 9 x 16 x 16 latents",
         },
     }
     rows = [("measure", "value", "unit")]
@@ -183,8 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("tiny Wan fwd+bwd step", f"{step_s * 1000:.1f}", "ms (batch 4 x 9 x 16 x 16)"))
     for k in ratios:
         label = k.replace("workers_", "workers=").replace("_nocache", " no-cache")
-        rows.append((f"load/step {label} warm", f"{ratios[k]:.3f}", f"cold {ratios_cold[k]:.3f}; target < {TARGET_RATIO}"))
-    rows.append(("nav 128 px target", f"{TARGET_NAV128_FPS:.0f}", "met" if results["targets"]["nav_128_frames_per_s"]["met"] else "NOT met"))
+        rows.append(
+            (f"load/step {label} warm", f"{ratios[k]:.3f}", f"cold {ratios_cold[k]:.3f}; target < {TARGET_RATIO}")
+        )
+    rows.append(
+        (
+            "nav 128 px target",
+            f"{TARGET_NAV128_FPS:.0f}",
+            "met" if results["targets"]["nav_128_frames_per_s"]["met"] else "NOT met",
+        )
+    )
     print(_table(rows))
     atomic_write_json(args.json, results)
     print(f"wrote {args.json}")

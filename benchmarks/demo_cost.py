@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="demo output directory (default: a temp dir)")
     args = p.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="actwm_demo_cost_"))
-    cmd = [sys.executable, "-m", "actwm.cli", "demo", "--out", str(out), "--fresh"] + (["--quick"] if args.quick else [])
+    cmd = [sys.executable, "-m", "actwm.cli", "demo", "--out", str(out), "--fresh"] + (
+        ["--quick"] if args.quick else []
+    )
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -44,15 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in timings["stages"].items():
         print(f"{name:<36} {s['seconds']:>9.1f} {s['peak_rss_mb']:>12.0f}{'  (parallel)' if s.get('parallel') else ''}")
     print(f"{'total (wall, whole command)':<36} {wall:>9.1f} {peak_mb:>12.0f}")
-    print(f"wall / budget = {wall / budget_s:.2f} ({budget_s} s); peak / budget = {peak_mb / budget_mb:.2f} ({budget_mb} MB)")
+    print(
+        f"wall / budget = {wall / budget_s:.2f} ({budget_s} s); peak / budget = {peak_mb / budget_mb:.2f} "
+        f"({budget_mb} MB)"
+    )
     unguided = metrics["action"].get("unguided", {}).get("psnr_gap_db")
-    print(f"PSNR gap (true - shuffled) at h=8: {metrics['psnr_gap_db']['8']:+.2f} dB (guidance {metrics.get('guidance', 1.0):g})"
-          + (f", {unguided['8']:+.2f} dB without guidance" if unguided else ""))
-    atomic_write_json(args.json, {"quick": args.quick, "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_mb, 1),
-                                  "budget_seconds": budget_s, "budget_rss_mb": budget_mb,
-                                  "wall_ratio": round(wall / budget_s, 3), "rss_ratio": round(peak_mb / budget_mb, 3),
-                                  "stages": timings["stages"], "psnr_gap_db": metrics["psnr_gap_db"], "psnr_gap_db_unguided": unguided,
-                                  "out": str(out)})  # fmt: skip
+    print(
+        f"PSNR gap (true - shuffled) at h=8: {metrics['psnr_gap_db']['8']:+.2f} dB (guidance "
+        f"{metrics.get('guidance', 1.0):g})" + (f", {unguided['8']:+.2f} dB without guidance" if unguided else "")
+    )
+    atomic_write_json(
+        args.json,
+        {
+            "quick": args.quick,
+            "wall_seconds": round(wall, 1),
+            "peak_rss_mb": round(peak_mb, 1),
+            "budget_seconds": budget_s,
+            "budget_rss_mb": budget_mb,
+            "wall_ratio": round(wall / budget_s, 3),
+            "rss_ratio": round(peak_mb / budget_mb, 3),
+            "stages": timings["stages"],
+            "psnr_gap_db": metrics["psnr_gap_db"],
+            "psnr_gap_db_unguided": unguided,
+            "out": str(out),
+        },
+    )
     return 0
 
 

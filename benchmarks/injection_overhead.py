@@ -19,7 +19,13 @@ import torch
 from actwm.io import atomic_write_json
 from actwm.models.world_model import TINY_PRESETS, WorldModel, get_preset
 
-REAL = {"svd": "svd", "cosmos": "cosmos2-2b", "wan2.1": "wan2.1-1.3b", "wan2.2": "wan2.2-ti2v-5b", "wan2.1-i2v": "wan2.1-i2v-14b"}
+REAL = {
+    "svd": "svd",
+    "cosmos": "cosmos2-2b",
+    "wan2.1": "wan2.1-1.3b",
+    "wan2.2": "wan2.2-ti2v-5b",
+    "wan2.1-i2v": "wan2.1-i2v-14b",
+}
 
 
 def real_sizes(backbone: str, action_space: str) -> tuple[int, int]:
@@ -64,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     results = {}
-    print(f"{'backbone':<8} {'base_params':>14} {'action_params':>14} {'param_ratio':>12} {'latency_ratio':>14} identical")
+    print(
+        f"{'backbone':<8} {'base_params':>14} {'action_params':>14} {'param_ratio':>12} {'latency_ratio':>14} identical"
+    )
     for backbone in REAL:
         base, action = real_sizes(backbone, args.action_space)
         latency, identical = tiny_latency(backbone, args.action_space, args.repeats, args.batch, args.size)
@@ -78,10 +86,21 @@ def main(argv: list[str] | None = None) -> int:
             "tiny_preset": TINY_PRESETS[backbone],
         }
         print(f"{backbone:<8} {base:>14,} {action:>14,} {action / base:>12.5f} {latency:>14.3f} {identical}")
-    ok = all(r["param_ratio"] <= 0.01 and r["latency_ratio"] <= 1.05 and r["identical_at_init"] for r in results.values())
+    ok = all(
+        r["param_ratio"] <= 0.01 and r["latency_ratio"] <= 1.05 and r["identical_at_init"] for r in results.values()
+    )
     print(f"targets (param_ratio <= 0.01, latency_ratio <= 1.05, identical): {'met' if ok else 'NOT met'}")
-    atomic_write_json(args.json, {"action_space": args.action_space, "batch": args.batch, "size": args.size,
-                                  "repeats": args.repeats, "backbones": results, "targets_met": ok})  # fmt: skip
+    atomic_write_json(
+        args.json,
+        {
+            "action_space": args.action_space,
+            "batch": args.batch,
+            "size": args.size,
+            "repeats": args.repeats,
+            "backbones": results,
+            "targets_met": ok,
+        },
+    )
     return 0
 
 

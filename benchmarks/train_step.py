@@ -38,15 +38,25 @@ class _Clips(Dataset):
         return {"video": self.video[i], "actions": self.actions[i], "episode_index": 0, "start": i}
 
 
-def time_steps(model: str, threads: int, size: int, batch: int, frames: int, warmup: int, steps: int,
-               mixed_precision: str) -> list[float]:  # fmt: skip
+def time_steps(
+    model: str, threads: int, size: int, batch: int, frames: int, warmup: int, steps: int, mixed_precision: str
+) -> list[float]:
     from actwm.train import TrainConfig
     from actwm.train.trainer import Trainer
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(out=str(Path(tmp) / "run"), model=model, steps=warmup + steps, batch_size=batch, lr=1e-4,
-                          checkpoint_every=0, cpu=True, threads=threads, mixed_precision=mixed_precision)  # fmt: skip
+        cfg = TrainConfig(
+            out=str(Path(tmp) / "run"),
+            model=model,
+            steps=warmup + steps,
+            batch_size=batch,
+            lr=1e-4,
+            checkpoint_every=0,
+            cpu=True,
+            threads=threads,
+            mixed_precision=mixed_precision,
+        )
         trainer = Trainer(cfg, dataset=_Clips(16, frames, size), progress=False)
         out = []
         for step in range(warmup + steps):
@@ -72,17 +82,41 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = []
     for threads in args.threads:
-        times = time_steps(args.model, threads, args.size, args.batch, args.frames, args.warmup, args.steps, args.mixed_precision)
-        rows.append({"threads": threads, "median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-                     "min_s": min(times), "max_s": max(times), "steps": len(times)})  # fmt: skip
-    print(f"{args.model}: {args.size} px, batch {args.batch}, {args.frames} frames, mixed precision {args.mixed_precision}")
+        times = time_steps(
+            args.model, threads, args.size, args.batch, args.frames, args.warmup, args.steps, args.mixed_precision
+        )
+        rows.append(
+            {
+                "threads": threads,
+                "median_s": statistics.median(times),
+                "mean_s": statistics.fmean(times),
+                "min_s": min(times),
+                "max_s": max(times),
+                "steps": len(times),
+            }
+        )
+    print(
+        f"{args.model}: {args.size} px, batch {args.batch}, {args.frames} frames, mixed precision "
+        f"{args.mixed_precision}"
+    )
     print(f"{'threads':>7} {'median s/step':>14} {'mean':>8} {'min':>8} {'max':>8}")
     for r in rows:
         print(f"{r['threads']:>7} {r['median_s']:>14.4f} {r['mean_s']:>8.4f} {r['min_s']:>8.4f} {r['max_s']:>8.4f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    result = {"benchmark": "train_step", "model": args.model, "size": args.size, "batch": args.batch, "frames": args.frames,
-              "mixed_precision": args.mixed_precision, "rows": rows, "cpu_count": os.cpu_count(), "load_avg_1m": load,
-              "torch": torch.__version__, "python": sys.version.split()[0], "machine": platform.machine()}  # fmt: skip
+    result = {
+        "benchmark": "train_step",
+        "model": args.model,
+        "size": args.size,
+        "batch": args.batch,
+        "frames": args.frames,
+        "mixed_precision": args.mixed_precision,
+        "rows": rows,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": load,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+    }
     if args.json:
         atomic_write_json(args.json, result)
     return 0

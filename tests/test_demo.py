@@ -18,8 +18,18 @@ def test_shuffled_order_is_a_derangement():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    cfg = DemoConfig.quick(out=str(out), train_episodes=3, test_episodes=2, episode_frames=20, passive_steps=3,
-                           action_steps=3, batch_size=2, eval_clips=2, eval_frames=17, scratch=True)  # fmt: skip
+    cfg = DemoConfig.quick(
+        out=str(out),
+        train_episodes=3,
+        test_episodes=2,
+        episode_frames=20,
+        passive_steps=3,
+        action_steps=3,
+        batch_size=2,
+        eval_clips=2,
+        eval_frames=17,
+        scratch=True,
+    )
     return cfg, run_demo(cfg)
 
 
@@ -33,7 +43,9 @@ def test_demo_writes_metrics_and_report(demo):
             assert set(saved[kind][metric]) == {"2", "4", "8", "16"}
             assert all(v is not None for v in saved[kind][metric].values())
     assert set(saved["psnr_gap_db"]) == {"2", "4", "8", "16"}
-    assert saved["psnr_gap_db"]["8"] == pytest.approx(saved["true"]["psnr"]["8"] - saved["shuffled"]["psnr"]["8"], abs=1e-3)
+    assert saved["psnr_gap_db"]["8"] == pytest.approx(
+        saved["true"]["psnr"]["8"] - saved["shuffled"]["psnr"]["8"], abs=1e-3
+    )
     assert "scratch" in saved and "true" in saved["scratch"]
     # guided rollouts are the headline; the same models without guidance are reported beside them
     assert saved["guidance"] == cfg.guidance > 1.0
@@ -55,8 +67,10 @@ def test_demo_held_out_scenes_are_disjoint(demo):
 
     cfg, _ = demo
     store = LeRobotDataset(f"{cfg.out}/data")
-    scenes = {split: {store.episode_meta(i)["scene_id"] for i in range(len(store)) if store.episode_meta(i)["split"] == split}
-              for split in ("train", "test")}  # fmt: skip
+    scenes = {
+        split: {store.episode_meta(i)["scene_id"] for i in range(len(store)) if store.episode_meta(i)["split"] == split}
+        for split in ("train", "test")
+    }
     assert scenes["train"] and scenes["test"] and not scenes["train"] & scenes["test"]
 
 

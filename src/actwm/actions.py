@@ -7,7 +7,7 @@ action encoder sees it. Presets cover the embodiments of the papers; any custom 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -102,30 +102,55 @@ class ActionSpace:
 
 
 HUMANOID25_NAMES = (
-    "hip_yaw", "hip_roll", "hip_pitch", "knee_pitch", "ankle_roll", "ankle_pitch",
-    "l_shoulder_pitch", "l_shoulder_roll", "l_shoulder_yaw", "l_elbow_pitch", "l_elbow_yaw",
-    "l_wrist_pitch", "l_wrist_roll",
-    "r_shoulder_pitch", "r_shoulder_roll", "r_shoulder_yaw", "r_elbow_pitch", "r_elbow_yaw",
-    "r_wrist_pitch", "r_wrist_roll",
-    "neck_pitch", "l_hand_closure", "r_hand_closure", "linear_velocity", "angular_velocity",
-)  # fmt: skip
+    "hip_yaw",
+    "hip_roll",
+    "hip_pitch",
+    "knee_pitch",
+    "ankle_roll",
+    "ankle_pitch",
+    "l_shoulder_pitch",
+    "l_shoulder_roll",
+    "l_shoulder_yaw",
+    "l_elbow_pitch",
+    "l_elbow_yaw",
+    "l_wrist_pitch",
+    "l_wrist_roll",
+    "r_shoulder_pitch",
+    "r_shoulder_roll",
+    "r_shoulder_yaw",
+    "r_elbow_pitch",
+    "r_elbow_yaw",
+    "r_wrist_pitch",
+    "r_wrist_roll",
+    "neck_pitch",
+    "l_hand_closure",
+    "r_hand_closure",
+    "linear_velocity",
+    "angular_velocity",
+)
 
 PRESETS: dict[str, ActionSpace] = {
     "nav3": ActionSpace(
-        "nav3", ("dx", "dy", "dyaw"), ("m", "m", "rad"),
+        "nav3",
+        ("dx", "dy", "dyaw"),
+        ("m", "m", "rad"),
         description="planar navigation: displacement and heading change in the robot frame of the current step "
         "(x forward, y left)",
     ),
     "ee7": ActionSpace(
-        "ee7", ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"), ("m", "m", "m", "rad", "rad", "rad", "1"),
+        "ee7",
+        ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"),
+        ("m", "m", "m", "rad", "rad", "rad", "1"),
         description="end-effector delta pose in the robot base frame plus gripper command (0 open, 1 closed)",
     ),
     "humanoid25": ActionSpace(
-        "humanoid25", HUMANOID25_NAMES, ("rad",) * 21 + ("1", "1", "m/s", "rad/s"),
+        "humanoid25",
+        HUMANOID25_NAMES,
+        ("rad",) * 21 + ("1", "1", "m/s", "rad/s"),
         description="1X world-model state order: 6 leg, 7 left-arm, 7 right-arm joints, neck pitch, "
         "hand closures (0 open, 1 closed), linear and angular velocity",
     ),
-}  # fmt: skip
+}
 
 
 def custom(dim: int, name: str | None = None) -> ActionSpace:

@@ -92,8 +92,16 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **kw: Any) -> "DemoConfig":
-        base = dict(train_episodes=12, test_episodes=3, episode_frames=40, passive_steps=150, action_steps=250,
-                    scratch=False, eval_clips=6, sample_steps=6)  # fmt: skip
+        base = dict(
+            train_episodes=12,
+            test_episodes=3,
+            episode_frames=40,
+            passive_steps=150,
+            action_steps=250,
+            scratch=False,
+            eval_clips=6,
+            sample_steps=6,
+        )
         return cls(**{**base, **kw})
 
     def __post_init__(self) -> None:
@@ -102,15 +110,21 @@ class DemoConfig:
         if max(self.horizons) > self.eval_frames - 1:
             raise ValueError(f"DemoConfig.horizons {self.horizons} exceed eval_frames - 1 = {self.eval_frames - 1}")
         if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise ValueError(f"DemoConfig.mixed_precision: must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}")
+            raise ValueError(
+                f"DemoConfig.mixed_precision: must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}"
+            )
         if not 0.0 <= self.guidance_interval[0] < self.guidance_interval[1]:
-            raise ValueError(f"DemoConfig.guidance_interval: must be (lo, hi) with 0 <= lo < hi, got {self.guidance_interval}")
+            raise ValueError(
+                f"DemoConfig.guidance_interval: must be (lo, hi) with 0 <= lo < hi, got {self.guidance_interval}"
+            )
         if self.guidance < 1.0:
             raise ValueError(f"DemoConfig.guidance: must be >= 1 (1 = no guidance), got {self.guidance}")
         if not 0.0 <= self.action_dropout < 1.0:
             raise ValueError(f"DemoConfig.action_dropout: must be in [0, 1), got {self.action_dropout}")
         if self.guidance > 1.0 and self.action_dropout == 0.0:
-            raise ValueError("DemoConfig.guidance > 1 needs action_dropout > 0 (the action-free prediction it extrapolates from)")
+            raise ValueError(
+                "DemoConfig.guidance > 1 needs action_dropout > 0 (the action-free prediction it extrapolates from)"
+            )
 
 
 class StageClock:
@@ -126,16 +140,21 @@ class StageClock:
         result = fn(*args, **kwargs)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         prev = self.stages.get(name, {})  # a resumed stage adds to the time it already spent
-        self.stages[name] = {"seconds": round(prev.get("seconds", 0.0) + time.perf_counter() - t0, 2),
-                             "peak_rss_mb": round(max(peak_mb, prev.get("peak_rss_mb", 0.0)), 1)}  # fmt: skip
+        self.stages[name] = {
+            "seconds": round(prev.get("seconds", 0.0) + time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(max(peak_mb, prev.get("peak_rss_mb", 0.0)), 1),
+        }
         self._write()
         return result
 
     def record(self, name: str, seconds: float, peak_rss_mb: float) -> None:
         """A stage measured elsewhere (a child process); not counted in the wall-clock total."""
         prev = self.stages.get(name, {})
-        self.stages[name] = {"seconds": round(prev.get("seconds", 0.0) + seconds, 2),
-                             "peak_rss_mb": round(max(peak_rss_mb, prev.get("peak_rss_mb", 0.0)), 1), "parallel": True}  # fmt: skip
+        self.stages[name] = {
+            "seconds": round(prev.get("seconds", 0.0) + seconds, 2),
+            "peak_rss_mb": round(max(peak_rss_mb, prev.get("peak_rss_mb", 0.0)), 1),
+            "parallel": True,
+        }
         self._write()
 
     def _write(self) -> None:
@@ -154,9 +173,17 @@ def simulate_data(cfg: DemoConfig, out: Path) -> Path:
     if (data / "meta" / "info.json").is_file():
         print(f"dataset exists: {data}")
         return data
-    simulate("nav", data, episodes=cfg.train_episodes, frames=cfg.episode_frames, size=cfg.size, seed=cfg.seed,
-             test_episodes=cfg.test_episodes, policy_kwargs={"speed": cfg.robot_speed, "turn_rate": cfg.robot_turn_rate},
-             env_kwargs={"supersample": cfg.supersample} if cfg.supersample != 1 else None)  # fmt: skip
+    simulate(
+        "nav",
+        data,
+        episodes=cfg.train_episodes,
+        frames=cfg.episode_frames,
+        size=cfg.size,
+        seed=cfg.seed,
+        test_episodes=cfg.test_episodes,
+        policy_kwargs={"speed": cfg.robot_speed, "turn_rate": cfg.robot_turn_rate},
+        env_kwargs={"supersample": cfg.supersample} if cfg.supersample != 1 else None,
+    )
     return data
 
 
@@ -169,23 +196,33 @@ def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
     base = get_preset(cfg.model)
     k = base.codec["temporal"]
     channels = 3 * cfg.spatial * cfg.spatial * k
-    overrides: dict[str, Any] = {"hidden_dim": cfg.hidden_dim, "features": cfg.features, "max_freq": cfg.max_freq,
-                                 "codec": {"kind": "pixel", "spatial": cfg.spatial, "temporal": k}}  # fmt: skip
+    overrides: dict[str, Any] = {
+        "hidden_dim": cfg.hidden_dim,
+        "features": cfg.features,
+        "max_freq": cfg.max_freq,
+        "codec": {"kind": "pixel", "spatial": cfg.spatial, "temporal": k},
+    }
     if base.family == "svd":  # EDM's own defaults suit a pixel-space tiny model better than SVD's high-noise ones
         overrides["objective"] = {"p_mean": -1.2, "p_std": 1.2, "sigma_max": 80.0}
         overrides["backbone_config"] = svd.tiny_config(channels)
     elif base.family == "wan":
         overrides["objective"] = {"shift": 1.0, "logit_mean": cfg.logit_mean}
         concat = base.backbone_config["in_channels"] != base.backbone_config["out_channels"]  # Wan 2.1 I2V style
-        overrides["backbone_config"] = dict(wan.tiny_config(channels, concat_mask=k if concat else 0), num_layers=cfg.layers,
-                                            num_attention_heads=cfg.heads, attention_head_dim=32, ffn_dim=64 * cfg.heads)  # fmt: skip
+        overrides["backbone_config"] = dict(
+            wan.tiny_config(channels, concat_mask=k if concat else 0),
+            num_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            attention_head_dim=32,
+            ffn_dim=64 * cfg.heads,
+        )
     else:
         raise ValueError(f"DemoConfig.model: the demo supports svd and wan tiny presets, got {cfg.model!r}")
     return overrides
 
 
-def train_stage(cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: bool, init_from: Path | None,
-                progress: bool = True) -> Path:  # fmt: skip
+def train_stage(
+    cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: bool, init_from: Path | None, progress: bool = True
+) -> Path:
     """Stages 2-4: one training run (resumes if interrupted; skipped when finished)."""
     from actwm.train.config import TrainConfig
     from actwm.train.trainer import train
@@ -195,12 +232,28 @@ def train_stage(cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: 
         print(f"finished run exists: {final}")
         return final
     tcfg = TrainConfig.preset(
-        "tiny-cpu", data=str(data), out=str(run), model=cfg.model, model_overrides=_model_overrides(cfg),
-        init_from=str(init_from) if init_from else None, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        action_lr_mult=cfg.action_lr_mult, action_dropout=cfg.action_dropout, mixed_precision=resolve_precision(cfg.mixed_precision),
-        passive=passive, horizon=cfg.horizon, size=cfg.size, action_mode="cumulative", seed=cfg.seed,
-        checkpoint_every=max(steps // 3, 1), resume=True, threads=cfg.threads, warmup_steps=min(50, steps // 10),
-    )  # fmt: skip
+        "tiny-cpu",
+        data=str(data),
+        out=str(run),
+        model=cfg.model,
+        model_overrides=_model_overrides(cfg),
+        init_from=str(init_from) if init_from else None,
+        steps=steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        action_lr_mult=cfg.action_lr_mult,
+        action_dropout=cfg.action_dropout,
+        mixed_precision=resolve_precision(cfg.mixed_precision),
+        passive=passive,
+        horizon=cfg.horizon,
+        size=cfg.size,
+        action_mode="cumulative",
+        seed=cfg.seed,
+        checkpoint_every=max(steps // 3, 1),
+        resume=True,
+        threads=cfg.threads,
+        warmup_steps=min(50, steps // 10),
+    )
     return train(tcfg, progress=progress).final_dir
 
 
@@ -240,9 +293,15 @@ def eval_clips(cfg: DemoConfig, data: Path) -> list[dict[str, Any]]:
         static = set(int(i) for i in ep.meta.get("static_ids", []))
         for s in [s for s in starts if _has_structure(seg, static, s)][:per_episode]:
             sl = slice(s, s + cfg.eval_frames)
-            clips.append({"name": f"ep{i:03d}_t{s:03d}", "frames": ep.frames[sl], "actions": ep.actions[sl],
-                          "segmentation": ep.extras.get("segmentation", None)[sl] if "segmentation" in ep.extras else None,
-                          "static_ids": ep.meta.get("static_ids", [])})  # fmt: skip
+            clips.append(
+                {
+                    "name": f"ep{i:03d}_t{s:03d}",
+                    "frames": ep.frames[sl],
+                    "actions": ep.actions[sl],
+                    "segmentation": ep.extras.get("segmentation", None)[sl] if "segmentation" in ep.extras else None,
+                    "static_ids": ep.meta.get("static_ids", []),
+                }
+            )
     return clips[: cfg.eval_clips]
 
 
@@ -261,8 +320,9 @@ def shuffled_order(n: int) -> list[int]:
     return [(i + shift) % n for i in range(n)]
 
 
-def write_rollouts(cfg: DemoConfig, model_dir: Path, clips: list[dict[str, Any]], out: Path,
-                   guidance: float | None = None) -> Path:  # fmt: skip
+def write_rollouts(
+    cfg: DemoConfig, model_dir: Path, clips: list[dict[str, Any]], out: Path, guidance: float | None = None
+) -> Path:
     """Stage 5: `out/gt/<clip>/`, `out/true/<clip>/`, `out/shuffled/<clip>/` PNG folders (+ SCS side files).
 
     `guidance`: classifier-free guidance on actions (default `cfg.guidance`; 1 = none).
@@ -286,8 +346,12 @@ def write_rollouts(cfg: DemoConfig, model_dir: Path, clips: list[dict[str, Any]]
     order = shuffled_order(len(clips))
     first = torch.cat([to_tensor(c["frames"][0]) for c in clips])
     true_actions = torch.from_numpy(np.stack([c["actions"] for c in clips]))
-    rcfg = RolloutConfig(steps=cfg.sample_steps, seed=cfg.seed, guidance=guidance,
-                         guidance_interval=tuple(interval) if interval else None)  # fmt: skip
+    rcfg = RolloutConfig(
+        steps=cfg.sample_steps,
+        seed=cfg.seed,
+        guidance=guidance,
+        guidance_interval=tuple(interval) if interval else None,
+    )
     seeds = [cfg.seed + i for i in range(len(clips))]
     for kind, actions in (("true", true_actions), ("shuffled", true_actions[order])):
         video = to_uint8(rollout(wm, first, actions, cfg=rcfg, seeds=seeds, progress=True))
@@ -310,9 +374,16 @@ def evaluate(cfg: DemoConfig, rollouts: Path) -> dict[str, Any]:
     metrics = ["psnr", "ssim"] + (["scs"] if cfg.scs else [])
     results = {}
     for kind in ("true", "shuffled"):
-        opts = EvalOptions(gt=rollouts / "gt", pred=rollouts / kind, metrics=metrics, horizons=list(cfg.horizons),
-                           json_out=rollouts / f"eval_{kind}.json", structures="segmentation", trim="none",
-                           progress=False)  # fmt: skip
+        opts = EvalOptions(
+            gt=rollouts / "gt",
+            pred=rollouts / kind,
+            metrics=metrics,
+            horizons=list(cfg.horizons),
+            json_out=rollouts / f"eval_{kind}.json",
+            structures="segmentation",
+            trim="none",
+            progress=False,
+        )
         res = run_eval(opts)
         atomic_write_json(rollouts / f"eval_{kind}.json", res)
         results[kind] = res
@@ -323,7 +394,9 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, res in results.items():
         out[kind] = {m: {h: _round(v) for h, v in per_h.items()} for m, per_h in res["aggregate"].items()}
-        out[kind + "_at"] = {m: {h: _round(v) for h, v in per_h.items()} for m, per_h in res.get("aggregate_at", {}).items()}
+        out[kind + "_at"] = {
+            m: {h: _round(v) for h, v in per_h.items()} for m, per_h in res.get("aggregate_at", {}).items()
+        }
     return out
 
 
@@ -357,15 +430,20 @@ def plot_comparison(summary: dict[str, Any], path: Path, horizons: tuple[int, ..
     metrics = [m for m in ("psnr", "ssim", "scs") if m in summary["action"]["true"]]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
     axes = np.atleast_1d(axes)
-    series = {"action": summary["action"], "scratch": summary.get("scratch"),
-              "action, guidance 1": summary["action"].get("unguided")}  # fmt: skip
+    series = {
+        "action": summary["action"],
+        "scratch": summary.get("scratch"),
+        "action, guidance 1": summary["action"].get("unguided"),
+    }
     g = f", guidance {summary['action'].get('guidance', 1.0):g}"
-    styles = {("action", "true"): (f"EgoWM fine-tuned{g}, true actions", "C0", "-"),
-              ("action", "shuffled"): (f"EgoWM fine-tuned{g}, shuffled actions", "C0", "--"),
-              ("scratch", "true"): (f"from scratch{g}, true actions", "C1", "-"),
-              ("scratch", "shuffled"): (f"from scratch{g}, shuffled actions", "C1", "--"),
-              ("action, guidance 1", "true"): ("EgoWM fine-tuned, guidance 1, true", "C7", "-"),
-              ("action, guidance 1", "shuffled"): ("EgoWM fine-tuned, guidance 1, shuffled", "C7", "--")}  # fmt: skip
+    styles = {
+        ("action", "true"): (f"EgoWM fine-tuned{g}, true actions", "C0", "-"),
+        ("action", "shuffled"): (f"EgoWM fine-tuned{g}, shuffled actions", "C0", "--"),
+        ("scratch", "true"): (f"from scratch{g}, true actions", "C1", "-"),
+        ("scratch", "shuffled"): (f"from scratch{g}, shuffled actions", "C1", "--"),
+        ("action, guidance 1", "true"): ("EgoWM fine-tuned, guidance 1, true", "C7", "-"),
+        ("action, guidance 1", "shuffled"): ("EgoWM fine-tuned, guidance 1, shuffled", "C7", "--"),
+    }
     for ax, m in zip(axes, metrics):
         for (model, kind), (label, colour, ls) in styles.items():
             if series[model] is None:
@@ -429,29 +507,37 @@ def write_report(out: Path, metrics: dict[str, Any], gifs: list[str]) -> Path:
     gap = metrics["action"]["psnr_gap_db"]
     parts = [
         "<!doctype html><meta charset='utf-8'><title>actwm demo report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:3px 9px;border-bottom:1px solid #ddd}"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "td,th{padding:3px 9px;border-bottom:1px solid #ddd}"
         "img{image-rendering:pixelated;margin:4px}</style>",
         "<h1>actwm demo: an action-conditioned world model of a simulated robot</h1>",
         f"<p>Backbone <b>{html.escape(metrics['model'])}</b> (tiny real diffusers class), trained on "
         f"{metrics['config']['train_episodes']} simulated training scenes and evaluated on "
         f"{metrics['config']['test_episodes']} held-out scenes it never saw. Horizon h = mean over predicted frames "
         "1..h (frame 0 is given); 16-frame horizons are generated autoregressively in chunks.</p>",
-        f"<p><b>True-action PSNR minus shuffled-action PSNR</b> (dB): "
-        + ", ".join(f"h={h}: {v:+.2f}" for h, v in gap.items()) + "</p>",
+        "<p><b>True-action PSNR minus shuffled-action PSNR</b> (dB): "
+        + ", ".join(f"h={h}: {v:+.2f}" for h, v in gap.items())
+        + "</p>",
         f"<p>Sampling: {metrics['config']['sample_steps']} Euler steps, classifier-free guidance on actions "
         f"{metrics['guidance']:g} at flow times t in ({metrics['config']['guidance_interval'][0]:g}, "
         f"{metrics['config']['guidance_interval'][1]:g}] (tables for guidance 1 follow each model).</p>",
-        "<h2>EgoWM: passive stage, then action fine-tuning</h2>", table(metrics["action"]),
+        "<h2>EgoWM: passive stage, then action fine-tuning</h2>",
+        table(metrics["action"]),
     ]
     if "unguided" in metrics["action"]:
         parts += ["<h3>same model, guidance 1</h3>", table(metrics["action"]["unguided"])]
     if "scratch" in metrics:
-        parts += ["<h2>From scratch (actions from the first step, same total number of steps)</h2>", table(metrics["scratch"])]
+        parts += [
+            "<h2>From scratch (actions from the first step, same total number of steps)</h2>",
+            table(metrics["scratch"]),
+        ]
         if "unguided" in metrics["scratch"]:
             parts += ["<h3>same model, guidance 1</h3>", table(metrics["scratch"]["unguided"])]
-    parts += ["<h2>Metrics against horizon</h2><img src='assets/metrics.png'>",
-              "<h2>Training loss</h2><img src='assets/losses.png'>",
-              "<h2>Held-out rollouts</h2><p>left: ground truth · middle: true actions · right: shuffled actions</p>"]
+    parts += [
+        "<h2>Metrics against horizon</h2><img src='assets/metrics.png'>",
+        "<h2>Training loss</h2><img src='assets/losses.png'>",
+        "<h2>Held-out rollouts</h2><p>left: ground truth · middle: true actions · right: shuffled actions</p>",
+    ]
     parts += [f"<div><code>{html.escape(Path(g).stem)}</code><br><img src='{html.escape(g)}'></div>" for g in gifs]
     parts.append(f"<h2>Cost</h2><pre>{html.escape(json.dumps(metrics.get('timings', {}), indent=1))}</pre>")
     report = out / "report.html"
@@ -479,12 +565,30 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         import multiprocessing
 
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        scratch = pool.submit(_scratch_in_child, cfg, data, out / "runs" / "scratch", cfg.passive_steps + cfg.action_steps)
+        scratch = pool.submit(
+            _scratch_in_child, cfg, data, out / "runs" / "scratch", cfg.passive_steps + cfg.action_steps
+        )
         print("from-scratch comparison training in a second process", flush=True)
-    passive = clock.run("2 passive stage", train_stage, cfg, data, out / "runs" / "passive", steps=cfg.passive_steps,
-                        passive=True, init_from=None)  # fmt: skip
-    action = clock.run("3 action stage", train_stage, cfg, data, out / "runs" / "action", steps=cfg.action_steps,
-                       passive=False, init_from=passive)  # fmt: skip
+    passive = clock.run(
+        "2 passive stage",
+        train_stage,
+        cfg,
+        data,
+        out / "runs" / "passive",
+        steps=cfg.passive_steps,
+        passive=True,
+        init_from=None,
+    )
+    action = clock.run(
+        "3 action stage",
+        train_stage,
+        cfg,
+        data,
+        out / "runs" / "action",
+        steps=cfg.action_steps,
+        passive=False,
+        init_from=passive,
+    )
     models = {"action": action}
     if scratch is not None:
         final, seconds, peak = clock.run("4 from scratch (wait)", scratch.result)
@@ -496,22 +600,34 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     for name, model_dir in models.items():
         summary[name] = _rollout_and_score(cfg, clock, name, model_dir, clips, out / "rollouts" / name, cfg.guidance)
         if cfg.guidance != 1.0:  # the same model without guidance, for the record
-            summary[name]["unguided"] = _rollout_and_score(cfg, clock, f"{name}, guidance 1", model_dir, clips,
-                                                           out / "rollouts" / f"{name}_unguided", 1.0)  # fmt: skip
+            summary[name]["unguided"] = _rollout_and_score(
+                cfg, clock, f"{name}, guidance 1", model_dir, clips, out / "rollouts" / f"{name}_unguided", 1.0
+            )
     return clock.run("7 report", _report, cfg, out, summary, models, clips, clock)
 
 
-def _rollout_and_score(cfg: DemoConfig, clock: StageClock, name: str, model_dir: Path, clips: list[dict[str, Any]],
-                       out: Path, guidance: float) -> dict[str, Any]:  # fmt: skip
+def _rollout_and_score(
+    cfg: DemoConfig,
+    clock: StageClock,
+    name: str,
+    model_dir: Path,
+    clips: list[dict[str, Any]],
+    out: Path,
+    guidance: float,
+) -> dict[str, Any]:
     """Stages 5-6 for one model and guidance: `{true, shuffled, true_at, shuffled_at, psnr_gap_db, guidance}`."""
     rollouts = clock.run(f"5 rollouts ({name})", write_rollouts, cfg, model_dir, clips, out, guidance)
     res = _summary(clock.run(f"6 evaluate ({name})", evaluate, cfg, rollouts))
-    res["psnr_gap_db"] = {str(h): _round(res["true"]["psnr"][str(h)] - res["shuffled"]["psnr"][str(h)]) for h in cfg.horizons}
+    res["psnr_gap_db"] = {
+        str(h): _round(res["true"]["psnr"][str(h)] - res["shuffled"]["psnr"][str(h)]) for h in cfg.horizons
+    }
     res["guidance"] = guidance
     return res
 
 
-def _report(cfg: DemoConfig, out: Path, summary: dict[str, Any], models: dict[str, Path], clips, clock: StageClock) -> dict[str, Any]:
+def _report(
+    cfg: DemoConfig, out: Path, summary: dict[str, Any], models: dict[str, Path], clips, clock: StageClock
+) -> dict[str, Any]:
     assets = out / "assets"
     plot_comparison(summary, assets / "metrics.png", cfg.horizons)
     plot_losses({n: out / "runs" / n for n in ("passive", "action", "scratch")}, assets / "losses.png")
@@ -530,7 +646,11 @@ def _report(cfg: DemoConfig, out: Path, summary: dict[str, Any], models: dict[st
         "horizon_definition": "metric at horizon h = mean over predicted frames 1..h (frame 0 is the given frame); "
         "'*_at' keys hold the value at frame h",
         "model": cfg.model,
-        "held_out": {"clips": len(clips), "scenes": cfg.test_episodes, "shuffle": "clip i gets the actions of clip (i + n//2) mod n"},
+        "held_out": {
+            "clips": len(clips),
+            "scenes": cfg.test_episodes,
+            "shuffle": "clip i gets the actions of clip (i + n//2) mod n",
+        },
         "config": _jsonable(cfg),
         "timings": json.loads(json.dumps(clock.stages)),  # stages before the report
     }
@@ -544,7 +664,9 @@ def _jsonable(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="actwm demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="actwm demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
     p.add_argument("--quick", action="store_true", help="a smoke run of every stage in about 3 minutes")
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
@@ -568,8 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  h={h:>2}: true {t:6.2f}  shuffled {s:6.2f}  gap {gap[str(h)]:+.2f}")
     if "unguided" in metrics["action"]:
         u = metrics["action"]["unguided"]["psnr_gap_db"]
-        print(f"(guidance {cfg.guidance:g} on actions; without guidance the gaps are "
-              + ", ".join(f"h={h}: {u[str(h)]:+.2f}" for h in cfg.horizons) + ")")
+        print(
+            f"(guidance {cfg.guidance:g} on actions; without guidance the gaps are "
+            + ", ".join(f"h={h}: {u[str(h)]:+.2f}" for h in cfg.horizons)
+            + ")"
+        )
     print(f"\nreport:  {Path(cfg.out) / 'report.html'}\nmetrics: {Path(cfg.out) / 'metrics.json'}")
     print(f"output directory: {Path(cfg.out).resolve()}")
     return 0

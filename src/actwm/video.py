@@ -42,8 +42,13 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             # no B-frames / lookahead / mb-tree: libx264 is then deterministic on small frames (see data.lerobot)
-            stream.options = {"crf": str(crf), "preset": "veryfast", "bf": "0", "threads": "1",
-                              "x264-params": "rc-lookahead=0:no-mbtree=1"}  # fmt: skip
+            stream.options = {
+                "crf": str(crf),
+                "preset": "veryfast",
+                "bf": "0",
+                "threads": "1",
+                "x264-params": "rc-lookahead=0:no-mbtree=1",
+            }
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)

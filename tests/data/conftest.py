@@ -25,7 +25,9 @@ def smooth_frames(t: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray
     return np.clip(np.stack(out), 0, 255).astype(np.uint8)
 
 
-def make_episode(t: int = 12, seed: int = 0, h: int = 32, w: int = 32, split: str | None = None, extras: bool = True) -> Episode:
+def make_episode(
+    t: int = 12, seed: int = 0, h: int = 32, w: int = 32, split: str | None = None, extras: bool = True
+) -> Episode:
     rng = np.random.default_rng(seed)
     actions = rng.normal(size=(t, 3)).astype(np.float32)
     actions[-1] = 0
@@ -71,11 +73,17 @@ def smooth():
 
 def _traj_frames(t: int, k: int) -> np.ndarray:
     yy, xx = np.mgrid[0:32, 0:32]
-    return np.stack([np.stack([(xx * 3 + 20 * i + k * 7) % 256, (yy * 3) % 256, np.full_like(xx, 40 + 20 * i)], -1)
-                     for i in range(t)]).astype(np.uint8)  # fmt: skip
+    return np.stack(
+        [
+            np.stack([(xx * 3 + 20 * i + k * 7) % 256, (yy * 3) % 256, np.full_like(xx, 40 + 20 * i)], -1)
+            for i in range(t)
+        ]
+    ).astype(np.uint8)
 
 
-def build_gnm(root: Path, name: str = "recon", n: int = 4, t: int = 6, test: tuple[int, ...] = (3,)) -> tuple[Path, dict]:
+def build_gnm(
+    root: Path, name: str = "recon", n: int = 4, t: int = 6, test: tuple[int, ...] = (3,)
+) -> tuple[Path, dict]:
     ds = root / "data" / name
     truth = {}
     rng = np.random.default_rng(0)

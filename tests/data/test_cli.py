@@ -23,8 +23,25 @@ def _sim():
 def test_simulate_round_trip(tmp_path, world, capsys):
     sim = _sim()
     out = tmp_path / world
-    rc = main(["simulate", world, "--episodes", "2", "--test-episodes", "1", "--frames", "6", "--size", "32",
-               "--out", str(out), "--seed", "3", "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "simulate",
+            world,
+            "--episodes",
+            "2",
+            "--test-episodes",
+            "1",
+            "--frames",
+            "6",
+            "--size",
+            "32",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and "action_space" in capsys.readouterr().out
     ds = LeRobotDataset(out)
     assert len(ds) == 3 and ds.splits() == ["train", "train", "test"]
@@ -96,7 +113,9 @@ def test_convert_sigkilled_then_rerun(tmp_path, make_gnm):
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=12, progress=False, on_episode=hook)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "res")], capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "res")], capture_output=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr.decode()
     assert not (tmp_path / "res/meta/info.json").exists()
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
@@ -118,11 +137,44 @@ def test_simulate_slower_robot_from_cli(tmp_path, capsys):
     from actwm.data.lerobot import LeRobotDataset
 
     out = tmp_path / "slow"
-    rc = main(["simulate", "nav", "--episodes", "1", "--frames", "12", "--size", "32", "--out", str(out),
-               "--robot-speed", "0.05", "--robot-turn-rate", "0.08", "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "simulate",
+            "nav",
+            "--episodes",
+            "1",
+            "--frames",
+            "12",
+            "--size",
+            "32",
+            "--out",
+            str(out),
+            "--robot-speed",
+            "0.05",
+            "--robot-turn-rate",
+            "0.08",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     ep = LeRobotDataset(out).episode(0)
     assert np.abs(ep.actions[:, 2]).max() <= 0.08 + 1e-5
-    assert main(["simulate", "manip", "--episodes", "1", "--frames", "3", "--out", str(tmp_path / "m"),
-                 "--robot-speed", "0.1", "--no-progress"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "simulate",
+                "manip",
+                "--episodes",
+                "1",
+                "--frames",
+                "3",
+                "--out",
+                str(tmp_path / "m"),
+                "--robot-speed",
+                "0.1",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "nav world only" in capsys.readouterr().err

@@ -16,14 +16,23 @@ def _nav_episode(t: int, seed: int, smooth, scene: str, split: str) -> tuple[Epi
     yaw = np.cumsum(rng.uniform(-0.6, 0.6, t)) + 3.0  # crosses +-pi
     pos = np.cumsum(np.column_stack([np.cos(yaw), np.sin(yaw)]) * 0.3, 0)
     pose = np.column_stack([pos, yaw]).astype(np.float32)
-    ep = Episode(frames=smooth(t, seed=seed), actions=nav_actions(pos, yaw), state=pose.copy(), fps=10.0,
-                 action_space="nav3", extras={"pose": pose}, meta={"scene_id": scene, "split": split})  # fmt: skip
+    ep = Episode(
+        frames=smooth(t, seed=seed),
+        actions=nav_actions(pos, yaw),
+        state=pose.copy(),
+        fps=10.0,
+        action_space="nav3",
+        extras={"pose": pose},
+        meta={"scene_id": scene, "split": split},
+    )
     return ep, np.column_stack([pos, yaw])
 
 
 @pytest.fixture
 def nav_store(tmp_path, smooth):
-    w = LeRobotWriter(tmp_path / "nav", fps=10.0, action_space="nav3", frames_per_file=40, info_extra={"metric_spacing": 0.3})
+    w = LeRobotWriter(
+        tmp_path / "nav", fps=10.0, action_space="nav3", frames_per_file=40, info_extra={"metric_spacing": 0.3}
+    )
     poses = []
     for i in range(8):
         ep, pose = _nav_episode(20, i, smooth, scene=f"s{i // 2}", split="test" if i >= 6 else "train")
@@ -95,7 +104,9 @@ def test_normalisation(nav_store):
     raw = ClipDataset(root, context=1, horizon=4, normalise="none")
     std = ClipDataset(root, context=1, horizon=4, normalise="std")
     st = std.store.stats["action"]
-    np.testing.assert_allclose(std[3]["actions"].numpy(), (raw[3]["actions"].numpy() - st["mean"]) / st["std"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        std[3]["actions"].numpy(), (raw[3]["actions"].numpy() - st["mean"]) / st["std"], rtol=1e-5, atol=1e-6
+    )
     nwm = ClipDataset(root, context=1, horizon=4, normalise="nwm")
     assert nwm.metric_spacing == 0.3
     a, b = raw[3]["actions"].numpy(), nwm[3]["actions"].numpy()
@@ -105,7 +116,9 @@ def test_normalisation(nav_store):
     nwmc = ClipDataset(root, context=1, horizon=4, normalise="nwm", action_mode="cumulative")
     expect = (rawc[3]["actions"].numpy()[:, :2] / 0.3 - [-2.5, -4]) / [7.5, 8.0] * 2 - 1
     np.testing.assert_allclose(nwmc[3]["actions"].numpy()[:, :2], expect, rtol=1e-5)
-    np.testing.assert_allclose(nwmc.denormalise_actions(nwmc[3]["actions"].numpy()), rawc[3]["actions"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        nwmc.denormalise_actions(nwmc[3]["actions"].numpy()), rawc[3]["actions"].numpy(), atol=1e-5
+    )
     # cumulative std statistics are computed from the training clips: normalised values are centred
     stdc = ClipDataset(root, context=1, horizon=4, action_mode="cumulative", normalise="std")
     allc = np.concatenate([stdc[k]["actions"].numpy() for k in range(len(stdc))])

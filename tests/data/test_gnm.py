@@ -25,7 +25,9 @@ def test_nav_actions_hand_computed():
     # a point to the robot's left (robot facing +x, point at +y) has positive local y
     np.testing.assert_allclose(to_local_coords(np.array([[0.0, 2.0]]), np.zeros(2), 0.0), [[0.0, 2.0]])
     # facing +y, a world point at -x is on the robot's left
-    np.testing.assert_allclose(to_local_coords(np.array([[-1.0, 0.0]]), np.zeros(2), np.pi / 2), [[0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(
+        to_local_coords(np.array([[-1.0, 0.0]]), np.zeros(2), np.pi / 2), [[0.0, 1.0]], atol=1e-12
+    )
 
 
 def test_wrap_angle_range():

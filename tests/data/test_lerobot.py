@@ -26,7 +26,11 @@ def _write(root: Path, eps: list[Episode], frames_per_file: int = 25) -> LeRobot
 def test_v3_layout_follows_templates(tmp_path, episodes):
     ds = _write(tmp_path / "ds", episodes)
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
-    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 5 and info["total_frames"] == sum(map(len, episodes))
+    assert (
+        info["codebase_version"] == "v3.0"
+        and info["total_episodes"] == 5
+        and info["total_frames"] == sum(map(len, episodes))
+    )
     feats = info["features"]
     assert feats["observation.camera.intrinsics"]["shape"] == [9]
     assert feats["observation.camera.extrinsics"]["shape"] == [16]
@@ -40,10 +44,19 @@ def test_v3_layout_follows_templates(tmp_path, episodes):
     rows = pq.read_table(tmp_path / "ds/meta/episodes/chunk-000/file-000.parquet").to_pylist()
     assert len(rows) == 2 and rows[1]["videos/observation.images.front/from_timestamp"] == pytest.approx(10 / 5.0)
     for r in ds._episodes:
-        assert (tmp_path / "ds" / info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])).is_file()
+        assert (
+            tmp_path
+            / "ds"
+            / info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])
+        ).is_file()
         vk = "observation.images.front"
-        assert (tmp_path / "ds" / info["video_path"].format(video_key=vk, chunk_index=r[f"videos/{vk}/chunk_index"],
-                                                              file_index=r[f"videos/{vk}/file_index"])).is_file()
+        assert (
+            tmp_path
+            / "ds"
+            / info["video_path"].format(
+                video_key=vk, chunk_index=r[f"videos/{vk}/chunk_index"], file_index=r[f"videos/{vk}/file_index"]
+            )
+        ).is_file()
     data = pq.read_table(tmp_path / "ds/data/chunk-000/file-001.parquet")
     for col in ("observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index"):
         assert col in data.column_names
@@ -124,11 +137,14 @@ def test_killed_write_resumes_to_identical_dataset(tmp_path, make_ep):
         def hook(idx, ep):
             if idx == k:
                 raise Crash("killed")
+
         return hook
 
     write_episodes(tmp_path / "ref", iter(eps), total=7, writer_kwargs=kw, progress=False)
     with pytest.raises(Crash):
-        write_episodes(tmp_path / "res", iter(eps), total=7, writer_kwargs=kw, progress=False, on_episode=crash_after(4))
+        write_episodes(
+            tmp_path / "res", iter(eps), total=7, writer_kwargs=kw, progress=False, on_episode=crash_after(4)
+        )
     prog = json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())
     done = prog["num_episodes"]
     assert 0 < done < 7 and not (tmp_path / "res/meta/info.json").exists()
@@ -153,7 +169,11 @@ def _write_v21(root: Path, eps: list[Episode]) -> None:
     vk = "observation.images.cam"
     h, w = eps[0].frames.shape[1:3]
     info = {
-        "codebase_version": "v2.1", "robot_type": "test", "total_episodes": len(eps), "fps": 5, "chunks_size": 1000,
+        "codebase_version": "v2.1",
+        "robot_type": "test",
+        "total_episodes": len(eps),
+        "fps": 5,
+        "chunks_size": 1000,
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
         "features": {
@@ -166,18 +186,23 @@ def _write_v21(root: Path, eps: list[Episode]) -> None:
             "index": {"dtype": "int64", "shape": [1], "names": None},
             "task_index": {"dtype": "int64", "shape": [1], "names": None},
         },
-    }  # fmt: skip
+    }
     (root / "meta").mkdir(parents=True)
     (root / "meta/info.json").write_text(json.dumps(info))
     lines, start = [], 0
     for i, e in enumerate(eps):
         t = len(e)
-        table = pa.table({
-            "observation.state": [list(map(float, r)) for r in e.state],  # plain list<double> as older writers do
-            "action": [list(map(float, r)) for r in e.actions],
-            "timestamp": np.arange(t, dtype=np.float32) / 5, "frame_index": np.arange(t),
-            "episode_index": np.full(t, i), "index": np.arange(start, start + t), "task_index": np.zeros(t, np.int64),
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "observation.state": [list(map(float, r)) for r in e.state],  # plain list<double> as older writers do
+                "action": [list(map(float, r)) for r in e.actions],
+                "timestamp": np.arange(t, dtype=np.float32) / 5,
+                "frame_index": np.arange(t),
+                "episode_index": np.full(t, i),
+                "index": np.arange(start, start + t),
+                "task_index": np.zeros(t, np.int64),
+            }
+        )
         p = root / f"data/chunk-000/episode_{i:06d}.parquet"
         p.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, p)
@@ -236,7 +261,9 @@ def test_crash_inside_flush_resumes(tmp_path, make_ep, monkeypatch):
     assert (tmp_path / "res/data/chunk-000/file-001.parquet").exists()  # written before the crash
     done = json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"]
     assert done == 2
-    write_episodes(tmp_path / "res", iter(eps[done:]), total=5, skip=done, writer_kwargs={"frames_per_file": 16}, progress=False)
+    write_episodes(
+        tmp_path / "res", iter(eps[done:]), total=5, skip=done, writer_kwargs={"frames_per_file": 16}, progress=False
+    )
     a, b = LeRobotDataset(tmp_path / "ref"), LeRobotDataset(tmp_path / "res")
     assert a.info == b.info and a.stats == b.stats
     for i in range(5):

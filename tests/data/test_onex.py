@@ -14,11 +14,14 @@ from actwm.video import write_mp4
 
 def _frames(n: int, offset: int) -> np.ndarray:
     yy, xx = np.mgrid[0:32, 0:32]
-    return np.stack([np.stack([(xx * 4 + i) % 256, (yy * 4) % 256, np.full_like(xx, 10 + 8 * (i + offset))], -1)
-                     for i in range(n)]).astype(np.uint8)  # fmt: skip
+    return np.stack(
+        [np.stack([(xx * 4 + i) % 256, (yy * 4) % 256, np.full_like(xx, 10 + 8 * (i + offset))], -1) for i in range(n)]
+    ).astype(np.uint8)
 
 
-def make_shard(root: Path, shard: int, segments: list[int], video_frames: int | None = None, state_rows: int | None = None):
+def make_shard(
+    root: Path, shard: int, segments: list[int], video_frames: int | None = None, state_rows: int | None = None
+):
     n = len(segments)
     frames = _frames(n, 10 * shard)
     states = np.random.default_rng(shard).normal(size=(n, 25)).astype(np.float32)
@@ -39,7 +42,12 @@ def test_onex_segments_states_actions(tmp_path):
     ds = OneXDataset(tmp_path)
     assert ds.fps == pytest.approx(30.0)
     assert [(s.shard, s.segment_id, s.start, s.stop) for s in ds.segments] == [
-        ("0", 5, 0, 4), ("0", 7, 4, 7), ("0", 9, 7, 12), ("1", 2, 0, 5), ("1", 3, 5, 8)]  # fmt: skip
+        ("0", 5, 0, 4),
+        ("0", 7, 4, 7),
+        ("0", 9, 7, 12),
+        ("1", 2, 0, 5),
+        ("1", 3, 5, 8),
+    ]
     streamed = list(ds)
     assert [len(e) for e in streamed] == [4, 3, 5, 5, 3]
     for k, seg in enumerate(ds.segments):
@@ -49,7 +57,9 @@ def test_onex_segments_states_actions(tmp_path):
         np.testing.assert_array_equal(ep.actions[:-1], states[seg.start + 1 : seg.stop])  # action t = state t+1
         np.testing.assert_array_equal(ep.actions[-1], 0)
         # frames come from the right place of the shard (blue channel encodes the frame position)
-        np.testing.assert_allclose(ep.frames[..., 2].mean((1, 2)), frames[seg.start : seg.stop, ..., 2].mean((1, 2)), atol=3.5)
+        np.testing.assert_allclose(
+            ep.frames[..., 2].mean((1, 2)), frames[seg.start : seg.stop, ..., 2].mean((1, 2)), atol=3.5
+        )
         np.testing.assert_array_equal(ds.episode(k).frames, ep.frames)
         assert ep.action_space == "humanoid25" and ep.meta["segment_id"] == seg.segment_id
     out = convert("1x", tmp_path, tmp_path / "lr", split="train", progress=False)

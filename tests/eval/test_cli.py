@@ -64,9 +64,20 @@ def test_outputs_json_csv_plot(tmp_path, capsys):
     prompts.write_text(json.dumps({"a": [{"box": [3, 7, 17, 21]}], "b": [{"points": [[9, 13]]}]}))
     csv_path, plot_path = tmp_path / "out.csv", tmp_path / "out.png"
     code, out = run(
-        tmp_path, gt, pred, "--metrics", "scs,psnr,ssim", "--horizons", "1,2,4", "--prompts", str(prompts),
-        "--csv", str(csv_path), "--plot", str(plot_path),
-    )  # fmt: skip
+        tmp_path,
+        gt,
+        pred,
+        "--metrics",
+        "scs,psnr,ssim",
+        "--horizons",
+        "1,2,4",
+        "--prompts",
+        str(prompts),
+        "--csv",
+        str(csv_path),
+        "--plot",
+        str(plot_path),
+    )
     assert code == 0, capsys.readouterr().err
     res = json.loads(out.read_text())
     assert set(res) == {"aggregate", "aggregate_at", "sequences", "meta"}
@@ -102,7 +113,9 @@ def test_scs_drops_for_shifted_prediction_and_at_values(tmp_path):
     assert res["aggregate_at"]["psnr"]["2"] is not None
     assert len(res["sequences"]["a"]["scs_info"]["per_frame"]) == T
     # automatic structures: the box (largest region) plus static background regions
-    code, out = run(tmp_path, gt, pred, "--metrics", "scs", "--horizons", "2,4", "--structures", "auto", "--min-area", "40")
+    code, out = run(
+        tmp_path, gt, pred, "--metrics", "scs", "--horizons", "2,4", "--structures", "auto", "--min-area", "40"
+    )
     assert code == 0
     res = json.loads(out.read_text())
     info = res["sequences"]["a"]["scs_info"]
@@ -230,16 +243,34 @@ def test_sam2_tracker_through_the_cli(tmp_path):
     from sam2.build_sam import build_sam2_video_predictor
 
     model = build_sam2_video_predictor(
-        "configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu", hydra_overrides_extra=["++model.image_size=64"]
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        ckpt_path=None,
+        device="cpu",
+        hydra_overrides_extra=["++model.image_size=64"],
     )
     ckpt = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": model.state_dict()}, ckpt)
     gt, pred = make_dirs(tmp_path, names=("a",))
     np.save(gt / "a" / "segmentation.npy", box_segmentation())
     code, out = run(
-        tmp_path, gt, pred, "--metrics", "scs", "--horizons", "2", "--structures", "segmentation",
-        "--tracker", "sam2", "--sam2-model", str(ckpt), "--sam2-image-size", "64", "--csv", str(tmp_path / "o.csv"),
-    )  # fmt: skip
+        tmp_path,
+        gt,
+        pred,
+        "--metrics",
+        "scs",
+        "--horizons",
+        "2",
+        "--structures",
+        "segmentation",
+        "--tracker",
+        "sam2",
+        "--sam2-model",
+        str(ckpt),
+        "--sam2-image-size",
+        "64",
+        "--csv",
+        str(tmp_path / "o.csv"),
+    )
     assert code == 0
     res = json.loads(out.read_text())
     assert res["meta"]["tracker"] == "sam2(sam2.1_hiera_tiny.pt@64)"

@@ -96,8 +96,15 @@ def test_vit_matches_dreamsim_dino_vit():
     ref_spec = importlib.util.spec_from_file_location("_dino_vit_ref", path)
     module = importlib.util.module_from_spec(ref_spec)
     ref_spec.loader.exec_module(module)
-    ref = module.VisionTransformer(img_size=[32], patch_size=16, embed_dim=64, depth=2, num_heads=1, qkv_bias=True,
-                                   norm_layer=lambda d: nn.LayerNorm(d, eps=1e-6)).eval()
+    ref = module.VisionTransformer(
+        img_size=[32],
+        patch_size=16,
+        embed_dim=64,
+        depth=2,
+        num_heads=1,
+        qkv_bias=True,
+        norm_layer=lambda d: nn.LayerNorm(d, eps=1e-6),
+    ).eval()
     ours = _tiny_vit().eval()
     ref.load_state_dict(ours.state_dict(), strict=True)  # same key names both ways
     x = torch.randn(2, 3, 32, 32)

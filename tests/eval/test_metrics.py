@@ -87,8 +87,6 @@ def test_resize_option():
 pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
-
-
 @pytest.fixture(scope="module")
 def fid_checkpoint(tmp_path_factory):
     """Random FID Inception saved like pytorch-fid's pt_inception-2015-12-05-6726825d.pth."""

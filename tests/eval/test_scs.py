@@ -90,7 +90,7 @@ def test_shifted_objects_give_analytic_iou(shift):
 def test_object_leaving_view_counts_as_documented():
     """GT object exits on the right at frame 6. Prediction A exits too (both empty -> 1); prediction B keeps
     the object where it started (GT empty, prediction not -> 0)."""
-    t_len, size = 9, 64
+    t_len = 9
     gt_pos = np.array([[[30 + 6 * t, 20]] for t in range(t_len)])  # x >= 64 from t = 6
     gt, gt_masks = rect_video(gt_pos, wh=(16, 16))
     assert not gt_masks[6:].any() and gt_masks[5].any()

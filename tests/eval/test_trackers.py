@@ -186,7 +186,9 @@ def test_sam2_loads_official_checkpoint_format_and_tracks(tmp_path):
     from actwm.eval.trackers import SAM2Tracker
 
     cfg = "configs/sam2.1/sam2.1_hiera_t.yaml"
-    model = build_sam2_video_predictor(cfg, ckpt_path=None, device="cpu", hydra_overrides_extra=["++model.image_size=64"])
+    model = build_sam2_video_predictor(
+        cfg, ckpt_path=None, device="cpu", hydra_overrides_extra=["++model.image_size=64"]
+    )
     ckpt = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": model.state_dict()}, ckpt)
     tracker = SAM2Tracker(SAM2Config(model=str(ckpt), image_size=64))

@@ -12,15 +12,26 @@ def _save_svd(root):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     UNetSpatioTemporalConditionModel(**svd.tiny_config(4)).save_pretrained(root / "unet")
-    AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), layers_per_block=1, latent_channels=4).save_pretrained(root / "vae")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(**svd.tiny_image_encoder_config())).save_pretrained(root / "image_encoder")
+    AutoencoderKLTemporalDecoder(block_out_channels=(32, 32), layers_per_block=1, latent_channels=4).save_pretrained(
+        root / "vae"
+    )
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**svd.tiny_image_encoder_config())).save_pretrained(
+        root / "image_encoder"
+    )
 
 
 def _wan_vae(root):
     from diffusers import AutoencoderKLWan
 
-    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
-                     latents_mean=[0.1, -0.2, 0.0, 0.3], latents_std=[1.5, 0.5, 1.0, 2.0]).save_pretrained(root / "vae")  # fmt: skip
+    AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.1, -0.2, 0.0, 0.3],
+        latents_std=[1.5, 0.5, 1.0, 2.0],
+    ).save_pretrained(root / "vae")
 
 
 def _save_cosmos(root):
@@ -56,7 +67,9 @@ SAVERS = {"svd": _save_svd, "cosmos": _save_cosmos, "wan2.1": _save_wan, "wan2.1
 def test_from_pretrained_local_directory(backbone, tmp_path):
     SAVERS[backbone](tmp_path)
     assert any((tmp_path).rglob("diffusion_pytorch_model.safetensors"))
-    wm = WorldModel.from_pretrained(str(tmp_path), backbone=backbone.removesuffix("-i2v"), action_space="nav3", hidden_dim=32).eval()
+    wm = WorldModel.from_pretrained(
+        str(tmp_path), backbone=backbone.removesuffix("-i2v"), action_space="nav3", hidden_dim=32
+    ).eval()
     k = wm.codec.temporal_compression
     assert k == (1 if backbone == "svd" else 4)
     frames = 5
@@ -92,8 +105,9 @@ def test_cosmos_zero_padding_channel_matches_model_own_padding(monkeypatch):
     def resize(x, size, interpolation=None):
         return torch.nn.functional.interpolate(x, size=size, mode="nearest")
 
-    fake = types.SimpleNamespace(functional=types.SimpleNamespace(resize=resize),
-                                 InterpolationMode=types.SimpleNamespace(NEAREST="nearest"))  # fmt: skip
+    fake = types.SimpleNamespace(
+        functional=types.SimpleNamespace(resize=resize), InterpolationMode=types.SimpleNamespace(NEAREST="nearest")
+    )
     monkeypatch.setattr(tc, "transforms", fake, raising=False)
     torch.manual_seed(0)
     model = CosmosTransformer3DModel(**dict(cosmos.tiny_config(4), concat_padding_mask=True)).eval()
@@ -131,13 +145,21 @@ def test_wan_i2v_condition_matches_official_pipeline(tmp_path):
     ours = adapter._concat_input(noisy, cond)  # (b, f, 2C + k, h, w)
 
     vae = wm.codec.vae
-    fake = types.SimpleNamespace(vae=vae, vae_scale_factor_temporal=4, vae_scale_factor_spatial=8,
-                                 config=types.SimpleNamespace(expand_timesteps=False))  # fmt: skip
+    fake = types.SimpleNamespace(
+        vae=vae,
+        vae_scale_factor_temporal=4,
+        vae_scale_factor_spatial=8,
+        config=types.SimpleNamespace(expand_timesteps=False),
+    )
     with torch.no_grad():  # the pipeline encodes one image and repeats it over its batch: one call per image
-        official = torch.cat([
-            WanImageToVideoPipeline.prepare_latents(fake, image[i : i + 1], 1, 4, size, size, frames, torch.float32, "cpu")[1]
-            for i in range(2)
-        ]).permute(0, 2, 1, 3, 4)  # (b, c, f, h, w) -> (b, f, c, h, w)  # fmt: skip
+        official = torch.cat(
+            [
+                WanImageToVideoPipeline.prepare_latents(
+                    fake, image[i : i + 1], 1, 4, size, size, frames, torch.float32, "cpu"
+                )[1]
+                for i in range(2)
+            ]
+        ).permute(0, 2, 1, 3, 4)  # (b, c, f, h, w) -> (b, f, c, h, w)
     torch.testing.assert_close(ours[:, :, 4:], official, atol=1e-5, rtol=1e-5)
     assert torch.equal(ours[:, :, :4], noisy)
     assert cond["image"].shape == (2, 17, 32)  # CLIP penultimate hidden states: 16 patches + CLS

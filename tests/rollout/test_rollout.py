@@ -85,7 +85,9 @@ def test_cumulative_mode_rebases_nav_actions(wm):
     cum = WorldModel.from_config(type(wm.config)(**{**wm.config.to_dict(), "action_mode": "cumulative"}))
     raw = torch.tensor([[[1.0, 0.0, np.pi / 2], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
     got = cum.action_space.denormalise(rollout_mod.to_model_actions(cum, raw))
-    torch.testing.assert_close(got[0], torch.tensor([[0.0, 0, 0], [1.0, 0, np.pi / 2], [1.0, 1.0, np.pi / 2]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        got[0], torch.tensor([[0.0, 0, 0], [1.0, 0, np.pi / 2], [1.0, 1.0, np.pi / 2]]), atol=1e-5, rtol=0
+    )
 
 
 def test_gym_env_api(wm):
@@ -117,20 +119,42 @@ def test_errors(wm, tmp_path):
 
 def test_cli_writes_frames_videos_and_errors(wm, tmp_path, capsys):
     ckpt = wm.save(tmp_path / "ckpt")
-    frame = ((to_tensor((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))[0] + 1) * 127.5)
+    frame = (to_tensor((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))[0] + 1) * 127.5
     write_frames(tmp_path / "start", frame.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()[None])
     np.save(tmp_path / "acts.npy", _actions(2, 9).numpy())
     out = tmp_path / "out"
-    rc = main(["--checkpoint", str(ckpt), "--frame", str(tmp_path / "start" / "000000.png"),
-               "--actions", str(tmp_path / "acts.npy"), "--out", str(out), "--steps", "2"])  # fmt: skip
+    rc = main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--frame",
+            str(tmp_path / "start" / "000000.png"),
+            "--actions",
+            str(tmp_path / "acts.npy"),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+        ]
+    )
     assert rc == 0
     assert len(list((out / "pred" / "candidate_001").glob("*.png"))) == 9
     assert (out / "videos" / "candidate_000_pred.mp4").stat().st_size > 0
     assert (out / "videos" / "candidate_000_pred.gif").stat().st_size > 0
     assert json.loads((out / "rollout.json").read_text())["candidates"] == 2
     # guidance on actions, only at flow times in (0.3, 1]; an empty interval is refused
-    args = ["--checkpoint", str(ckpt), "--frame", str(tmp_path / "start" / "000000.png"), "--actions",
-            str(tmp_path / "acts.npy"), "--steps", "2", "--guidance", "2"]  # fmt: skip
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--frame",
+        str(tmp_path / "start" / "000000.png"),
+        "--actions",
+        str(tmp_path / "acts.npy"),
+        "--steps",
+        "2",
+        "--guidance",
+        "2",
+    ]
     assert main(args + ["--out", str(tmp_path / "guided"), "--guidance-interval", "0.3", "1"]) == 0
     record = json.loads((tmp_path / "guided" / "rollout.json").read_text())
     assert record["guidance"] == 2.0 and record["guidance_interval"] == [0.3, 1.0]
@@ -139,8 +163,18 @@ def test_cli_writes_frames_videos_and_errors(wm, tmp_path, capsys):
     assert "guidance_interval" in capsys.readouterr().err
     # wrong image size and a checkpoint directory that is not one: exit 2 with a message
     write_frames(tmp_path / "big", np.zeros((1, 64, 64, 3), np.uint8))
-    rc = main(["--checkpoint", str(ckpt), "--frame", str(tmp_path / "big" / "000000.png"),
-               "--actions", str(tmp_path / "acts.npy"), "--out", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--frame",
+            str(tmp_path / "big" / "000000.png"),
+            "--actions",
+            str(tmp_path / "acts.npy"),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 2 and "trained at 32x32" in capsys.readouterr().err
     rc = main(["--checkpoint", str(tmp_path), "--frame", "x.png", "--actions", "a.npy", "--out", str(out)])
     assert rc == 2 and "not a world-model checkpoint" in capsys.readouterr().err

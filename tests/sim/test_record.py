@@ -111,7 +111,9 @@ def test_policy_kwargs_make_a_slower_robot():
     from actwm.sim import record_episode
 
     fast = record_episode("nav", seed=5, frames=30, size=32, extras=False)
-    slow = record_episode("nav", seed=5, frames=30, size=32, extras=False, policy_kwargs={"speed": 0.05, "turn_rate": 0.08})
+    slow = record_episode(
+        "nav", seed=5, frames=30, size=32, extras=False, policy_kwargs={"speed": 0.05, "turn_rate": 0.08}
+    )
     assert np.abs(slow.actions[:, 2]).max() <= 0.08 + 1e-6
     assert np.abs(slow.actions[:, 0]).mean() < np.abs(fast.actions[:, 0]).mean()
     assert slow.meta["policy_kwargs"] == {"speed": 0.05, "turn_rate": 0.08}

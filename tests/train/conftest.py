@@ -13,8 +13,16 @@ from actwm.data.episode import Episode
 class DictDataset(Dataset):
     """Clip dicts like `ClipDataset`'s: video (T, 3, H, W) in [0, 1], actions (T, D), state (T, S)."""
 
-    def __init__(self, n: int = 6, frames: int = 5, size: int = 16, dim: int = 3, state: int = 4, seed: int = 0,
-                 action_space: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n: int = 6,
+        frames: int = 5,
+        size: int = 16,
+        dim: int = 3,
+        state: int = 4,
+        seed: int = 0,
+        action_space: str | None = None,
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
         yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
         self.actions = torch.randn(n, frames, dim, generator=g)
@@ -29,7 +37,13 @@ class DictDataset(Dataset):
         return len(self.video)
 
     def __getitem__(self, i: int) -> dict:
-        return {"video": self.video[i], "actions": self.actions[i], "state": self.state[i], "episode_index": i, "start": 0}
+        return {
+            "video": self.video[i],
+            "actions": self.actions[i],
+            "state": self.state[i],
+            "episode_index": i,
+            "start": 0,
+        }
 
 
 @pytest.fixture(autouse=True)
@@ -51,12 +65,20 @@ def make_episode(t: int, seed: int, size: int = 16, split: str = "train") -> Epi
     actions = rng.normal(0, 0.2, size=(t, 3)).astype(np.float32)
     actions[-1] = 0
     yy, xx = np.mgrid[0:size, 0:size]
-    frames = np.stack([
-        np.stack([(xx * 9 + 13 * k + 40 * seed) % 256, (yy * 7 + 5 * k) % 256, np.full_like(xx, 60 + 10 * k)], -1)
-        for k in range(t)
-    ]).astype(np.uint8)  # fmt: skip
-    return Episode(frames=frames, actions=actions, state=rng.normal(size=(t, 2)).astype(np.float32), fps=5.0,
-                   action_space="nav3", meta={"scene_id": f"s{seed}", "split": split})  # fmt: skip
+    frames = np.stack(
+        [
+            np.stack([(xx * 9 + 13 * k + 40 * seed) % 256, (yy * 7 + 5 * k) % 256, np.full_like(xx, 60 + 10 * k)], -1)
+            for k in range(t)
+        ]
+    ).astype(np.uint8)
+    return Episode(
+        frames=frames,
+        actions=actions,
+        state=rng.normal(size=(t, 2)).astype(np.float32),
+        fps=5.0,
+        action_space="nav3",
+        meta={"scene_id": f"s{seed}", "split": split},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,28 @@ from tests.train.conftest import DictDataset
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("lr", -1.0), ("lr", 0.0), ("steps", 0), ("batch_size", 0), ("grad_accum", 0), ("train_mode", "half"),
-        ("mixed_precision", "fp8"), ("distributed", "horovod"), ("action_dropout", 1.5), ("ema_decay", 1.0),
-        ("schedule", "linear"), ("action_mode", "absolute"), ("normalise", "minmax"), ("warmup_steps", -1),
-        ("model", "gpt-tiny"), ("keep_last", 0), ("size", 1), ("steps", "10"), ("passive", "yes"), ("betas", (0.9, 1.5)),
+        ("lr", -1.0),
+        ("lr", 0.0),
+        ("steps", 0),
+        ("batch_size", 0),
+        ("grad_accum", 0),
+        ("train_mode", "half"),
+        ("mixed_precision", "fp8"),
+        ("distributed", "horovod"),
+        ("action_dropout", 1.5),
+        ("ema_decay", 1.0),
+        ("schedule", "linear"),
+        ("action_mode", "absolute"),
+        ("normalise", "minmax"),
+        ("warmup_steps", -1),
+        ("model", "gpt-tiny"),
+        ("keep_last", 0),
+        ("size", 1),
+        ("steps", "10"),
+        ("passive", "yes"),
+        ("betas", (0.9, 1.5)),
     ],
-)  # fmt: skip
+)
 def test_bad_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
@@ -45,13 +61,42 @@ def test_roundtrip_and_presets():
 def test_cli_overrides_every_field_kind(tmp_path):
     saved = tmp_path / "c.json"
     saved.write_text(json.dumps({"steps": 7, "lr": 0.5}))
-    cfg, _ = resolve_config([
-        "--preset", "tiny-cpu", "--config", str(saved), "--data", "D", "--out", "O", "--lr", "3e-4", "--passive",
-        "--ema-decay", "0.999", "--target-fps", "none", "--no-cpu", "--set", "grad_accum=3",
-        "--set", 'model_overrides={"hidden_dim": 16}', "--set", "betas=0.8,0.9", "--mixed-precision", "bf16",
-    ])  # fmt: skip
+    cfg, _ = resolve_config(
+        [
+            "--preset",
+            "tiny-cpu",
+            "--config",
+            str(saved),
+            "--data",
+            "D",
+            "--out",
+            "O",
+            "--lr",
+            "3e-4",
+            "--passive",
+            "--ema-decay",
+            "0.999",
+            "--target-fps",
+            "none",
+            "--no-cpu",
+            "--set",
+            "grad_accum=3",
+            "--set",
+            'model_overrides={"hidden_dim": 16}',
+            "--set",
+            "betas=0.8,0.9",
+            "--mixed-precision",
+            "bf16",
+        ]
+    )
     assert (cfg.data, cfg.out, cfg.steps, cfg.lr, cfg.passive, cfg.ema_decay) == ("D", "O", 7, 3e-4, True, 0.999)
-    assert (cfg.target_fps, cfg.cpu, cfg.grad_accum, cfg.model_overrides, cfg.betas) == (None, False, 3, {"hidden_dim": 16}, (0.8, 0.9))
+    assert (cfg.target_fps, cfg.cpu, cfg.grad_accum, cfg.model_overrides, cfg.betas) == (
+        None,
+        False,
+        3,
+        {"hidden_dim": 16},
+        (0.8, 0.9),
+    )
     assert cfg.size == 32 and cfg.mixed_precision == "bf16"  # from the preset / flag
 
 
@@ -69,8 +114,14 @@ def test_cli_errors_name_the_field(capsys):
 def test_init_from_other_backbone_or_action_space_is_refused(tmp_path):
     WorldModel.from_preset("cosmos-tiny", "nav3").save(tmp_path / "cosmos_nav3")
     ds = DictDataset(n=2, frames=5, size=16, action_space="nav3")
-    cfg = TrainConfig(out=str(tmp_path / "o"), init_from=str(tmp_path / "cosmos_nav3"), model="wan2.1-tiny", steps=1,
-                      batch_size=2, cpu=True)  # fmt: skip
+    cfg = TrainConfig(
+        out=str(tmp_path / "o"),
+        init_from=str(tmp_path / "cosmos_nav3"),
+        model="wan2.1-tiny",
+        steps=1,
+        batch_size=2,
+        cpu=True,
+    )
     with pytest.raises(ValueError, match="backbone 'cosmos'.*expected 'wan2.1'"):
         train(cfg, dataset=ds, progress=False)
     ee7 = DictDataset(n=2, frames=5, size=16, dim=7, action_space="ee7")

@@ -29,12 +29,20 @@ def _model() -> WorldModel:
 
 
 def _cfg(out: str, **kw) -> TrainConfig:
-    return TrainConfig(**{**dict(out=out, steps=2, batch_size=2, lr=1e-3, checkpoint_every=1, cpu=True, seed=5, log_every=1), **kw})
+    return TrainConfig(
+        **{**dict(out=out, steps=2, batch_size=2, lr=1e-3, checkpoint_every=1, cpu=True, seed=5, log_every=1), **kw}
+    )
 
 
 def _worker(rank: int, port: int, tmp: str) -> None:
-    os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(
+        WORLD_SIZE=str(WORLD),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     ds = DictDataset(n=6, frames=5, size=16)
     trainer = Trainer(_cfg(f"{tmp}/grads", grad_accum=ACCUM), model=_model(), dataset=ds, progress=False)
@@ -82,4 +90,8 @@ def test_two_process_gloo_matches_single_process_average(tmp_path):
     assert l0 == l1 and len(l0) == 2
     loaded = WorldModel.load(tmp_path / "run" / "final")
     assert loaded.action_space.dim == 3
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step-0000001", "step-0000002"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "latest",
+        "step-0000001",
+        "step-0000002",
+    ]

@@ -19,17 +19,49 @@ STEPS = 80
 
 
 def _args(store, out) -> list[str]:
-    return ["--data", str(store), "--out", str(out), "--model", "wan2.1-tiny", "--context", "1", "--horizon", "4",
-            "--size", "16", "--steps", str(STEPS), "--batch-size", "2", "--lr", "1e-3", "--checkpoint-every", "5",
-            "--keep-last", "2", "--threads", "1", "--cpu", "--log-every", "1", "--set", "seed=3"]  # fmt: skip
+    return [
+        "--data",
+        str(store),
+        "--out",
+        str(out),
+        "--model",
+        "wan2.1-tiny",
+        "--context",
+        "1",
+        "--horizon",
+        "4",
+        "--size",
+        "16",
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "--checkpoint-every",
+        "5",
+        "--keep-last",
+        "2",
+        "--threads",
+        "1",
+        "--cpu",
+        "--log-every",
+        "1",
+        "--set",
+        "seed=3",
+    ]
 
 
 def test_sigkill_then_resume(tmp_path, store):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(tmp_path / "stderr.txt", "wb")  # a file, not a pipe: a full pipe would stall the child
-    proc = subprocess.Popen([sys.executable, "-m", "actwm.train.cli", *_args(store, out), "--no-progress"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actwm.train.cli", *_args(store, out), "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     latest = out / "checkpoints" / "latest"
     deadline = time.time() + 120
     try:
@@ -63,4 +95,9 @@ def test_sigkill_then_resume(tmp_path, store):
     assert a["step"] == STEPS
     rows = (out / "metrics.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, STEPS + 1))
-    assert TrainConfig.from_dict(ckpt.read_json_safe(out / "checkpoints" / ckpt.step_name(STEPS) / "train_config.json")).seed == 3
+    assert (
+        TrainConfig.from_dict(
+            ckpt.read_json_safe(out / "checkpoints" / ckpt.step_name(STEPS) / "train_config.json")
+        ).seed
+        == 3
+    )

@@ -94,7 +94,9 @@ def test_lora_added_to_a_full_checkpoint(tmp_path):
     src = WorldModel.from_preset("cosmos-tiny", "custom3")
     src.save(tmp_path / "base")
     ds = DictDataset(n=2, frames=5, size=16)
-    cfg = cfg_for(tmp_path, model="cosmos-tiny", init_from=str(tmp_path / "base"), train_mode="lora", lora_rank=2, steps=1)
+    cfg = cfg_for(
+        tmp_path, model="cosmos-tiny", init_from=str(tmp_path / "base"), train_mode="lora", lora_rank=2, steps=1
+    )
     trainer = Trainer(cfg, dataset=ds, progress=False)
     base = src.state_dict()
     for key, value in trainer.wm.state_dict().items():
@@ -166,7 +168,12 @@ def test_clip_dataset_store_end_to_end(tmp_path, store):
     wm = WorldModel.load(result.final_dir)
     assert wm.action_space.name == "nav3" and wm.config.state_dim == 2
     # what rollouts need to know about the training clips travels in the model config
-    assert (wm.config.image_size, wm.config.clip_frames, wm.config.fps, wm.config.action_mode) == ([16, 16], 5, 5.0, "delta")
+    assert (wm.config.image_size, wm.config.clip_frames, wm.config.fps, wm.config.action_mode) == (
+        [16, 16],
+        5,
+        5.0,
+        "delta",
+    )
     from actwm.data.clips import ClipDataset
 
     ds = ClipDataset(store, context=1, horizon=4, size=16)

@@ -22,14 +22,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--size", type=int, default=64, help="image side in pixels")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--test-episodes", type=int, default=0, help="test episodes in disjoint scenes (seeds from 1e6), split=test")
+    s.add_argument(
+        "--test-episodes", type=int, default=0, help="test episodes in disjoint scenes (seeds from 1e6), split=test"
+    )
     s.add_argument("--frames-per-file", type=int, default=2000)
     s.add_argument("--crf", type=int, default=0, help="H.264 quality, 0 = lossless coding (default)")
     s.add_argument("--pix-fmt", default="yuv444p", choices=["yuv444p", "yuv420p"])
-    s.add_argument("--robot-speed", type=float, help="nav explorer forward speed, m per step (default 0.17; the demo uses 0.08)")
-    s.add_argument("--robot-turn-rate", type=float, help="nav explorer max turn, rad per step (default 0.3; the demo uses 0.1)")
-    s.add_argument("--supersample", type=int, default=1,
-                   help="odd anti-aliasing factor: render at s x size and average s x s blocks (default 1 = off; the demo uses 3)")
+    s.add_argument(
+        "--robot-speed", type=float, help="nav explorer forward speed, m per step (default 0.17; the demo uses 0.08)"
+    )
+    s.add_argument(
+        "--robot-turn-rate", type=float, help="nav explorer max turn, rad per step (default 0.3; the demo uses 0.1)"
+    )
+    s.add_argument(
+        "--supersample",
+        type=int,
+        default=1,
+        help="odd anti-aliasing factor: render at s x size and average s x s blocks (default 1 = off; the demo uses 3)",
+    )
     s.add_argument("--no-progress", action="store_true")
 
     c = sub.add_parser("convert", help="convert a dataset to LeRobot v3.0 (resumes a partial DST)")
@@ -93,12 +103,25 @@ def _flatten(v: object):
 
 
 def _print_info(summary: dict) -> None:
-    for key in ("path", "codebase_version", "episodes", "frames", "fps", "action_space", "video_key", "image_shape",
-                "episode_length", "splits", "metric_spacing"):  # fmt: skip
+    for key in (
+        "path",
+        "codebase_version",
+        "episodes",
+        "frames",
+        "fps",
+        "action_space",
+        "video_key",
+        "image_shape",
+        "episode_length",
+        "splits",
+        "metric_spacing",
+    ):
         print(f"{key:>16}: {summary[key]}")
     print(f"{'features':>16}: {', '.join(summary['features'])}")
     if summary["extra_features"]:
-        print(f"{'extra features':>16}: {', '.join(summary['extra_features'])} (npz, see info.json actwm.extras_storage)")
+        print(
+            f"{'extra features':>16}: {', '.join(summary['extra_features'])} (npz, see info.json actwm.extras_storage)"
+        )
     print("statistics:")
     for feat, st in summary["stats"].items():
         print(f"  {feat}")
@@ -119,18 +142,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "simulate":
             out = simulate(
-                args.world, args.out, episodes=args.episodes, frames=args.frames, size=args.size, seed=args.seed,
-                test_episodes=args.test_episodes, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
-                progress=not args.no_progress, policy_kwargs=_policy_kwargs(args),
+                args.world,
+                args.out,
+                episodes=args.episodes,
+                frames=args.frames,
+                size=args.size,
+                seed=args.seed,
+                test_episodes=args.test_episodes,
+                frames_per_file=args.frames_per_file,
+                crf=args.crf,
+                pix_fmt=args.pix_fmt,
+                progress=not args.no_progress,
+                policy_kwargs=_policy_kwargs(args),
                 env_kwargs={"supersample": args.supersample} if args.supersample != 1 else None,
-            )  # fmt: skip
+            )
             _print_info(info_summary(out))
         elif args.cmd == "convert":
             out = convert(
-                args.fmt, args.src, args.dst, dataset=args.dataset, split=args.split, fps=args.fps,
-                splits_dir=args.splits, frames_per_file=args.frames_per_file, crf=args.crf, pix_fmt=args.pix_fmt,
+                args.fmt,
+                args.src,
+                args.dst,
+                dataset=args.dataset,
+                split=args.split,
+                fps=args.fps,
+                splits_dir=args.splits,
+                frames_per_file=args.frames_per_file,
+                crf=args.crf,
+                pix_fmt=args.pix_fmt,
                 progress=not args.no_progress,
-            )  # fmt: skip
+            )
             _print_info(info_summary(out))
         else:
             summary = info_summary(args.path)

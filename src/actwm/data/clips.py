@@ -12,7 +12,8 @@ A clip has `n = context + horizon` frames taken every `step` stored frames (`ste
   to frame k).
 
 Normalisation: `std` = (a - mean) / std, from `meta/stats.json` (all episodes) for delta actions at
-the stored rate, otherwise computed from the training episodes' stored actions under the same transform; `nwm` (nav3 only) = NWM's normalisation: xy / metric spacing, then min-max with
+the stored rate, otherwise computed from the training episodes' stored actions under the same transform; `nwm` (nav3
+only) = NWM's normalisation: xy / metric spacing, then min-max with
 min (-2.5, -4), max (5, 4) to [-1, 1] (for deltas only the scale 2/(max-min) applies, which equals NWM's
 differences of normalised positions); yaw unchanged; `none` = metres/radians as stored.
 
@@ -211,7 +212,9 @@ class ClipDataset(Dataset):
                 f"{self.root}: target_fps {cfg.target_fps} does not divide the stored {self.fps} fps into whole frames"
             )
         if cfg.stride not in (1, step):
-            raise ValueError(f"ClipDataset: stride {cfg.stride} conflicts with target_fps {cfg.target_fps} (step {step})")
+            raise ValueError(
+                f"ClipDataset: stride {cfg.stride} conflicts with target_fps {cfg.target_fps} (step {step})"
+            )
         return step
 
     def _episode_labels(self) -> list[str]:
@@ -306,7 +309,11 @@ class ClipDataset(Dataset):
         if cfg.normalise == "nwm":
             a = np.array(a, dtype=np.float64, copy=True)
             lo, hi = np.asarray(NWM_ACTION_MIN), np.asarray(NWM_ACTION_MAX)
-            xy = a[..., :2] * (hi - lo) / 2.0 if cfg.action_mode == "delta" else (a[..., :2] + 1.0) / 2.0 * (hi - lo) + lo
+            xy = (
+                a[..., :2] * (hi - lo) / 2.0
+                if cfg.action_mode == "delta"
+                else (a[..., :2] + 1.0) / 2.0 * (hi - lo) + lo
+            )
             a[..., :2] = xy * self.metric_spacing
             return a
         return a
@@ -371,7 +378,9 @@ def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
     t, c, h, w = frames.shape
     scale = size / min(h, w)
     nh, nw = max(size, int(math.ceil(h * scale - 1e-6))), max(size, int(math.ceil(w * scale - 1e-6)))
-    x = torch.nn.functional.interpolate(frames.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nn.functional.interpolate(
+        frames.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
+    )
     top, left = (nh - size) // 2, (nw - size) // 2
     x = x[:, :, top : top + size, left : left + size]
     return x.round_().clamp_(0, 255).to(torch.uint8)

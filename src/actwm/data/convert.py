@@ -23,7 +23,14 @@ TEST_SEED_OFFSET = 1_000_000  # simulated test scenes use seeds from here on: di
 EpisodeHook = Callable[[int, Episode], None]
 
 
-def open_source(fmt: str, src: str | Path, *, dataset: str | None = None, fps: float | None = None, splits_dir: str | Path | None = None) -> Any:
+def open_source(
+    fmt: str,
+    src: str | Path,
+    *,
+    dataset: str | None = None,
+    fps: float | None = None,
+    splits_dir: str | Path | None = None,
+) -> Any:
     """Open `src` with the reader of format `fmt` (gnm, recon, 1x, lerobot)."""
     src = Path(src)
     if not src.exists():
@@ -114,12 +121,20 @@ def convert(
     """
     dst = Path(dst)
     reader = open_source(fmt, src, dataset=dataset, fps=fps, splits_dir=splits_dir)
-    job = {"convert": fmt, "source": str(Path(src).resolve()), "dataset": dataset, "split": split, "fps": fps,
-           "episodes": len(reader)}  # fmt: skip
+    job = {
+        "convert": fmt,
+        "source": str(Path(src).resolve()),
+        "dataset": dataset,
+        "split": split,
+        "fps": fps,
+        "episodes": len(reader),
+    }
     if is_complete(dst, job):
         return dst
     skip = committed_episodes(dst)
-    spacing = getattr(reader, "metric_spacing", None) or getattr(reader, "info", {}).get("actwm", {}).get("metric_spacing")
+    spacing = getattr(reader, "metric_spacing", None) or getattr(reader, "info", {}).get("actwm", {}).get(
+        "metric_spacing"
+    )
     info_extra: dict[str, Any] = {"source_format": fmt, "source": str(src)}
     if getattr(reader, "dataset", None):
         info_extra["dataset"] = reader.dataset
@@ -137,7 +152,13 @@ def convert(
         episodes(),
         total=len(reader),
         skip=skip,
-        writer_kwargs={"frames_per_file": frames_per_file, "info_extra": info_extra, "crf": crf, "pix_fmt": pix_fmt, "job": job},
+        writer_kwargs={
+            "frames_per_file": frames_per_file,
+            "info_extra": info_extra,
+            "crf": crf,
+            "pix_fmt": pix_fmt,
+            "job": job,
+        },
         progress=progress,
         on_episode=on_episode,
         desc=f"convert {fmt}",
@@ -188,9 +209,16 @@ def simulate(
         raise ValueError(f"simulate: --frames must be >= 2, got {frames}")
     out = Path(out)
     plan = simulation_seeds(episodes, test_episodes, seed)
-    job = {"simulate": kind, "episodes": episodes, "test_episodes": test_episodes, "seed": seed, "frames": frames,
-           "size": size, **({"policy": dict(policy_kwargs)} if policy_kwargs else {}),
-           **({"env": dict(env_kwargs)} if env_kwargs else {})}  # fmt: skip
+    job = {
+        "simulate": kind,
+        "episodes": episodes,
+        "test_episodes": test_episodes,
+        "seed": seed,
+        "frames": frames,
+        "size": size,
+        **({"policy": dict(policy_kwargs)} if policy_kwargs else {}),
+        **({"env": dict(env_kwargs)} if env_kwargs else {}),
+    }
     if is_complete(out, job):
         return out
     skip = committed_episodes(out)
@@ -198,8 +226,15 @@ def simulate(
 
     def gen() -> Iterator[Episode]:
         if todo:
-            yield from record_episodes(kind, seeds=[s for s, _ in todo], frames=frames, size=size, progress=False,
-                                       policy_kwargs=policy_kwargs, env_kwargs=env_kwargs)  # fmt: skip
+            yield from record_episodes(
+                kind,
+                seeds=[s for s, _ in todo],
+                frames=frames,
+                size=size,
+                progress=False,
+                policy_kwargs=policy_kwargs,
+                env_kwargs=env_kwargs,
+            )
 
     info_extra: dict[str, Any] = {"source_format": "actwm.sim", "world": kind, "size": size}
     return write_episodes(
@@ -208,9 +243,13 @@ def simulate(
         total=len(plan),
         skip=skip,
         writer_kwargs={
-            "frames_per_file": frames_per_file, "info_extra": info_extra, "robot_type": f"actwm.sim.{kind}",
-            "crf": crf, "pix_fmt": pix_fmt, "job": job,
-        },  # fmt: skip
+            "frames_per_file": frames_per_file,
+            "info_extra": info_extra,
+            "robot_type": f"actwm.sim.{kind}",
+            "crf": crf,
+            "pix_fmt": pix_fmt,
+            "job": job,
+        },
         progress=progress,
         on_episode=on_episode,
         desc=f"simulate {kind}",

@@ -67,9 +67,15 @@ def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-
-def nav_episode(frames: list[np.ndarray], xy: np.ndarray, yaw: np.ndarray, fps: float, meta: dict[str, Any],
-                metric_spacing: float | None = None, where: str | None = None) -> Episode:  # fmt: skip
+def nav_episode(
+    frames: list[np.ndarray],
+    xy: np.ndarray,
+    yaw: np.ndarray,
+    fps: float,
+    meta: dict[str, Any],
+    metric_spacing: float | None = None,
+    where: str | None = None,
+) -> Episode:
     """A `nav3` Episode from `(T, H, W, 3)` frames, `(T, 2)` positions and `(T,)` yaw: NWM actions, pose
     `(x, y, yaw)` as state and `pose` extra (the GNM and RECON readers share this). `where` names the images
     in errors (default: `meta["source"]`)."""
@@ -79,8 +85,16 @@ def nav_episode(frames: list[np.ndarray], xy: np.ndarray, yaw: np.ndarray, fps: 
     meta = dict(meta, state_names=["x", "y", "yaw"])
     if metric_spacing is not None:
         meta["metric_spacing"] = float(metric_spacing)
-    return Episode(frames=np.stack(frames), actions=nav_actions(xy, yaw), state=pose.copy(), fps=fps,
-                   action_space="nav3", extras={"pose": pose}, meta=meta)  # fmt: skip
+    return Episode(
+        frames=np.stack(frames),
+        actions=nav_actions(xy, yaw),
+        state=pose.copy(),
+        fps=fps,
+        action_space="nav3",
+        extras={"pose": pose},
+        meta=meta,
+    )
+
 
 def _frame_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.stem.isdigit()]
@@ -151,7 +165,9 @@ class GNMDataset:
             for split in sorted(p.name for p in sdir.iterdir() if (p / "traj_names.txt").is_file()):
                 for name in read_split_file(sdir / split / "traj_names.txt"):
                     if name in self.split_of and self.split_of[name] != split:
-                        raise ValueError(f"{sdir}: trajectory {name!r} is listed in both {self.split_of[name]!r} and {split!r}")
+                        raise ValueError(
+                            f"{sdir}: trajectory {name!r} is listed in both {self.split_of[name]!r} and {split!r}"
+                        )
                     self.split_of[name] = split
             missing = [n for n in self.split_of if not (self.root / n).is_dir()]
             if missing:
@@ -170,7 +186,11 @@ class GNMDataset:
             if not cand.is_dir():
                 raise FileNotFoundError(f"{p}: data_splits folder not found")
             return cand
-        for base in (self.root / "data_splits", self.root.parent / "data_splits", self.root.parent.parent / "data_splits"):
+        for base in (
+            self.root / "data_splits",
+            self.root.parent / "data_splits",
+            self.root.parent.parent / "data_splits",
+        ):
             if (base / self.dataset).is_dir():
                 return base / self.dataset
         return None

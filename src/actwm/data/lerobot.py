@@ -13,7 +13,8 @@ Layout written (every path formatted from the templates in `meta/info.json`)::
 Extras of an `Episode` are stored as additional features: per-frame image-shaped arrays `(T, H, W)`
 (depth, segmentation) go to compressed npz files aligned with the data files (described in
 `info["actwm"]["extra_features"]` with `storage: "npz"`, template `extras_path`; they stay out of
-`features` so that LeRobot's own loader, which builds the parquet schema from `features`, still works); small per-frame arrays (camera intrinsics `(3, 3)` ->
+`features` so that LeRobot's own loader, which builds the parquet schema from `features`, still works); small
+per-frame arrays (camera intrinsics `(3, 3)` ->
 `observation.camera.intrinsics` (9,), extrinsics `(4, 4)` -> `observation.camera.extrinsics` (16,),
 navigation pose -> `observation.pose` (3,)) go to flat fixed-size list columns of the data parquet, with
 the original per-frame shape under the feature's `actwm.array_shape`.
@@ -111,7 +112,9 @@ def _stats_to_json(s: dict[str, Any]) -> dict[str, Any]:
 class _VideoFileWriter:
     """Incremental H.264 writer for one mp4 holding several episodes; atomic on `close()`."""
 
-    def __init__(self, path: Path, fps: float, height: int, width: int, crf: int, gop: int, pix_fmt: str = "yuv420p") -> None:
+    def __init__(
+        self, path: Path, fps: float, height: int, width: int, crf: int, gop: int, pix_fmt: str = "yuv420p"
+    ) -> None:
         import av
 
         self._ctx = atomic_path(path)
@@ -123,9 +126,13 @@ class _VideoFileWriter:
         # B-frames / lookahead / mb-tree made libx264 output vary from run to run on small frames (measured at
         # 32-64 px); without them it is deterministic, so a resumed write equals an uninterrupted one.
         self._stream.options = {
-            "crf": str(crf), "preset": "veryfast", "g": str(gop), "threads": "1", "bf": "0",
+            "crf": str(crf),
+            "preset": "veryfast",
+            "g": str(gop),
+            "threads": "1",
+            "bf": "0",
             "x264-params": "rc-lookahead=0:no-mbtree=1",
-        }  # fmt: skip
+        }
         self._stream.codec_context.time_base = 1 / rate
         self._n = 0
 
@@ -386,15 +393,15 @@ class LeRobotWriter:
         assert self.features is not None
         feats = self._features_for(ep)
         if feats != self.features:
-            diff = sorted(
-                k for k in set(feats) | set(self.features) if feats.get(k) != self.features.get(k)
-            )
+            diff = sorted(k for k in set(feats) | set(self.features) if feats.get(k) != self.features.get(k))
             raise ValueError(
                 f"episode {self.num_episodes} ({ep.meta.get('source', 'no source')}) does not match the dataset's "
                 f"features: {diff} differ (all episodes need the same image size, state/action dims and extras)"
             )
         if abs(float(ep.fps) - self.config["fps"]) > 1e-6:
-            raise ValueError(f"episode {self.num_episodes}: fps {ep.fps} differs from the dataset's {self.config['fps']}")
+            raise ValueError(
+                f"episode {self.num_episodes}: fps {ep.fps} differs from the dataset's {self.config['fps']}"
+            )
         if ep.action_space != self.config["action_space"]:
             raise ValueError(
                 f"episode {self.num_episodes}: action space {ep.action_space!r} differs from the dataset's "
@@ -419,7 +426,13 @@ class LeRobotWriter:
             h, w = ep.frames.shape[1:3]
             path = self.root / VIDEO_PATH.format(video_key=self.config["video_key"], chunk_index=chunk, file_index=file)
             self._video = _VideoFileWriter(
-                path, self.config["fps"], h + h % 2, w + w % 2, self.config["crf"], self.config["gop"], self.config["pix_fmt"]
+                path,
+                self.config["fps"],
+                h + h % 2,
+                w + w % 2,
+                self.config["crf"],
+                self.config["gop"],
+                self.config["pix_fmt"],
             )
         frames = ep.frames
         if frames.shape[1] % 2 or frames.shape[2] % 2:  # yuv420p needs even sides: pad by edge, crop on read
@@ -505,7 +518,11 @@ class LeRobotWriter:
 
     def _episode_stats(self, ep: Episode) -> dict[str, dict[str, Any]]:
         assert self.features is not None
-        out = {self.config["video_key"]: _moments(ep.frames[::max(1, len(ep) // 16)].astype(np.float32) / 255.0, (0, 1, 2))}
+        out = {
+            self.config["video_key"]: _moments(
+                ep.frames[:: max(1, len(ep) // 16)].astype(np.float32) / 255.0, (0, 1, 2)
+            )
+        }
         out["action"] = _moments(ep.actions, (0,))
         if ep.state.ndim == 2 and ep.state.shape[1]:
             out["observation.state"] = _moments(ep.state, (0,))
@@ -521,15 +538,31 @@ class LeRobotWriter:
                 out[name] = _moments(arr.reshape(len(ep), -1), (0,))
         return out
 
-    def _write_episodes_file(self, eps: list[_Buffered], ep0: int, idx0: int, fmt: dict[str, int], task_ids: list[int]) -> None:
+    def _write_episodes_file(
+        self, eps: list[_Buffered], ep0: int, idx0: int, fmt: dict[str, int], task_ids: list[int]
+    ) -> None:
         fps = self.config["fps"]
         vk = self.config["video_key"]
-        rows: dict[str, list[Any]] = {k: [] for k in (
-            "episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
-            "dataset_to_index", f"videos/{vk}/chunk_index", f"videos/{vk}/file_index", f"videos/{vk}/from_timestamp",
-            f"videos/{vk}/to_timestamp", "meta/episodes/chunk_index", "meta/episodes/file_index",
-            *_META_COLUMNS, "meta",
-        )}  # fmt: skip
+        rows: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "episode_index",
+                "tasks",
+                "length",
+                "data/chunk_index",
+                "data/file_index",
+                "dataset_from_index",
+                "dataset_to_index",
+                f"videos/{vk}/chunk_index",
+                f"videos/{vk}/file_index",
+                f"videos/{vk}/from_timestamp",
+                f"videos/{vk}/to_timestamp",
+                "meta/episodes/chunk_index",
+                "meta/episodes/file_index",
+                *_META_COLUMNS,
+                "meta",
+            )
+        }
         stats_rows: dict[str, list[Any]] = {}
         start, offset = idx0, 0
         for i, (ep, tid) in enumerate(zip(eps, task_ids)):
@@ -553,7 +586,9 @@ class LeRobotWriter:
             rows["meta"].append(json.dumps(ep.meta, sort_keys=True, default=_json_default))
             for feat, s in ep.stats.items():
                 for k, v in s.items():
-                    stats_rows.setdefault(f"stats/{feat}/{k}", []).append(np.asarray(v, dtype=np.float64).reshape(-1).tolist())
+                    stats_rows.setdefault(f"stats/{feat}/{k}", []).append(
+                        np.asarray(v, dtype=np.float64).reshape(-1).tolist()
+                    )
             start += t
             offset += t
         table = pa.table({**rows, **stats_rows})
@@ -609,7 +644,9 @@ class LeRobotWriter:
 
     def _episode_tables(self) -> Iterator[pa.Table]:
         for f in self.files:
-            yield pq.read_table(self.root / EPISODES_PATH.format(chunk_index=f["chunk_index"], file_index=f["file_index"]))
+            yield pq.read_table(
+                self.root / EPISODES_PATH.format(chunk_index=f["chunk_index"], file_index=f["file_index"])
+            )
 
     def _aggregate_stats(self) -> dict[str, Any]:
         """Merge the per-episode moments stored in the episodes parquet files."""
@@ -646,7 +683,9 @@ class LeRobotWriter:
         for name in sorted({lab for lab in labels if lab}):
             idx = [i for i, lab in enumerate(labels) if lab == name]
             contiguous = idx == list(range(idx[0], idx[-1] + 1))
-            out[name] = f"{idx[0]}:{idx[-1] + 1}" if contiguous else f"{len(idx)} episodes (see episodes 'split' column)"
+            out[name] = (
+                f"{idx[0]}:{idx[-1] + 1}" if contiguous else f"{len(idx)} episodes (see episodes 'split' column)"
+            )
         return out
 
     def abort(self) -> None:
@@ -675,7 +714,9 @@ def is_complete(root: str | Path, job: dict[str, Any] | None = None) -> bool:
     if job is not None:
         stored = read_json(info_path).get("actwm", {}).get("job")
         if stored != json.loads(json.dumps(job, default=_json_default)):
-            raise ValueError(f"{root}: already holds a dataset written for another job ({stored}); choose another output")
+            raise ValueError(
+                f"{root}: already holds a dataset written for another job ({stored}); choose another output"
+            )
     return True
 
 
@@ -706,12 +747,15 @@ class LeRobotDataset:
         if not info_path.is_file():
             partial = (self.root / PROGRESS_FILE).is_file()
             raise FileNotFoundError(
-                f"{info_path}: missing" + (" (the dataset is only partially written; re-run the command to finish it)" if partial else "")
+                f"{info_path}: missing"
+                + (" (the dataset is only partially written; re-run the command to finish it)" if partial else "")
             )
         self.info: dict[str, Any] = read_json(info_path)
         self.version = str(self.info.get("codebase_version", ""))
         if self.version not in ("v3.0", "v2.1", "v2.0"):
-            raise ValueError(f"{info_path}: unsupported codebase_version {self.version!r} (supported: v3.0, v2.1, v2.0)")
+            raise ValueError(
+                f"{info_path}: unsupported codebase_version {self.version!r} (supported: v3.0, v2.1, v2.0)"
+            )
         for key in ("fps", "features", "data_path"):
             if key not in self.info:
                 raise ValueError(f"{info_path}: missing field {key!r}")
@@ -725,7 +769,9 @@ class LeRobotDataset:
             raise ValueError(f"{info_path}: no video feature {video_key or ''} (features: {', '.join(self.features)})")
         d = int(self.features["action"]["shape"][0]) if "action" in self.features else 0
         self.action_space = actwm.get("action_space") or f"custom{d}"
-        self.stats: dict[str, Any] = read_json(self.root / "meta" / "stats.json") if (self.root / "meta" / "stats.json").is_file() else {}
+        self.stats: dict[str, Any] = (
+            read_json(self.root / "meta" / "stats.json") if (self.root / "meta" / "stats.json").is_file() else {}
+        )
         self._episodes = self._load_episodes()
         self.episode_lengths = [int(r["length"]) for r in self._episodes]
         self.num_frames = int(sum(self.episode_lengths))
@@ -774,7 +820,7 @@ class LeRobotDataset:
                 return dict(zip(t["task_index"], t["task"]))
             return dict(zip(t["task_index"], t.get("__index_level_0__", [""] * len(t["task_index"]))))
         if p2.is_file():
-            rows = [json.loads(l) for l in p2.read_text().splitlines() if l.strip()]
+            rows = [json.loads(row) for row in p2.read_text().splitlines() if row.strip()]
             return {int(r["task_index"]): r["task"] for r in rows}
         return {}
 
@@ -805,7 +851,9 @@ class LeRobotDataset:
 
     def _data_file(self, r: dict[str, Any]) -> Path:
         if self.version == "v3.0":
-            return self.root / self.info["data_path"].format(chunk_index=r["data/chunk_index"], file_index=r["data/file_index"])
+            return self.root / self.info["data_path"].format(
+                chunk_index=r["data/chunk_index"], file_index=r["data/file_index"]
+            )
         chunk = r["episode_index"] // int(self.info.get("chunks_size", 1000))
         return self.root / self.info["data_path"].format(episode_chunk=chunk, episode_index=r["episode_index"])
 
@@ -820,7 +868,9 @@ class LeRobotDataset:
         chunk = r["episode_index"] // int(self.info.get("chunks_size", 1000))
         if "video_path" not in self.info or self.info["video_path"] is None:
             raise ValueError(f"{self.root / 'meta' / 'info.json'}: no video_path template")
-        path = self.root / self.info["video_path"].format(episode_chunk=chunk, video_key=vk, episode_index=r["episode_index"])
+        path = self.root / self.info["video_path"].format(
+            episode_chunk=chunk, video_key=vk, episode_index=r["episode_index"]
+        )
         return path, 0
 
     # -- arrays -------------------------------------------------------------------------------------
@@ -863,7 +913,9 @@ class LeRobotDataset:
             if s and "observation.state" in part.column_names
             else np.zeros((t, 0), np.float32)
         )
-        out["timestamp"] = part.column("timestamp").to_numpy() if "timestamp" in part.column_names else np.arange(t) / self.fps
+        out["timestamp"] = (
+            part.column("timestamp").to_numpy() if "timestamp" in part.column_names else np.arange(t) / self.fps
+        )
         for name, feat in self.features.items():
             a_info = feat.get("actwm")
             if a_info and a_info["storage"] == "parquet":

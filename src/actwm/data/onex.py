@@ -8,7 +8,8 @@ Per shard `s` (files anywhere below the root, matched by name)::
     metadata_{s}.json        {"shard_num_frames": N, ...}
 
 Episodes are the maximal runs of equal segment index within a shard (a segment id that continues into
-the next shard starts a new episode there, since the shard videos are separate files). Action convention (action space `humanoid25`):
+the next shard starts a new episode there, since the shard videos are separate files). Action convention (action space
+`humanoid25`):
 row t of an episode is the next state, `state[t + 1]` (the joint/velocity targets that take frame t to
 t+1); the last row is zeros, as everywhere in actwm. The state itself is stored as `observation.state`.
 """

@@ -42,7 +42,9 @@ class ReconDataset:
 
     action_space = "nav3"
 
-    def __init__(self, root: str | Path, *, fps: float = RECON_FPS, metric_spacing: float | None = METRIC_SPACING["recon"]) -> None:
+    def __init__(
+        self, root: str | Path, *, fps: float = RECON_FPS, metric_spacing: float | None = METRIC_SPACING["recon"]
+    ) -> None:
         self.root = Path(root)
         if self.root.is_file():
             self.files = [self.root]
@@ -82,7 +84,9 @@ class ReconDataset:
                 )
             frames = [decode_jpeg(_as_bytes(images[t]), f"{path}:images/rgb_left[{t}]") for t in range(len(images))]
         meta = {"source": str(path), "trajectory": path.stem, "dataset": "recon", "scene_id": path.stem}
-        return nav_episode(frames, pos[:, :2], yaw, self.fps, meta, self.metric_spacing, where=f"{path}: images/rgb_left")
+        return nav_episode(
+            frames, pos[:, :2], yaw, self.fps, meta, self.metric_spacing, where=f"{path}: images/rgb_left"
+        )
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):

@@ -46,8 +46,13 @@ class AlexNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = (
             nn.Sequential(
-                nn.Dropout(), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-                nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes),
+                nn.Dropout(),
+                nn.Linear(256 * 6 * 6, 4096),
+                nn.ReLU(inplace=True),
+                nn.Dropout(),
+                nn.Linear(4096, 4096),
+                nn.ReLU(inplace=True),
+                nn.Linear(4096, num_classes),
             )
             if with_classifier
             else None
@@ -85,8 +90,13 @@ class VGG16(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = (
             nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(),
-                nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(), nn.Linear(4096, num_classes),
+                nn.Linear(512 * 7 * 7, 4096),
+                nn.ReLU(inplace=True),
+                nn.Dropout(),
+                nn.Linear(4096, 4096),
+                nn.ReLU(inplace=True),
+                nn.Dropout(),
+                nn.Linear(4096, num_classes),
             )
             if with_classifier
             else None
@@ -141,8 +151,13 @@ class Unit3D(nn.Module):
     """Conv3d (no bias) + BatchNorm3d(eps 1e-3) + ReLU with SAME padding; keys ``conv3d.*``, ``bn.*``."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel: tuple[int, int, int] = (1, 1, 1),
-        stride: tuple[int, int, int] = (1, 1, 1), batch_norm: bool = True, bias: bool = False,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (1, 1, 1),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        batch_norm: bool = True,
+        bias: bool = False,
         activation: bool = True,
     ) -> None:
         super().__init__()
@@ -171,9 +186,7 @@ class InceptionModule3D(nn.Module):
         self.b3b = Unit3D(in_channels, out[5])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
-        )
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 class InceptionI3d(nn.Module):
@@ -204,9 +217,22 @@ class InceptionI3d(nn.Module):
         self.Mixed_5c = InceptionModule3D(832, (384, 192, 384, 48, 128, 128))
         self.logits = Unit3D(1024, num_classes, batch_norm=False, bias=True, activation=False)
         self._trunk = [
-            "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3",
-            "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
-            "Mixed_4f", "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c",
+            "Conv3d_1a_7x7",
+            "MaxPool3d_2a_3x3",
+            "Conv3d_2b_1x1",
+            "Conv3d_2c_3x3",
+            "MaxPool3d_3a_3x3",
+            "Mixed_3b",
+            "Mixed_3c",
+            "MaxPool3d_4a_3x3",
+            "Mixed_4b",
+            "Mixed_4c",
+            "Mixed_4d",
+            "Mixed_4e",
+            "Mixed_4f",
+            "MaxPool3d_5a_2x2",
+            "Mixed_5b",
+            "Mixed_5c",
         ]
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -291,7 +317,12 @@ class VisionTransformer(nn.Module):
     """
 
     def __init__(
-        self, img_size: int = 224, patch_size: int = 16, dim: int = 768, depth: int = 12, heads: int = 12,
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        dim: int = 768,
+        depth: int = 12,
+        heads: int = 12,
         mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
@@ -375,9 +406,7 @@ class FIDInceptionA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat(
-            [self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)), dbl, self.branch_pool(_avg3(x))], 1
-        )
+        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)), dbl, self.branch_pool(_avg3(x))], 1)
 
 
 class InceptionB(nn.Module):

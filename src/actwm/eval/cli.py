@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from actwm.eval.sequences import side_file_hint
 from actwm.io import atomic_write_json, atomic_write_text
 
 __all__ = ["main", "EvalOptions", "run_eval", "build_parser"]
@@ -126,13 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gt", required=True, type=Path, help="ground-truth sequences folder")
     p.add_argument("--pred", required=True, type=Path, help="predicted sequences folder (same names)")
-    p.add_argument("--metrics", default="scs,psnr,ssim", help="comma list: scs,psnr,ssim,lpips,dreamsim,fvd,fid,controllability")
-    p.add_argument("--horizons", default="2,4,8,16", help="comma list of horizons h (predicted frames after the context)")
+    p.add_argument(
+        "--metrics", default="scs,psnr,ssim", help="comma list: scs,psnr,ssim,lpips,dreamsim,fvd,fid,controllability"
+    )
+    p.add_argument(
+        "--horizons", default="2,4,8,16", help="comma list of horizons h (predicted frames after the context)"
+    )
     p.add_argument("--json", required=True, type=Path, dest="json_out", help="results JSON")
     p.add_argument("--csv", type=Path, dest="csv_out", help="results CSV (sequence, metric, horizon, mean, at)")
     p.add_argument("--plot", type=Path, dest="plot_out", help="plot of each metric vs horizon (.png)")
-    p.add_argument("--context", type=int, default=1, help="number of given context frames at the start of each sequence")
-    p.add_argument("--resize", type=int, default=None, help="resize frames to SIZE x SIZE for the frame metrics (e.g. 224 as NWM/EgoWM); SCS runs at native size")
+    p.add_argument(
+        "--context", type=int, default=1, help="number of given context frames at the start of each sequence"
+    )
+    p.add_argument(
+        "--resize",
+        type=int,
+        default=None,
+        help="resize frames to SIZE x SIZE for the frame metrics (e.g. 224 as NWM/EgoWM); SCS runs at native size",
+    )
     p.add_argument(
         "--structures",
         default=None,
@@ -141,16 +153,39 @@ def build_parser() -> argparse.ArgumentParser:
         "optional static_ids in <seq>/meta.json or <seq>.meta.json) or automatic colour regions "
         "(default: prompts if --prompts is given, else auto)",
     )
-    p.add_argument("--prompts", type=Path, help='JSON {"seq": [{"box": [x0,y0,x1,y1]}, {"points": [[x,y],...]}]} in GT pixels')
+    p.add_argument(
+        "--prompts", type=Path, help='JSON {"seq": [{"box": [x0,y0,x1,y1]}, {"points": [[x,y],...]}]} in GT pixels'
+    )
     p.add_argument("--tracker", default="classical", choices=["classical", "sam2"], help="mask tracker for SCS")
-    p.add_argument("--trim", default="auto", choices=["auto", "flow", "depth", "none"], help="SCS trim: depth (needs depth/intrinsics/extrinsics side files), flow, auto (depth when available, else flow), none")
-    p.add_argument("--sam2-model", default="facebook/sam2.1-hiera-tiny", help="SAM2 checkpoint file or hub id (local cache)")
+    p.add_argument(
+        "--trim",
+        default="auto",
+        choices=["auto", "flow", "depth", "none"],
+        help="SCS trim: depth (needs depth/intrinsics/extrinsics side files), flow, "
+        "auto (depth when available, else flow), none",
+    )
+    p.add_argument(
+        "--sam2-model", default="facebook/sam2.1-hiera-tiny", help="SAM2 checkpoint file or hub id (local cache)"
+    )
     p.add_argument("--sam2-config", default=None, help="SAM2 config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml")
-    p.add_argument("--sam2-image-size", type=int, default=None, help="SAM2 input resolution override (default: the config's 1024; smaller is faster on CPU)")
+    p.add_argument(
+        "--sam2-image-size",
+        type=int,
+        default=None,
+        help="SAM2 input resolution override (default: the config's 1024; smaller is faster on CPU)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for SAM2")
-    p.add_argument("--max-objects", type=int, default=8, help="at most this many structures per sequence (segmentation/auto)")
+    p.add_argument(
+        "--max-objects", type=int, default=8, help="at most this many structures per sequence (segmentation/auto)"
+    )
     p.add_argument("--min-area", type=int, default=16, help="minimum structure area in pixels (segmentation/auto)")
-    p.add_argument("--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE", help="option passed to get_metric, e.g. lpips.weights=/path/alexnet.pth (repeatable)")
+    p.add_argument(
+        "--metric-option",
+        action="append",
+        default=[],
+        metavar="METRIC.KEY=VALUE",
+        help="option passed to get_metric, e.g. lpips.weights=/path/alexnet.pth (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -218,7 +253,11 @@ class _Evaluator:
 
             if opts.tracker == "sam2":
                 self.tracker = get_tracker(
-                    "sam2", model=opts.sam2_model, config=opts.sam2_config, device=opts.device, image_size=opts.sam2_image_size
+                    "sam2",
+                    model=opts.sam2_model,
+                    config=opts.sam2_config,
+                    device=opts.device,
+                    image_size=opts.sam2_image_size,
                 )
             else:
                 self.tracker = get_tracker("classical")
@@ -231,7 +270,6 @@ class _Evaluator:
 
     def _structures(self, pair) -> tuple[np.ndarray, list[Any]]:
         from actwm.eval import prompts as P
-        from actwm.eval.sequences import side_file_hint
 
         anchor = self.opts.context - 1
         frame = pair.gt[anchor]
@@ -244,7 +282,8 @@ class _Evaluator:
         if self.opts.structures == "segmentation":
             if "segmentation" not in pair.extras:
                 raise ValueError(
-                    f"sequence {pair.name!r}: --structures segmentation needs {side_file_hint(pair.gt_path, 'segmentation')}"
+                    f"sequence {pair.name!r}: --structures segmentation needs "
+                    f"{side_file_hint(pair.gt_path, 'segmentation')}"
                 )
             static = pair.meta.get("static_ids")
             masks, ids = P.structures_from_segmentation(
@@ -254,11 +293,15 @@ class _Evaluator:
                 max_objects=self.opts.max_objects,
             )
             if len(masks) == 0:
-                raise ValueError(f"sequence {pair.name!r}: no segmented structure of >= {self.opts.min_area} px on frame {anchor}")
+                raise ValueError(
+                    f"sequence {pair.name!r}: no segmented structure of >= {self.opts.min_area} px on frame {anchor}"
+                )
             return masks, ids
         masks = P.structures_auto(frame, min_area=self.opts.min_area, max_objects=self.opts.max_objects)
         if len(masks) == 0:
-            raise ValueError(f"sequence {pair.name!r}: automatic selection found no structure of >= {self.opts.min_area} px")
+            raise ValueError(
+                f"sequence {pair.name!r}: automatic selection found no structure of >= {self.opts.min_area} px"
+            )
         return masks, list(range(len(masks)))
 
     def _trim(self, pair):
@@ -275,12 +318,14 @@ class _Evaluator:
             if not geometry:
                 raise ValueError(
                     f"sequence {pair.name!r}: --trim depth needs depth, intrinsics and extrinsics side files "
-                    f"(e.g. {pair.gt_path / 'depth.npy' if pair.gt_path.is_dir() else pair.gt_path.with_suffix('.depth.npy')})"
+                    f"(e.g. {side_file_hint(pair.gt_path, 'depth')})"
                 )
             ex = pair.extras
             # with a segmentation, background pixels (id < 0: sky, nothing hit) are not scene points
             valid0 = ex["segmentation"][anchor] >= 0 if "segmentation" in ex else None
-            r = depth_trim_point(ex["depth"][anchor:], ex["intrinsics"][anchor:], ex["extrinsics"][anchor:], valid0=valid0)
+            r = depth_trim_point(
+                ex["depth"][anchor:], ex["intrinsics"][anchor:], ex["extrinsics"][anchor:], valid0=valid0
+            )
         else:
             r = flow_trim_point(pair.gt[anchor:])
         return TrimResult(r.trim + anchor, r.visible, r.method)
@@ -290,7 +335,9 @@ class _Evaluator:
 
         masks0, ids = self._structures(pair)
         trim = self._trim(pair)
-        res = structural_consistency(pair.gt, pair.pred, masks0, self.tracker, context=self.opts.context, trim=trim.trim)
+        res = structural_consistency(
+            pair.gt, pair.pred, masks0, self.tracker, context=self.opts.context, trim=trim.trim
+        )
         mean, at = res.by_horizon(self.opts.horizons)
         info = {
             "tracker": res.tracker,
@@ -336,7 +383,9 @@ class _Evaluator:
             except ValueError as exc:
                 raise ValueError(f"sequence {pair.name!r}: {name}: {exc}") from exc
             per_frame = np.concatenate([np.full(c, np.nan), vals])
-            out[name], at_out[name] = scores_by_horizon(per_frame, context=c, trim=len(per_frame), horizons=self.opts.horizons)
+            out[name], at_out[name] = scores_by_horizon(
+                per_frame, context=c, trim=len(per_frame), horizons=self.opts.horizons
+            )
         out["at"] = at_out
         return out, sets
 
@@ -357,7 +406,9 @@ def run_eval(opts: EvalOptions) -> dict[str, Any]:
         print(f"actwm eval: predictions without ground truth ignored: {unmatched}", file=sys.stderr)
     sequences: dict[str, Any] = {}
     set_videos: dict[str, tuple[list, list]] = {}
-    for name, gt_path, pred_path in tqdm(pairs, desc="actwm eval", unit="seq", disable=not opts.progress, file=sys.stderr):
+    for name, gt_path, pred_path in tqdm(
+        pairs, desc="actwm eval", unit="seq", disable=not opts.progress, file=sys.stderr
+    ):
         pair = load_pair(name, gt_path, pred_path, context=opts.context)
         sequences[name], sets = ev.sequence(pair)
         for metric, (g, p) in sets.items():
@@ -375,7 +426,9 @@ def run_eval(opts: EvalOptions) -> dict[str, Any]:
             aggregate[name] = {}
             for h in opts.horizons:
                 try:
-                    aggregate[name][str(h)] = float(ev.metrics[name]([g[c : c + h] for g in gts], [p[c : c + h] for p in preds]))
+                    aggregate[name][str(h)] = float(
+                        ev.metrics[name]([g[c : c + h] for g in gts], [p[c : c + h] for p in preds])
+                    )
                 except ValueError as exc:
                     aggregate[name][str(h)] = None
                     notes.append(f"{name} at horizon {h}: not computed ({exc})")
@@ -439,7 +492,8 @@ def write_results(results: dict[str, Any], opts: EvalOptions) -> None:
             opts.plot_out,
             at=results["aggregate_at"],
             higher_is_better=results["meta"]["higher_is_better"],
-            title=f"{results['meta']['num_sequences']} sequences" + (f", SCS tracker {results['meta']['tracker']}" if results["meta"]["tracker"] else ""),
+            title=f"{results['meta']['num_sequences']} sequences"
+            + (f", SCS tracker {results['meta']['tracker']}" if results["meta"]["tracker"] else ""),
         )
     if opts.csv_out is not None:
         atomic_write_text(opts.csv_out, results_csv(results))
@@ -450,7 +504,9 @@ def _summary(results: dict[str, Any]) -> str:
     hs = [str(h) for h in results["meta"]["horizons"]]
     lines = [f"{'metric':<16}" + "".join(f"{'h=' + h:>10}" for h in hs)]
     for name, per_h in results["aggregate"].items():
-        lines.append(f"{name:<16}" + "".join(f"{'-' if per_h.get(h) is None else format(per_h[h], '.4g'):>10}" for h in hs))
+        lines.append(
+            f"{name:<16}" + "".join(f"{'-' if per_h.get(h) is None else format(per_h[h], '.4g'):>10}" for h in hs)
+        )
     if results["meta"]["tracker"]:
         lines.append(f"SCS tracker: {results['meta']['tracker']}")
     return "\n".join(lines)
@@ -467,7 +523,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"actwm eval: error: {exc}", file=sys.stderr)
         return 2
     print(_summary(results))
-    print(f"wrote {opts.json_out}" + (f", {opts.csv_out}" if opts.csv_out else "") + (f", {opts.plot_out}" if opts.plot_out else ""))
+    print(
+        f"wrote {opts.json_out}"
+        + (f", {opts.csv_out}" if opts.csv_out else "")
+        + (f", {opts.plot_out}" if opts.plot_out else "")
+    )
     return 0
 
 

@@ -15,7 +15,8 @@ dreamsim_type="dino_vitb16")`` call populated on a machine with internet), or pu
 ``$ACTWM_WEIGHTS_DIR/dreamsim``. The LoRA deltas are merged into the backbone weights
 (``W += alpha / r * B @ A``).
 
-Computation as in DreamSim: frames in [0, 1] are resized to 224 px (the backbone's native size) (bicubic, antialiased), normalised
+Computation as in DreamSim: frames in [0, 1] are resized to 224 px (the backbone's native size) (bicubic,
+antialiased), normalised
 with the ImageNet mean/std, the CLS token of the last transformer block (before the final norm) is the
 embedding, which is centred and unit-normalised; distance = 1 - cosine similarity. The ensemble model
 (DINO + CLIP + OpenCLIP) is not supported.
@@ -84,7 +85,8 @@ def _find_files(root: Path) -> tuple[Path, Path, Path]:
         missing.append(str(lora / "adapter_model.safetensors") + " (or adapter_model.bin)")
     if missing:
         raise FileNotFoundError(
-            "DreamSim (dino_vitb16): missing weight file(s): " + "; ".join(missing)
+            "DreamSim (dino_vitb16): missing weight file(s): "
+            + "; ".join(missing)
             + f". Get them from {SOURCE}. Pass weights=DIR holding both, or put them in {default_dir()} "
             "(set $ACTWM_WEIGHTS_DIR to change the base directory)."
         )
@@ -113,7 +115,7 @@ def merge_lora(model: nn.Module, config_path: Path, adapter_path: Path, prefix: 
             continue
         if not key.startswith(prefix) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
             raise ValueError(f"{adapter_path}: unexpected key {key!r} (expected {prefix}<module>.lora_[AB].weight)")
-        path, part = key[len(prefix):].rsplit(".lora_", 1)
+        path, part = key[len(prefix) :].rsplit(".lora_", 1)
         pairs.setdefault(path, {})[part[0]] = value
     for path, ab in pairs.items():
         target = modules.get(path)
@@ -121,7 +123,9 @@ def merge_lora(model: nn.Module, config_path: Path, adapter_path: Path, prefix: 
             raise ValueError(f"{adapter_path}: LoRA for {path!r} does not match a Linear/Conv2d with A and B")
         delta = (ab["B"].flatten(1).double() @ ab["A"].flatten(1).double()) * scale
         if delta.numel() != target.weight.numel():
-            raise ValueError(f"{adapter_path}: LoRA for {path!r} has shape {tuple(delta.shape)}, weight {tuple(target.weight.shape)}")
+            raise ValueError(
+                f"{adapter_path}: LoRA for {path!r} has shape {tuple(delta.shape)}, weight {tuple(target.weight.shape)}"
+            )
         with torch.no_grad():
             target.weight += delta.reshape(target.weight.shape).to(target.weight.dtype)
     return len(pairs)
@@ -152,7 +156,9 @@ class DreamSim(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """``(batch, 3, H, W)`` in [0, 1] -> centred, unit-norm embeddings ``(batch, dim)``."""
         if tuple(images.shape[-2:]) != (self.img_size, self.img_size):
-            images = F.interpolate(images, size=(self.img_size,) * 2, mode="bicubic", align_corners=False, antialias=True)
+            images = F.interpolate(
+                images, size=(self.img_size,) * 2, mode="bicubic", align_corners=False, antialias=True
+            )
             images = images.clamp(0, 1)
         cls_token = self.vit.forward_tokens((images - self.mean) / self.std)[:, 0]
         centred = cls_token - cls_token.mean(dim=1, keepdim=True)

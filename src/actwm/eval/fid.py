@@ -26,7 +26,9 @@ from actwm.eval.fvd import frechet_distance_features
 from actwm.eval.weights import find_weights, load_state_dict, load_strict
 
 FID_FILES = ("pt_inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05.safetensors")
-FID_SOURCE = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+FID_SOURCE = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 
 
 class InceptionFeatures(nn.Module):
@@ -54,15 +56,21 @@ class FID:
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | os.PathLike | None = None, hub: str | None = None, resize: int | None = 299,
-        feature: nn.Module | None = None, batch_size: int = 32,
+        cls,
+        weights: str | os.PathLike | None = None,
+        hub: str | None = None,
+        resize: int | None = 299,
+        feature: nn.Module | None = None,
+        batch_size: int = 32,
     ) -> "FID":
         """The pytorch-fid Inception from ``weights``/``hub``/``$ACTWM_WEIGHTS_DIR``, or ``feature``."""
         if feature is not None:
             if weights is not None or hub is not None:
                 raise ValueError("FID: pass either feature= or weights=/hub=, not both")
             return cls(feature, resize=resize, batch_size=batch_size)
-        path = find_weights(FID_FILES, what="FID Inception-v3 (pytorch-fid)", source=FID_SOURCE, weights=weights, hub=hub)
+        path = find_weights(
+            FID_FILES, what="FID Inception-v3 (pytorch-fid)", source=FID_SOURCE, weights=weights, hub=hub
+        )
         inception = FIDInceptionV3()
         load_strict(inception, load_state_dict(path), path)
         return cls(InceptionFeatures(inception), resize=resize, batch_size=batch_size)

@@ -97,11 +97,17 @@ class FVD:
 
     @classmethod
     def from_pretrained(
-        cls, weights: str | os.PathLike | None = None, hub: str | None = None, resize: int = 224,
-        feature: str = "logits", batch_size: int = 4,
+        cls,
+        weights: str | os.PathLike | None = None,
+        hub: str | None = None,
+        resize: int = 224,
+        feature: str = "logits",
+        batch_size: int = 4,
     ) -> "FVD":
         """Load I3D from ``weights`` (file/dir), ``hub`` (HF repo id) or ``$ACTWM_WEIGHTS_DIR``."""
-        path = find_weights(I3D_FILES, what="FVD I3D (Kinetics-400, pytorch-i3d)", source=I3D_SOURCE, weights=weights, hub=hub)
+        path = find_weights(
+            I3D_FILES, what="FVD I3D (Kinetics-400, pytorch-i3d)", source=I3D_SOURCE, weights=weights, hub=hub
+        )
         model = InceptionI3d(num_classes=400)
         load_strict(model, load_state_dict(path), path)
         return cls(model, resize=resize, feature=feature, batch_size=batch_size)
@@ -114,7 +120,9 @@ class FVD:
     def _prepare(self, video: torch.Tensor) -> torch.Tensor:
         """``(frames, 3, H, W)`` in [0, 1] -> ``(3, frames, resize, resize)`` in [-1, 1]."""
         if tuple(video.shape[-2:]) != (self.resize, self.resize):
-            video = F.interpolate(video, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True)
+            video = F.interpolate(
+                video, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True
+            )
         return (2.0 * video.clamp(0, 1) - 1.0).permute(1, 0, 2, 3)
 
     @torch.no_grad()

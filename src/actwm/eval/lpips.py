@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from actwm.eval.backbones import AlexNet, VGG16, tap_features
+from actwm.eval.backbones import VGG16, AlexNet, tap_features
 from actwm.eval.weights import find_weights, load_state_dict, load_strict, torch_hub_checkpoints_dir
 
 
@@ -34,7 +34,9 @@ class TrunkSpec:
 
 
 TRUNKS: dict[str, TrunkSpec] = {
-    "alex": TrunkSpec(AlexNet, "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+    "alex": TrunkSpec(
+        AlexNet, "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+    ),
     "vgg": TrunkSpec(VGG16, "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
 }
 
@@ -53,7 +55,9 @@ def lpips_heads_path(net: str) -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "v0.1" / f"{net}.pth"
     if not path.is_file():
-        raise FileNotFoundError(f"LPIPS {net} heads: {path} is missing; reinstall the 'lpips' package or pass heads=PATH")
+        raise FileNotFoundError(
+            f"LPIPS {net} heads: {path} is missing; reinstall the 'lpips' package or pass heads=PATH"
+        )
     return path
 
 
@@ -98,9 +102,10 @@ class LPIPS(nn.Module):
         other = {k for k in state if not k.startswith("features.")}
         if other - expected_other:
             raise ValueError(
-                f"{path}: unexpected keys for torchvision {self.net_name} checkpoint: {sorted(other - expected_other)[:5]}"
+                f"{path}: unexpected keys for torchvision {self.net_name} checkpoint: "
+                f"{sorted(other - expected_other)[:5]}"
             )
-        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        features = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         load_strict(self.net.features, features, path)
 
     def load_heads(self, path: str | os.PathLike) -> None:

@@ -65,9 +65,7 @@ def check_pair(gt: Any, pred: Any, what: str = "") -> tuple[torch.Tensor, torch.
     gt = check_video(gt, f"{prefix}gt")
     pred = check_video(pred, f"{prefix}pred")
     if gt.shape != pred.shape:
-        raise ValueError(
-            f"{prefix}gt and pred shapes differ: gt {tuple(gt.shape)} vs pred {tuple(pred.shape)}"
-        )
+        raise ValueError(f"{prefix}gt and pred shapes differ: gt {tuple(gt.shape)} vs pred {tuple(pred.shape)}")
     return gt, pred
 
 
@@ -133,8 +131,12 @@ def _ssim(resize: int | None = None, kernel_size: int = 11) -> FrameMetric:
 
 
 def _lpips(
-    resize: int | None = None, net: str = "alex", weights: str | None = None, heads: str | None = None,
-    batch_size: int = 16, device: str | None = None,
+    resize: int | None = None,
+    net: str = "alex",
+    weights: str | None = None,
+    heads: str | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
 ) -> FrameMetric:
     from actwm.eval.lpips import LPIPS
 
@@ -143,8 +145,12 @@ def _lpips(
 
 
 def _controllability(
-    resize: int | None = None, net: str = "alex", weights: str | None = None, heads: str | None = None,
-    batch_size: int = 16, device: str | None = None,
+    resize: int | None = None,
+    net: str = "alex",
+    weights: str | None = None,
+    heads: str | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
 ) -> FrameMetric:
     """World-In-World (ch. 1, 8) controllability: ``1 - LPIPS(gt, pred)`` per frame; higher is better."""
     from actwm.eval.lpips import LPIPS
@@ -154,7 +160,10 @@ def _controllability(
 
 
 def _dreamsim(
-    resize: int | None = None, weights: str | None = None, hub: str | None = None, batch_size: int = 8,
+    resize: int | None = None,
+    weights: str | None = None,
+    hub: str | None = None,
+    batch_size: int = 8,
     device: str | None = None,
 ) -> FrameMetric:
     from actwm.eval.dreamsim import DreamSim
@@ -164,8 +173,12 @@ def _dreamsim(
 
 
 def _fvd(
-    resize: int = 224, weights: str | None = None, hub: str | None = None, feature: str = "logits",
-    batch_size: int = 4, device: str | None = None,
+    resize: int = 224,
+    weights: str | None = None,
+    hub: str | None = None,
+    feature: str = "logits",
+    batch_size: int = 4,
+    device: str | None = None,
 ) -> SetMetric:
     from actwm.eval.fvd import FVD
 
@@ -175,8 +188,12 @@ def _fvd(
 
 
 def _fid(
-    resize: int | None = 299, weights: str | None = None, hub: str | None = None,
-    feature: torch.nn.Module | None = None, batch_size: int = 32, device: str | None = None,
+    resize: int | None = 299,
+    weights: str | None = None,
+    hub: str | None = None,
+    feature: torch.nn.Module | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
 ) -> SetMetric:
     from actwm.eval.fid import FID
 

@@ -23,9 +23,7 @@ def psnr_frames(gt: torch.Tensor, pred: torch.Tensor, max_db: float = PSNR_CAP_D
     Returns:
         ``(frames,)`` float32.
     """
-    values = peak_signal_noise_ratio(
-        pred.double(), gt.double(), data_range=1.0, reduction="none", dim=(1, 2, 3)
-    )
+    values = peak_signal_noise_ratio(pred.double(), gt.double(), data_range=1.0, reduction="none", dim=(1, 2, 3))
     return torch.nan_to_num(values, posinf=max_db).clamp(max=max_db).float()
 
 
@@ -39,9 +37,7 @@ def ssim_frames(gt: torch.Tensor, pred: torch.Tensor, kernel_size: int = 11) -> 
     """
     height, width = gt.shape[-2:]
     if min(height, width) < kernel_size:
-        raise ValueError(
-            f"SSIM needs frames of at least {kernel_size}x{kernel_size} px, got {height}x{width}"
-        )
+        raise ValueError(f"SSIM needs frames of at least {kernel_size}x{kernel_size} px, got {height}x{width}")
     values = structural_similarity_index_measure(
         pred.float(), gt.float(), data_range=1.0, reduction="none", kernel_size=kernel_size
     )

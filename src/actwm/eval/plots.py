@@ -56,7 +56,7 @@ def plot_horizons(
             ax.set_xticks(hs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)

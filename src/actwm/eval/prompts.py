@@ -69,8 +69,13 @@ def _parse_one(item: Any, where: str) -> Prompt:
             raise ValueError(f"{where}: 'box' must be [x0, y0, x1, y1] numbers, got {box!r}")
         box = tuple(float(v) for v in box)
     if points is not None:
-        ok = isinstance(points, (list, tuple)) and len(points) > 0 and all(
-            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p) for p in points
+        ok = (
+            isinstance(points, (list, tuple))
+            and len(points) > 0
+            and all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
+                for p in points
+            )
         )
         if not ok:
             raise ValueError(f"{where}: 'points' must be a non-empty list of [x, y] numbers, got {points!r}")

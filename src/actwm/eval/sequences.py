@@ -37,7 +37,12 @@ from actwm.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames
 __all__ = ["SequencePair", "list_sequences", "match_sequences", "load_pair", "load_extras", "EXTRA_KEYS"]
 
 EXTRA_KEYS = ("segmentation", "depth", "intrinsics", "extrinsics")
-_FILE_SIDE = {"segmentation": ".seg.npy", "depth": ".depth.npy", "intrinsics": ".intrinsics.npy", "extrinsics": ".extrinsics.npy"}
+_FILE_SIDE = {
+    "segmentation": ".seg.npy",
+    "depth": ".depth.npy",
+    "intrinsics": ".intrinsics.npy",
+    "extrinsics": ".extrinsics.npy",
+}
 
 
 def list_sequences(root: str | Path) -> dict[str, Path]:
@@ -62,7 +67,9 @@ def list_sequences(root: str | Path) -> dict[str, Path]:
             raise ValueError(f"{root}: sequence {name!r} appears twice ({seqs[name].name} and {p.name})")
         seqs[name] = p
     if not seqs:
-        hint = " (it holds image files directly: put each sequence's frames in its own subfolder)" if loose_images else ""
+        hint = (
+            " (it holds image files directly: put each sequence's frames in its own subfolder)" if loose_images else ""
+        )
         raise ValueError(f"{root}: no sequences found (expected subfolders of PNG/JPG frames or video files){hint}")
     return seqs
 
@@ -144,7 +151,9 @@ def load_pair(name: str, gt_path: Path, pred_path: Path, *, context: int = 1) ->
             f"prediction {pred.shape[2]}x{pred.shape[1]} (width x height)"
         )
     if len(gt) <= context:
-        raise ValueError(f"sequence {name!r}: ground truth has {len(gt)} frames, not more than the {context} context frame(s)")
+        raise ValueError(
+            f"sequence {name!r}: ground truth has {len(gt)} frames, not more than the {context} context frame(s)"
+        )
     included = True
     if len(pred) == len(gt) - context:
         pred = np.concatenate([gt[:context], pred])
@@ -156,7 +165,9 @@ def load_pair(name: str, gt_path: Path, pred_path: Path, *, context: int = 1) ->
         )
     extras, meta = load_extras(name, gt_path, len(gt))
     if "segmentation" in extras and extras["segmentation"].shape[1:] != gt.shape[1:3]:
-        raise ValueError(f"sequence {name!r}: segmentation is {extras['segmentation'].shape[1:]} but frames are {gt.shape[1:3]}")
+        raise ValueError(
+            f"sequence {name!r}: segmentation is {extras['segmentation'].shape[1:]} but frames are {gt.shape[1:3]}"
+        )
     if "depth" in extras and extras["depth"].shape[1:] != gt.shape[1:3]:
         raise ValueError(f"sequence {name!r}: depth is {extras['depth'].shape[1:]} but frames are {gt.shape[1:3]}")
     return SequencePair(name, gt, pred, gt_path, included, extras, meta)

@@ -161,11 +161,17 @@ class FlowConfig:
         if self.finest_scale < 0 or self.patch_size < 2 or self.patch_stride < 1:
             raise ValueError("FlowConfig: finest_scale >= 0, patch_size >= 2 and patch_stride >= 1 are required")
         if self.motion_model not in ("homography", "affine", "dense"):
-            raise ValueError(f"FlowConfig.motion_model must be 'homography', 'affine' or 'dense', got {self.motion_model!r}")
+            raise ValueError(
+                f"FlowConfig.motion_model must be 'homography', 'affine' or 'dense', got {self.motion_model!r}"
+            )
         if self.offscreen < 0 or self.extend_ratio <= 1.0 or self.refine_ratio <= 1.0 or self.refine_band < 1:
-            raise ValueError("FlowConfig: offscreen >= 0, extend_ratio > 1, refine_ratio > 1 and refine_band >= 1 are required")
+            raise ValueError(
+                "FlowConfig: offscreen >= 0, extend_ratio > 1, refine_ratio > 1 and refine_band >= 1 are required"
+            )
         if self.erode < 0 or self.min_points < 3 or self.max_points < self.min_points or self.ransac_threshold <= 0:
-            raise ValueError("FlowConfig: erode >= 0, 3 <= min_points <= max_points and ransac_threshold > 0 are required")
+            raise ValueError(
+                "FlowConfig: erode >= 0, 3 <= min_points <= max_points and ransac_threshold > 0 are required"
+            )
 
     @property
     def label(self) -> str:
@@ -213,7 +219,9 @@ class _FlowEngine:
         if max(abs(sx), abs(sy)) < self.config.prior_min_shift:
             return self._raw(gray_a, gray_b)
         shift = np.float32([[1, 0, sx], [0, 1, sy]])
-        b_shift = cv2.warpAffine(gray_b, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        b_shift = cv2.warpAffine(
+            gray_b, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
         alt = self._raw(gray_a, b_shift) + np.float32([sx, sy])
         if self.config.prior_only:
             return alt
@@ -271,7 +279,11 @@ def compute_flow(frames: np.ndarray, config: FlowConfig | None = None, backward:
 
 
 def consistent_flow(
-    flow_ab: np.ndarray, flow_ba: np.ndarray, grid: tuple[np.ndarray, np.ndarray], alpha: float = 0.01, beta: float = 0.5
+    flow_ab: np.ndarray,
+    flow_ba: np.ndarray,
+    grid: tuple[np.ndarray, np.ndarray],
+    alpha: float = 0.01,
+    beta: float = 0.5,
 ) -> np.ndarray:
     """Forward-backward consistency of `flow_ab` (from image a to b) against `flow_ba` (from b to a).
 
@@ -389,9 +401,17 @@ class ClassicalFlowTracker:
         ratios: list[np.ndarray | None] = [None] * n
         last: list[np.ndarray | None] = [None] * n
         for t in range(1, len(out)):
-            valid = consistent_flow(fwd[t - 1], back[t - 1], grid) if back is not None and self.config.fb_check else _inside(fwd[t - 1], grid)
+            valid = (
+                consistent_flow(fwd[t - 1], back[t - 1], grid)
+                if back is not None and self.config.fb_check
+                else _inside(fwd[t - 1], grid)
+            )
             # pixels of frame t with no reliable source in frame t-1 (disoccluded or new at the border)
-            unexplained = ~consistent_flow(back[t - 1], fwd[t - 1], grid) if self.config.extend and self.config.extend_disoccluded else None
+            unexplained = (
+                ~consistent_flow(back[t - 1], fwd[t - 1], grid)
+                if self.config.extend and self.config.extend_disoccluded
+                else None
+            )
             camera: np.ndarray | None = None  # whole-frame motion, for objects with too little visible support
             for j in range(n):
                 if not canvas[j].any():
@@ -414,9 +434,16 @@ class ClassicalFlowTracker:
                 else:
                     step = fit if fit is not None else camera
                 last[j] = step
-                big = cv2.warpPerspective(
-                    canvas[j].astype(np.float32), to_canvas @ step @ from_canvas, canvas.shape[:0:-1], flags=cv2.INTER_LINEAR, borderValue=0
-                ) > 0.5
+                big = (
+                    cv2.warpPerspective(
+                        canvas[j].astype(np.float32),
+                        to_canvas @ step @ from_canvas,
+                        canvas.shape[:0:-1],
+                        flags=cv2.INTER_LINEAR,
+                        borderValue=0,
+                    )
+                    > 0.5
+                )
                 warped = big[pad : pad + h, pad : pad + w]
                 if colour is not None and warped.any():
                     if prev.any():
@@ -481,7 +508,9 @@ class ClassicalFlowTracker:
         dst = src + flow[ys, xs]
         thr = self.config.ransac_threshold
         ry, rx = np.nonzero(region)
-        box = np.float32([[rx.min(), ry.min()], [rx.max() + 1, ry.min()], [rx.max() + 1, ry.max() + 1], [rx.min(), ry.max() + 1]])
+        box = np.float32(
+            [[rx.min(), ry.min()], [rx.max() + 1, ry.min()], [rx.max() + 1, ry.max() + 1], [rx.min(), ry.max() + 1]]
+        )
         if self.config.motion_model == "homography" and len(xs) >= 12:
             mat, inl = cv2.findHomography(src, dst, cv2.RANSAC, thr, maxIters=200, confidence=0.99)
             if mat is not None and np.isfinite(mat).all() and inl.mean() >= 0.5 and _plausible(mat, box):
@@ -495,7 +524,9 @@ class ClassicalFlowTracker:
         return np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
 
 
-def _photo_error(gray_a: np.ndarray, gray_b: np.ndarray, region: np.ndarray, mat: np.ndarray, outside: float = 16.0, k: int = 300) -> float:
+def _photo_error(
+    gray_a: np.ndarray, gray_b: np.ndarray, region: np.ndarray, mat: np.ndarray, outside: float = 16.0, k: int = 300
+) -> float:
     """Mean |b(M x) - a(x)| over (up to `k`) pixels x of `region`; points mapped outside b cost `outside`."""
     ys, xs = np.nonzero(region)
     if len(xs) > k:
@@ -515,9 +546,11 @@ def _plausible(mat: np.ndarray, box: np.ndarray, max_scale: float = 1.5) -> bool
     pts = cv2.perspectiveTransform(box.reshape(-1, 1, 2).astype(np.float64), mat).reshape(-1, 2)
     if not np.isfinite(pts).all():
         return False
+
     def area(q: np.ndarray) -> float:
         x, y = q[:, 0], q[:, 1]
         return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
     a0, a1 = area(box.astype(np.float64)), area(pts)
     if a0 <= 0 or a1 <= 0 or not (1 / max_scale <= a1 / a0 <= max_scale):
         return False
@@ -664,12 +697,18 @@ class SAM2Tracker:
         ]
         try:
             self.predictor = build(
-                cfg_name, ckpt_path=ckpt, device=self.config.device, hydra_overrides_extra=overrides, apply_postprocessing=False
+                cfg_name,
+                ckpt_path=ckpt,
+                device=self.config.device,
+                hydra_overrides_extra=overrides,
+                apply_postprocessing=False,
             )
         except RuntimeError as exc:
             raise ValueError(f"SAM2 checkpoint {ckpt} does not match config {cfg_name}: {exc}") from exc
         size = f"@{self.config.image_size}" if self.config.image_size else ""
-        self.name = f"sam2({Path(self.config.model).name if Path(self.config.model).is_file() else self.config.model}{size})"
+        self.name = (
+            f"sam2({Path(self.config.model).name if Path(self.config.model).is_file() else self.config.model}{size})"
+        )
 
     def _images(self, frames: np.ndarray):
         """`(T, H, W, 3)` uint8 -> `(T, 3, S, S)` float normalised as sam2's own frame loader does."""
@@ -684,8 +723,8 @@ class SAM2Tracker:
         return ((x - mean) / std).to(self.config.device)
 
     def _state(self, frames: np.ndarray):
-        import torch
         import sam2.sam2_video_predictor as svp
+        import torch
 
         h, w = frames.shape[1:3]
         with torch.inference_mode(), _frames_as_video(svp, self._images(frames), h, w):

@@ -32,7 +32,9 @@ def weights_dir() -> Path:
 def torch_hub_checkpoints_dir() -> Path:
     """torch hub's checkpoint cache (where torchvision stores its downloads)."""
     home = os.environ.get("TORCH_HOME")
-    base = Path(home).expanduser() if home else Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
+    base = (
+        Path(home).expanduser() if home else Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
+    )
     return base / "hub" / "checkpoints"
 
 

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     print("world-model presets:")
     for name, (backbone, _) in PRESETS.items():
         cfg = get_preset(name)
-        print(f"  {name:<16} backbone={backbone:<7} codec={cfg.codec['kind']:<8} weights={cfg.source or 'built from config'}")
+        print(
+            f"  {name:<16} backbone={backbone:<7} codec={cfg.codec['kind']:<8} "
+            f"weights={cfg.source or 'built from config'}"
+        )
     print("\naction spaces:")
     for name, space in ACTION_SPACES.items():
         print(f"  {name:<11} D={space.dim:<3} {', '.join(space.names[:8])}{' ...' if space.dim > 8 else ''}")

@@ -50,7 +50,8 @@ class CosmosAdapter(BackboneAdapter):
             first_frame="clean latent replaces latent frame 0, condition-mask channel, own timestep sigma=1e-4",
             objective="flow: rectified-flow velocity (eps - x0), timestep t in [0, 1]",
             emb_dim=self.emb_dim,
-            injection_sites=f"embedded_timestep -> AdaLN-Zero of all {len(self.backbone.transformer_blocks)} blocks + norm_out",
+            injection_sites=f"embedded_timestep -> AdaLN-Zero of all {len(self.backbone.transformer_blocks)} "
+            "blocks + norm_out",
         )
 
     def _register_hooks(self) -> None:
@@ -111,7 +112,17 @@ def tiny_config(latent_channels: int) -> dict:
 def predict2_2b_config() -> dict:
     """Cosmos-Predict2-2B-Video2World transformer config (for meta-device sizing and from-config builds)."""
     return dict(
-        in_channels=16 + 1, out_channels=16, num_attention_heads=16, attention_head_dim=128, num_layers=28,
-        mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
-        rope_scale=(1.0, 3.0, 3.0), concat_padding_mask=True, extra_pos_embed_type=None,
-    )  # fmt: skip
+        in_channels=16 + 1,
+        out_channels=16,
+        num_attention_heads=16,
+        attention_head_dim=128,
+        num_layers=28,
+        mlp_ratio=4.0,
+        text_embed_dim=1024,
+        adaln_lora_dim=256,
+        max_size=(128, 240, 240),
+        patch_size=(1, 2, 2),
+        rope_scale=(1.0, 3.0, 3.0),
+        concat_padding_mask=True,
+        extra_pos_embed_type=None,
+    )

@@ -114,7 +114,9 @@ class ActionEncoder(nn.Module):
         k, h = cfg.temporal_compression, cfg.hidden_dim
         self.action_embed = _VectorEmbed(cfg.action_dim, cfg)
         self.downsample = (
-            nn.Sequential(nn.Conv1d(h, h, kernel_size=k, stride=k), nn.SiLU(), nn.Conv1d(h, h, kernel_size=1), nn.SiLU())
+            nn.Sequential(
+                nn.Conv1d(h, h, kernel_size=k, stride=k), nn.SiLU(), nn.Conv1d(h, h, kernel_size=1), nn.SiLU()
+            )
             if k > 1
             else None
         )
@@ -151,7 +153,9 @@ class ActionEncoder(nn.Module):
             h = rearrange(self.downsample(rearrange(h, "b t c -> b c t")), "b c t -> b t c")
         if self.state_embed is not None:
             if state is None:
-                raise ValueError(f"this model was built with a state embedding (state_dim={self.cfg.state_dim}); pass state")
+                raise ValueError(
+                    f"this model was built with a state embedding (state_dim={self.cfg.state_dim}); pass state"
+                )
             if state.ndim != 2 or state.shape[-1] != self.cfg.state_dim:
                 raise ValueError(f"state must be (batch, {self.cfg.state_dim}), got shape {tuple(state.shape)}")
             if not torch.isfinite(state).all():
@@ -165,7 +169,6 @@ class ActionEncoder(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (works on the meta device)."""
     return sum(p.numel() for p in module.parameters())
-
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

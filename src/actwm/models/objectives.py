@@ -16,7 +16,6 @@ logit-normal training times, shifted sampling schedule.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +46,9 @@ class EDMObjective:
 
     name = "edm"
 
-    def sample_t(self, batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    def sample_t(
+        self, batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
         z = torch.randn(batch, generator=generator, device=device)
         return (self.p_mean + self.p_std * z).exp()
 
@@ -91,7 +92,9 @@ class FlowObjective:
 
     name = "flow"
 
-    def sample_t(self, batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+    def sample_t(
+        self, batch: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
         z = torch.randn(batch, generator=generator, device=device)
         return torch.sigmoid(self.logit_mean + self.logit_std * z)
 

@@ -88,7 +88,9 @@ class SVDAdapter(BackboneAdapter):
         return {
             "latent": first_latent * self.cond_scale,
             "context": self._image_embeds(first_frame),
-            "time_ids": torch.tensor([self.time_ids], dtype=first_latent.dtype, device=first_latent.device).expand(b, -1),
+            "time_ids": torch.tensor([self.time_ids], dtype=first_latent.dtype, device=first_latent.device).expand(
+                b, -1
+            ),
         }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
@@ -128,5 +130,12 @@ def tiny_config(latent_channels: int) -> dict:
 
 def tiny_image_encoder_config() -> dict:
     """A tiny real CLIP vision tower (transformers `CLIPVisionModelWithProjection`)."""
-    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                image_size=32, patch_size=8, projection_dim=32)  # fmt: skip
+    return dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )

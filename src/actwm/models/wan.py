@@ -28,10 +28,12 @@ from torch import nn
 from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
 from actwm.models.embeddings import clip_pixels
 
-HUB_IDS = {"wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-           "wan2.1-i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"}
+HUB_IDS = {
+    "wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+    "wan2.2": "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+    "wan2.1-i2v": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+}
 I2V_TEXT_TOKENS = 512  # the padded UMT5 context length Wan's image cross-attention assumes
-
 
 
 class WanAdapter(BackboneAdapter):
@@ -75,8 +77,11 @@ class WanAdapter(BackboneAdapter):
             latent_channels=codec.latent_channels,
             spatial_compression=codec.spatial_compression,
             temporal_compression=codec.temporal_compression,
-            first_frame=(f"channel concat: [noisy, {self.mask_channels} mask channels, latent of (first frame, grey frames)]"
-                         if self.concat_condition else "clean latent replaces latent frame 0, whose tokens get timestep 0"),
+            first_frame=(
+                f"channel concat: [noisy, {self.mask_channels} mask channels, latent of (first frame, grey frames)]"
+                if self.concat_condition
+                else "clean latent replaces latent frame 0, whose tokens get timestep 0"
+            ),
             objective="flow: flow-matching velocity (eps - x0), timestep 1000 t",
             emb_dim=self.emb_dim,
             injection_sites=f"temb -> time_proj of all {len(self.backbone.blocks)} blocks + output norm",
@@ -91,15 +96,18 @@ class WanAdapter(BackboneAdapter):
 
         self._hook(self.backbone.condition_embedder.time_embedder, add_to_temb)
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor,
-                  padded_latents: torch.Tensor | None = None) -> Condition:  # fmt: skip
+    def condition(
+        self, first_frame: torch.Tensor, first_latent: torch.Tensor, padded_latents: torch.Tensor | None = None
+    ) -> Condition:
         """`padded_latents` `(b, f, C, h, w)`: the codec's latents of (first frame, grey frames...), needed
         (and only used) by channel-concat transformers."""
         b = first_latent.shape[0]
         cond = {"latent": first_latent, "context": self.text_context.expand(b, -1, -1)}
         if self.concat_condition:
             if padded_latents is None:
-                raise ValueError("a channel-concat Wan transformer needs padded_latents (the first frame's padded video latents)")
+                raise ValueError(
+                    "a channel-concat Wan transformer needs padded_latents (the first frame's padded video latents)"
+                )
             cond["padded"] = padded_latents
         if self.image_encoder is not None:
             cond["image"] = clip_hidden_states(self.image_encoder, first_frame)
@@ -152,34 +160,75 @@ def tiny_config(latent_channels: int, concat_mask: int = 0) -> dict:
     image-to-video transformer like Wan 2.1 I2V (in_channels = 2 * latent_channels + k)."""
     in_channels = 2 * latent_channels + concat_mask if concat_mask else latent_channels
     return dict(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=in_channels,
-        out_channels=latent_channels, text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=32,
+        in_channels=in_channels,
+        out_channels=latent_channels,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=128,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=64,
+    )
 
 
 def wan21_1_3b_config() -> dict:
     """Wan 2.1 T2V 1.3B transformer config."""
     return dict(
-        patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-        text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=12,
+        attention_head_dim=128,
+        in_channels=16,
+        out_channels=16,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=8960,
+        num_layers=30,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=1024,
+    )
 
 
 def wan22_ti2v_5b_config() -> dict:
     """Wan 2.2 TI2V 5B transformer config."""
     return dict(
-        patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
-        text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=24,
+        attention_head_dim=128,
+        in_channels=48,
+        out_channels=48,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=14336,
+        num_layers=30,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=1024,
+    )
 
 
 def wan21_i2v_14b_config() -> dict:
     """Wan 2.1 I2V 14B (480P) transformer config: channel-concat first frame + CLIP image cross-attention."""
     return dict(
-        patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
-        text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024,
-    )  # fmt: skip
+        patch_size=(1, 2, 2),
+        num_attention_heads=40,
+        attention_head_dim=128,
+        in_channels=36,
+        out_channels=16,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=13824,
+        num_layers=40,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        image_dim=1280,
+        added_kv_proj_dim=5120,
+        rope_max_seq_len=1024,
+    )

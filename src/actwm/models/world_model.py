@@ -131,6 +131,7 @@ class WorldModelConfig:
 # Presets
 # ---------------------------------------------------------------------------------------------
 
+
 def _tiny(backbone: str) -> dict:
     # Pixel codecs mirror each real VAE's frame rule (k). Spatial factors keep a patch token (channels x patch
     # area) no wider than the tiny backbones' 64-d hidden state: a wider token makes the output projection a
@@ -139,8 +140,14 @@ def _tiny(backbone: str) -> dict:
     codec = {"kind": "pixel", "spatial": spatial, "temporal": temporal}
     channels = PixelCodec(codec["spatial"], codec["temporal"]).latent_channels
     if backbone == "svd":
-        return dict(backbone_config=svd.tiny_config(channels), codec=codec, image_encoder={"kind": "tiny"},
-                    features="sincos", hidden_dim=64, num_freqs=8)  # fmt: skip
+        return dict(
+            backbone_config=svd.tiny_config(channels),
+            codec=codec,
+            image_encoder={"kind": "tiny"},
+            features="sincos",
+            hidden_dim=64,
+            num_freqs=8,
+        )
     cfg = cosmos.tiny_config(channels) if backbone == "cosmos" else wan.tiny_config(channels)
     if backbone == "wan2.2":  # 48 latent channels like the real Wan 2.2 VAE: 1x1 patches keep tokens 48-d
         cfg["patch_size"] = (1, 1, 1)
@@ -149,17 +156,32 @@ def _tiny(backbone: str) -> dict:
 
 def _full(backbone: str) -> dict:
     if backbone == "svd":
-        return dict(backbone_config=dict(svd.tiny_config(4), **_SVD_FULL), source=svd.HUB_ID,
-                    codec={"kind": "svd-vae", "source": svd.HUB_ID, "subfolder": "vae"},
-                    image_encoder={"source": svd.HUB_ID, "subfolder": "image_encoder"}, features="sincos",
-                    hidden_dim=512, num_freqs=16)  # fmt: skip
+        return dict(
+            backbone_config=dict(svd.tiny_config(4), **_SVD_FULL),
+            source=svd.HUB_ID,
+            codec={"kind": "svd-vae", "source": svd.HUB_ID, "subfolder": "vae"},
+            image_encoder={"source": svd.HUB_ID, "subfolder": "image_encoder"},
+            features="sincos",
+            hidden_dim=512,
+            num_freqs=16,
+        )
     if backbone == "cosmos":
-        return dict(backbone_config=cosmos.predict2_2b_config(), source=cosmos.HUB_ID, features="mlp", hidden_dim=1024,
-                    codec={"kind": "wan-vae", "source": cosmos.HUB_ID, "subfolder": "vae"})  # fmt: skip
+        return dict(
+            backbone_config=cosmos.predict2_2b_config(),
+            source=cosmos.HUB_ID,
+            features="mlp",
+            hidden_dim=1024,
+            codec={"kind": "wan-vae", "source": cosmos.HUB_ID, "subfolder": "vae"},
+        )
     cfg = wan.wan21_1_3b_config() if backbone == "wan2.1" else wan.wan22_ti2v_5b_config()
     hub = wan.HUB_IDS[backbone]
-    return dict(backbone_config=cfg, source=hub, features="mlp", hidden_dim=1024,
-                codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"})  # fmt: skip
+    return dict(
+        backbone_config=cfg,
+        source=hub,
+        features="mlp",
+        hidden_dim=1024,
+        codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
+    )
 
 
 def _tiny_i2v(backbone: str) -> dict:
@@ -171,19 +193,31 @@ def _tiny_i2v(backbone: str) -> dict:
 
 def _full_i2v(backbone: str) -> dict:
     hub = wan.HUB_IDS["wan2.1-i2v"]
-    return dict(backbone_config=wan.wan21_i2v_14b_config(), source=hub, features="mlp", hidden_dim=1024,
-                codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
-                image_encoder={"source": hub, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS)  # fmt: skip
+    return dict(
+        backbone_config=wan.wan21_i2v_14b_config(),
+        source=hub,
+        features="mlp",
+        hidden_dim=1024,
+        codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
+        image_encoder={"source": hub, "subfolder": "image_encoder"},
+        text_tokens=wan.I2V_TEXT_TOKENS,
+    )
 
 
 # The SVD img2vid-xt UNet is the class's default config.
 _SVD_FULL = dict(
-    in_channels=8, out_channels=4,
+    in_channels=8,
+    out_channels=4,
     down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
     up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-    block_out_channels=(320, 640, 1280, 1280), addition_time_embed_dim=256, projection_class_embeddings_input_dim=768,
-    layers_per_block=2, cross_attention_dim=1024, num_attention_heads=(5, 10, 20, 20), num_frames=25,
-)  # fmt: skip
+    block_out_channels=(320, 640, 1280, 1280),
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=768,
+    layers_per_block=2,
+    cross_attention_dim=1024,
+    num_attention_heads=(5, 10, 20, 20),
+    num_frames=25,
+)
 
 PRESETS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "svd-tiny": ("svd", _tiny),
@@ -198,8 +232,13 @@ PRESETS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "wan2.1-i2v-14b": ("wan2.1", _full_i2v),
 }
 # The tiny preset of each backbone variant (tests and benchmarks parametrise over these).
-TINY_PRESETS = {"svd": "svd-tiny", "cosmos": "cosmos-tiny", "wan2.1": "wan2.1-tiny", "wan2.2": "wan2.2-tiny",
-                "wan2.1-i2v": "wan2.1-i2v-tiny"}  # fmt: skip
+TINY_PRESETS = {
+    "svd": "svd-tiny",
+    "cosmos": "cosmos-tiny",
+    "wan2.1": "wan2.1-tiny",
+    "wan2.2": "wan2.2-tiny",
+    "wan2.1-i2v": "wan2.1-i2v-tiny",
+}
 
 
 def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **overrides: Any) -> WorldModelConfig:
@@ -211,7 +250,9 @@ def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **over
     if name not in PRESETS:
         raise ValueError(f"unknown world-model preset {name!r}; available: {', '.join(PRESETS)} (and 'tiny')")
     backbone, make = PRESETS[name]
-    fields_ = dict(make(backbone), backbone=backbone, preset=name, action_space=get_action_space(action_space).to_dict())
+    fields_ = dict(
+        make(backbone), backbone=backbone, preset=name, action_space=get_action_space(action_space).to_dict()
+    )
     unknown = set(overrides) - {f.name for f in fields(WorldModelConfig)}
     if unknown:
         raise ValueError(f"unknown world-model config fields: {sorted(unknown)}")
@@ -223,10 +264,13 @@ def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **over
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 
+
 def _backbone_class(family: str):
     from diffusers import CosmosTransformer3DModel, UNetSpatioTemporalConditionModel, WanTransformer3DModel
 
-    return {"svd": UNetSpatioTemporalConditionModel, "cosmos": CosmosTransformer3DModel, "wan": WanTransformer3DModel}[family]
+    return {"svd": UNetSpatioTemporalConditionModel, "cosmos": CosmosTransformer3DModel, "wan": WanTransformer3DModel}[
+        family
+    ]
 
 
 def _subfolder(family: str) -> str:
@@ -267,7 +311,9 @@ def build_codec(spec: dict, dtype: torch.dtype | None = None) -> Codec:
 
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
     if kind == "svd-vae":
-        vae = load_pretrained_component(AutoencoderKLTemporalDecoder, spec["source"], spec.get("subfolder"), "SVD VAE", **kwargs)
+        vae = load_pretrained_component(
+            AutoencoderKLTemporalDecoder, spec["source"], spec.get("subfolder"), "SVD VAE", **kwargs
+        )
         return SVDVaeCodec(vae.requires_grad_(False).eval())
     vae = load_pretrained_component(AutoencoderKLWan, spec["source"], spec.get("subfolder"), "Wan VAE", **kwargs)
     return WanVaeCodec(vae.requires_grad_(False).eval(), sigma_data=float(spec.get("sigma_data", 1.0)))
@@ -300,6 +346,7 @@ def _make_adapter(cfg: WorldModelConfig, backbone: nn.Module, codec: Codec | Non
 # The world model
 # ---------------------------------------------------------------------------------------------
 
+
 class WorldModel(nn.Module):
     """Action-conditioned video world model around a pretrained diffusers backbone.
 
@@ -316,11 +363,16 @@ class WorldModel(nn.Module):
         k = codec.temporal_compression if codec is not None else _temporal_of(cfg)
         self.encoder = ActionEncoder(
             ActionEncoderConfig(
-                action_dim=self.action_space.dim, emb_dim=self.adapter.emb_dim, features=cfg.features,
-                num_freqs=cfg.num_freqs, max_freq=cfg.max_freq, hidden_dim=cfg.hidden_dim,
-                temporal_compression=k, state_dim=cfg.state_dim,
+                action_dim=self.action_space.dim,
+                emb_dim=self.adapter.emb_dim,
+                features=cfg.features,
+                num_freqs=cfg.num_freqs,
+                max_freq=cfg.max_freq,
+                hidden_dim=cfg.hidden_dim,
+                temporal_compression=k,
+                state_dim=cfg.state_dim,
             )
-        )  # fmt: skip
+        )
         self.objective = make_objective(self.adapter.objective, **cfg.objective)
         if cfg.train_mode == "lora":
             self._add_lora()
@@ -328,7 +380,9 @@ class WorldModel(nn.Module):
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: WorldModelConfig, *, load_codec: bool = True, dtype: torch.dtype | None = None) -> "WorldModel":
+    def from_config(
+        cls, cfg: WorldModelConfig, *, load_codec: bool = True, dtype: torch.dtype | None = None
+    ) -> "WorldModel":
         """Build with a randomly initialised backbone from `cfg.backbone_config` (tiny presets, sizing, `load`).
 
         Pretrained VAEs and image encoders named in the config are loaded from their source when
@@ -336,7 +390,9 @@ class WorldModel(nn.Module):
         """
         backbone = _backbone_class(cfg.family).from_config(copy.deepcopy(cfg.backbone_config))
         codec = build_codec(cfg.codec, dtype) if (load_codec or cfg.codec["kind"] == "pixel") else None
-        image_encoder = _build_image_encoder(cfg.image_encoder, dtype, cfg.family) if load_codec or _is_tiny_encoder(cfg) else None
+        image_encoder = (
+            _build_image_encoder(cfg.image_encoder, dtype, cfg.family) if load_codec or _is_tiny_encoder(cfg) else None
+        )
         if cfg.image_encoder is not None and image_encoder is None:
             image_encoder = nn.Identity()  # placeholder for sizing without weights
         return cls(cfg, backbone, codec, image_encoder)
@@ -369,17 +425,30 @@ class WorldModel(nn.Module):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         family = family_of(backbone)
-        model = load_pretrained_component(_backbone_class(family), source, _subfolder(family), f"{backbone} backbone",
-                                          **({"torch_dtype": dtype} if dtype else {}))  # fmt: skip
+        model = load_pretrained_component(
+            _backbone_class(family),
+            source,
+            _subfolder(family),
+            f"{backbone} backbone",
+            **({"torch_dtype": dtype} if dtype else {}),
+        )
         if config is None:
-            base = get_preset({"svd": "svd", "cosmos": "cosmos2-2b", "wan2.1": "wan2.1-1.3b", "wan2.2": "wan2.2-ti2v-5b"}[backbone],
-                              action_space)  # fmt: skip
+            base = get_preset(
+                {"svd": "svd", "cosmos": "cosmos2-2b", "wan2.1": "wan2.1-1.3b", "wan2.2": "wan2.2-ti2v-5b"}[backbone],
+                action_space,
+            )
             kind = "svd-vae" if family == "svd" else "wan-vae"
-            fields_ = dict(asdict(base), source=source, preset=f"{backbone}@{source}",
-                           codec={"kind": kind, "source": source, "subfolder": "vae"},
-                           image_encoder={"source": source, "subfolder": "image_encoder"} if family == "svd" else None)  # fmt: skip
+            fields_ = dict(
+                asdict(base),
+                source=source,
+                preset=f"{backbone}@{source}",
+                codec={"kind": kind, "source": source, "subfolder": "vae"},
+                image_encoder={"source": source, "subfolder": "image_encoder"} if family == "svd" else None,
+            )
             if family == "wan" and model.config.get("image_dim") is not None:  # Wan 2.1 I2V: CLIP image cross-attention
-                fields_.update(image_encoder={"source": source, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS)
+                fields_.update(
+                    image_encoder={"source": source, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS
+                )
             fields_.update(overrides)
             config = WorldModelConfig(**fields_)
         config.backbone_config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
@@ -391,7 +460,9 @@ class WorldModel(nn.Module):
     def _add_lora(self) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
-        lcfg = LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, target_modules=LORA_TARGETS[self.config.family])
+        lcfg = LoraConfig(
+            r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, target_modules=LORA_TARGETS[self.config.family]
+        )
         inject_adapter_in_model(lcfg, self.adapter.backbone)
 
     def set_train_mode(self, mode: str) -> None:
@@ -420,7 +491,9 @@ class WorldModel(nn.Module):
         return [p for p in self.adapter.backbone.parameters() if p.requires_grad]
 
     # -- the contract -------------------------------------------------------------------------------
-    def embed_actions(self, actions: torch.Tensor, state: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_actions(
+        self, actions: torch.Tensor, state: torch.Tensor | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`(batch, frames, D)` normalised actions -> `(batch, latent_frames, emb_dim)`; `keep` `(batch,)` bools
         zero the embedding of dropped samples (action dropout / unconditional branch)."""
         emb = self.encoder(actions, state)  # validates dimension, frame rule and finiteness
@@ -428,8 +501,15 @@ class WorldModel(nn.Module):
             emb = emb * keep.to(emb.dtype).view(-1, 1, 1)
         return emb
 
-    def forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: Condition, actions: torch.Tensor,
-                state: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        t: torch.Tensor,
+        cond: Condition,
+        actions: torch.Tensor,
+        state: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(noisy `(b, f, C, h, w)`, t `(b,)`, cond, actions `(b, T, D)`, state `(b, S)`) -> `(b, f, C, h, w)`."""
         emb = self.embed_actions(actions, state, keep)
         with self.adapter.inject(emb):
@@ -456,8 +536,9 @@ class WorldModel(nn.Module):
         with torch.no_grad():
             return self._require_codec().decode(latents)
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor | None = None,
-                  frames: int | None = None) -> Condition:  # fmt: skip
+    def condition(
+        self, first_frame: torch.Tensor, first_latent: torch.Tensor | None = None, frames: int | None = None
+    ) -> Condition:
         """Conditioning for `(b, 3, H, W)` start frames in [-1, 1].
 
         `frames`: pixel frames of the clip to generate; needed by channel-concat backbones (Wan 2.1 I2V),
@@ -471,16 +552,23 @@ class WorldModel(nn.Module):
         if getattr(self.adapter, "concat_condition", False):
             if frames is None:
                 raise ValueError(f"{self.config.backbone}: a channel-concat backbone needs condition(..., frames=T)")
-            padded = torch.zeros(first_frame.shape[0], frames, *first_frame.shape[1:], dtype=first_frame.dtype,
-                                 device=first_frame.device)  # fmt: skip
+            padded = torch.zeros(
+                first_frame.shape[0], frames, *first_frame.shape[1:], dtype=first_frame.dtype, device=first_frame.device
+            )
             padded[:, 0] = first_frame
             extra["padded_latents"] = self.encode(padded)
         with torch.no_grad():
             return self.adapter.condition(first_frame, first_latent, **extra)
 
     # -- training ---------------------------------------------------------------------------------
-    def loss(self, video: torch.Tensor, actions: torch.Tensor, state: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, action_dropout: float = 0.0) -> torch.Tensor:  # fmt: skip
+    def loss(
+        self,
+        video: torch.Tensor,
+        actions: torch.Tensor,
+        state: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        action_dropout: float = 0.0,
+    ) -> torch.Tensor:
         """The backbone's own pretraining loss on a clip.
 
         Args:
@@ -492,7 +580,9 @@ class WorldModel(nn.Module):
             scalar mean loss.
         """
         if video.shape[:2] != actions.shape[:2]:
-            raise ValueError(f"video {tuple(video.shape[:2])} and actions {tuple(actions.shape[:2])} disagree on (batch, frames)")
+            raise ValueError(
+                f"video {tuple(video.shape[:2])} and actions {tuple(actions.shape[:2])} disagree on (batch, frames)"
+            )
         x0 = self.encode(video)
         cond = self.condition(video[:, 0], x0[:, 0], frames=video.shape[1])
         b, device = x0.shape[0], x0.device
@@ -549,9 +639,12 @@ class WorldModel(nn.Module):
         if len(seeds) != b:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {b}")
         device = first_frame.device
-        x = torch.cat([
-            self.objective.prior((1, f, c, h, w), generator=torch.Generator(device="cpu").manual_seed(s)) for s in seeds
-        ]).to(device)  # fmt: skip
+        x = torch.cat(
+            [
+                self.objective.prior((1, f, c, h, w), generator=torch.Generator(device="cpu").manual_seed(s))
+                for s in seeds
+            ]
+        ).to(device)
         cond = self.condition(first_frame, frames=actions.shape[1])
         emb = self.embed_actions(actions, state)
 
@@ -593,8 +686,14 @@ class WorldModel(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, backbone: str | None = None, action_space: str | ActionSpace | None = None,
-             dtype: torch.dtype | None = None) -> "WorldModel":  # fmt: skip
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        backbone: str | None = None,
+        action_space: str | ActionSpace | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> "WorldModel":
         """Load a saved world model; `backbone` / `action_space` (if given) must match the checkpoint."""
         directory = Path(directory)
         cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
@@ -616,7 +715,9 @@ class WorldModel(nn.Module):
         skip = self._external_prefixes()
         missing = [k for k in missing if not k.startswith(skip)]
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise ValueError(
+                f"{path}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
 
     def describe(self) -> dict[str, Any]:
         """Sizes and the adapter's stated assumptions."""
@@ -642,7 +743,9 @@ def _is_tiny_encoder(cfg: WorldModelConfig) -> bool:
     return bool(cfg.image_encoder) and cfg.image_encoder.get("kind") == "tiny"
 
 
-def check_compatible(cfg: WorldModelConfig, backbone: str | None, action_space: str | ActionSpace | None, where: str) -> None:
+def check_compatible(
+    cfg: WorldModelConfig, backbone: str | None, action_space: str | ActionSpace | None, where: str
+) -> None:
     """Raise ValueError when a checkpoint's backbone or action space differs from the expected ones."""
     if backbone is not None and cfg.backbone != backbone:
         raise ValueError(f"{where}: checkpoint is for backbone {cfg.backbone!r}, expected {backbone!r}")
@@ -651,5 +754,6 @@ def check_compatible(cfg: WorldModelConfig, backbone: str | None, action_space: 
         have = ActionSpace.from_dict(cfg.action_space)
         if (have.name, have.dim) != (want.name, want.dim):
             raise ValueError(
-                f"{where}: checkpoint is for action space {have.name!r} (D={have.dim}), expected {want.name!r} (D={want.dim})"
+                f"{where}: checkpoint is for action space {have.name!r} (D={have.dim}), expected {want.name!r} "
+                f"(D={want.dim})"
             )

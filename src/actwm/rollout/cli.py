@@ -6,7 +6,8 @@
 Actions are raw per-step actions in the action space's units (row t: frame t -> t+1), from `.npy`
 (`(T, D)` or `(N, T, D)` for N candidates), `.csv` (T rows of D numbers) or `.json` (nested lists).
 With `--episode STORE:INDEX` the start frame and (unless `--actions` is given) the true actions come
-from a LeRobot store, and the ground truth is written beside the prediction (`OUT/gt/rollout/`, `OUT/pred/rollout/` PNGs;
+from a LeRobot store, and the ground truth is written beside the prediction (`OUT/gt/rollout/`, `OUT/pred/rollout/`
+PNGs;
 videos in `OUT/videos/`), ready for `actwm eval --gt OUT/gt --pred OUT/pred`.
 """
 
@@ -82,7 +83,9 @@ def write_video_set(out: Path, kind: str, name: str, frames: np.ndarray, fps: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True, help="saved world model directory (config.json + model.safetensors)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--frame", help="start frame image (PNG/JPG) at the model's training size")
@@ -94,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="sampler steps")
     p.add_argument("--sampler", default="euler", choices=["euler", "heun"])
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on actions")
-    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
-                   help="guide only at noise levels in (LO, HI] (flow time t in [0, 1], or EDM sigma)")
+    p.add_argument(
+        "--guidance-interval",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="guide only at noise levels in (LO, HI] (flow time t in [0, 1], or EDM sigma)",
+    )
     p.add_argument("--window", type=int, help="frames per chunk (default: the model's training clip length)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
@@ -120,9 +128,20 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("--actions is required with --frame")
         start = read_image(args.frame)
         actions = load_actions(args.actions, dim)
-    video = rollout(wm, to_tensor(start), torch.from_numpy(actions), cfg=RolloutConfig(
-        steps=args.steps, sampler=args.sampler, guidance=args.guidance, window=args.window, seed=args.seed,
-        guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None), progress=True)  # fmt: skip
+    video = rollout(
+        wm,
+        to_tensor(start),
+        torch.from_numpy(actions),
+        cfg=RolloutConfig(
+            steps=args.steps,
+            sampler=args.sampler,
+            guidance=args.guidance,
+            window=args.window,
+            seed=args.seed,
+            guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+        ),
+        progress=True,
+    )
     frames = to_uint8(video)
     fps = args.fps or wm.config.fps or 5.0
     out = Path(args.out)
@@ -131,9 +150,19 @@ def _run(args: argparse.Namespace) -> int:
         write_video_set(out, "pred", name, seq, fps)
     if gt is not None:
         write_video_set(out, "gt", names[0], gt, fps)
-    atomic_write_json(out / "rollout.json", {"checkpoint": str(args.checkpoint), "candidates": len(frames),
-                                             "frames": int(frames.shape[1]), "steps": args.steps, "sampler": args.sampler,
-                                             "seed": args.seed, "guidance": args.guidance,
-                                             "guidance_interval": args.guidance_interval, "fps": fps})  # fmt: skip
+    atomic_write_json(
+        out / "rollout.json",
+        {
+            "checkpoint": str(args.checkpoint),
+            "candidates": len(frames),
+            "frames": int(frames.shape[1]),
+            "steps": args.steps,
+            "sampler": args.sampler,
+            "seed": args.seed,
+            "guidance": args.guidance,
+            "guidance_interval": args.guidance_interval,
+            "fps": fps,
+        },
+    )
     print(f"wrote {len(frames)} rollout(s) of {frames.shape[1]} frames to {out}")
     return 0

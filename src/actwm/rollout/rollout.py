@@ -36,7 +36,9 @@ class RolloutConfig:
         if self.steps < 1:
             raise ValueError(f"RolloutConfig.steps must be >= 1, got {self.steps}")
         if self.guidance_interval is not None and not self.guidance_interval[0] < self.guidance_interval[1]:
-            raise ValueError(f"RolloutConfig.guidance_interval must be (lo, hi) with lo < hi, got {self.guidance_interval}")
+            raise ValueError(
+                f"RolloutConfig.guidance_interval must be (lo, hi) with lo < hi, got {self.guidance_interval}"
+            )
         if self.window is not None and self.window < 2:
             raise ValueError(f"RolloutConfig.window must be >= 2, got {self.window}")
 
@@ -113,9 +115,16 @@ def rollout(
         raw = raw_actions[:, start : start + length]
         if raw.shape[1] < length:  # past the end: stand still
             raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
-        video = wm.generate(frame, to_model_actions(wm, raw), state, steps=cfg.steps, sampler=cfg.sampler,
-                            seeds=[s + 7919 * c for s in seeds], guidance=cfg.guidance,
-                            guidance_interval=cfg.guidance_interval)  # fmt: skip
+        video = wm.generate(
+            frame,
+            to_model_actions(wm, raw),
+            state,
+            steps=cfg.steps,
+            sampler=cfg.sampler,
+            seeds=[s + 7919 * c for s in seeds],
+            guidance=cfg.guidance,
+            guidance_interval=cfg.guidance_interval,
+        )
         out.append(video[:, 1:keep])
         frame = video[:, keep - 1]
     return torch.cat(out, dim=1)

@@ -62,7 +62,9 @@ class PinholeCamera:
         if not 0 < self.near < self.far:
             raise ValueError(f"camera needs 0 < near < far, got near={self.near} far={self.far}")
         if self.supersample < 1 or self.supersample % 2 == 0:
-            raise ValueError(f"camera supersample must be an odd integer >= 1 (a centre sample per pixel), got {self.supersample}")
+            raise ValueError(
+                f"camera supersample must be an odd integer >= 1 (a centre sample per pixel), got {self.supersample}"
+            )
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -159,8 +161,9 @@ def wrap_angle(a: Any) -> Any:
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
-def distinct_colours(rng: np.random.Generator, n: int, sat: tuple[float, float] = (0.55, 0.95),
-                     val: tuple[float, float] = (0.55, 0.95)) -> np.ndarray:
+def distinct_colours(
+    rng: np.random.Generator, n: int, sat: tuple[float, float] = (0.55, 0.95), val: tuple[float, float] = (0.55, 0.95)
+) -> np.ndarray:
     """`n` RGB colours in [0, 1] with evenly spread, randomly rotated and shuffled hues: (n, 3)."""
     hues = (rng.uniform() + np.arange(n) / max(n, 1) + rng.uniform(-0.2, 0.2, n) / max(n, 1)) % 1.0
     rng.shuffle(hues)
@@ -168,8 +171,13 @@ def distinct_colours(rng: np.random.Generator, n: int, sat: tuple[float, float] 
     return np.asarray(out, dtype=np.float64).reshape(n, 3)
 
 
-def pattern_texture(rng: np.random.Generator, kind: str, base: np.ndarray, size: tuple[int, int] = (64, 64),
-                    periods: tuple[int, int] = (4, 4)) -> np.ndarray:
+def pattern_texture(
+    rng: np.random.Generator,
+    kind: str,
+    base: np.ndarray,
+    size: tuple[int, int] = (64, 64),
+    periods: tuple[int, int] = (4, 4),
+) -> np.ndarray:
     """A (H, W, 3) uint8 texture: `kind` in {checker, hstripes, vstripes, bricks, noise, panels} on colour `base`."""
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
@@ -241,10 +249,13 @@ def _box_obj(he: np.ndarray, tile: float) -> str:
     counter-clockwise seen from outside; side faces have v pointing up.
     """
     faces = [
-        ((1, 0, 0), (0, 1, 0), (0, 0, 1)), ((-1, 0, 0), (0, -1, 0), (0, 0, 1)),
-        ((0, 1, 0), (-1, 0, 0), (0, 0, 1)), ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
-        ((0, 0, 1), (1, 0, 0), (0, 1, 0)), ((0, 0, -1), (1, 0, 0), (0, -1, 0)),
-    ]  # fmt: skip
+        ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+        ((-1, 0, 0), (0, -1, 0), (0, 0, 1)),
+        ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),
+        ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+        ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
+        ((0, 0, -1), (1, 0, 0), (0, -1, 0)),
+    ]
     verts, faces_txt = [], []
     for f, (n, u, v) in enumerate(faces):
         n, u, v = (np.asarray(x, dtype=np.float64) for x in (n, u, v))

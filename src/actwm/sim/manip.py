@@ -38,8 +38,16 @@ GRIPPER_ANGLE_JOINT = 7
 FINGER_JOINTS = (8, 11)  # left (opens negative), right (opens positive)
 TIP_JOINTS = (10, 13)
 FINGER_OPEN = 0.3
-STATE_NAMES = tuple(f"q{i}" for i in range(7)) + ("finger_left", "finger_right", "ee_x", "ee_y", "ee_z",
-                                                    "ee_roll", "ee_pitch", "ee_yaw")  # fmt: skip
+STATE_NAMES = tuple(f"q{i}" for i in range(7)) + (
+    "finger_left",
+    "finger_right",
+    "ee_x",
+    "ee_y",
+    "ee_z",
+    "ee_roll",
+    "ee_pitch",
+    "ee_yaw",
+)
 _REST = (0.006418, 0.413184, -0.011401, -1.589317, 0.005379, 1.137684, -0.006539)
 _LIMITS = (2.967, 2.094, 2.967, 2.094, 2.967, 2.094, 3.054)
 
@@ -81,7 +89,9 @@ class ManipConfig:
         if not 0.01 <= self.block_half[0] <= self.block_half[1] <= 0.06:
             raise ValueError(f"ManipConfig.block_half must satisfy 0.01 <= low <= high <= 0.06, got {self.block_half}")
         if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
-            raise ValueError(f"ManipConfig.workspace_low {self.workspace_low} must be below workspace_high {self.workspace_high}")
+            raise ValueError(
+                f"ManipConfig.workspace_low {self.workspace_low} must be below workspace_high {self.workspace_high}"
+            )
         if self.substeps < 1 or self.max_steps < 1:
             raise ValueError(f"ManipConfig.substeps and max_steps must be >= 1, got {self.substeps}, {self.max_steps}")
 
@@ -112,15 +122,17 @@ class ManipEnv(SimEnv):
             np.array([-d, -d, -d, -r, -r, -r, 0.0], np.float32), np.array([d, d, d, r, r, r, 1.0], np.float32)
         )
         h = w = self.size
-        self.observation_space = gym.spaces.Dict({
-            "rgb": gym.spaces.Box(0, 255, (h, w, 3), np.uint8),
-            "depth": gym.spaces.Box(0.0, self.camera.far, (h, w), np.float32),
-            "segmentation": gym.spaces.Box(-1, 2**31 - 1, (h, w), np.int32),
-            "intrinsics": gym.spaces.Box(-np.inf, np.inf, (3, 3), np.float32),
-            "extrinsics": gym.spaces.Box(-np.inf, np.inf, (4, 4), np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, (len(STATE_NAMES),), np.float32),
-            "objects": gym.spaces.Box(-np.inf, np.inf, (cfg.n_blocks, 7), np.float32),
-        })  # fmt: skip
+        self.observation_space = gym.spaces.Dict(
+            {
+                "rgb": gym.spaces.Box(0, 255, (h, w, 3), np.uint8),
+                "depth": gym.spaces.Box(0.0, self.camera.far, (h, w), np.float32),
+                "segmentation": gym.spaces.Box(-1, 2**31 - 1, (h, w), np.int32),
+                "intrinsics": gym.spaces.Box(-np.inf, np.inf, (3, 3), np.float32),
+                "extrinsics": gym.spaces.Box(-np.inf, np.inf, (4, 4), np.float32),
+                "state": gym.spaces.Box(-np.inf, np.inf, (len(STATE_NAMES),), np.float32),
+                "objects": gym.spaces.Box(-np.inf, np.inf, (cfg.n_blocks, 7), np.float32),
+            }
+        )
         self.robot = -1
         self.table = -1
         self.blocks: list[int] = []
@@ -190,20 +202,34 @@ class ManipEnv(SimEnv):
         high = list(_LIMITS) + [10.0] * (n - 7)
         ranges = [2 * v for v in _LIMITS] + [20.0] * (n - 7)
         q = p.calculateInverseKinematics(
-            self.robot, EE_LINK, list(pos), p.getQuaternionFromEuler(list(rpy)),
-            lowerLimits=low, upperLimits=high, jointRanges=ranges, restPoses=list(_REST) + [0.0] * (n - 7),
-            maxNumIterations=40, residualThreshold=1e-4, physicsClientId=self.client,
-        )  # fmt: skip
+            self.robot,
+            EE_LINK,
+            list(pos),
+            p.getQuaternionFromEuler(list(rpy)),
+            lowerLimits=low,
+            upperLimits=high,
+            jointRanges=ranges,
+            restPoses=list(_REST) + [0.0] * (n - 7),
+            maxNumIterations=40,
+            residualThreshold=1e-4,
+            physicsClientId=self.client,
+        )
         return np.asarray(q[:7])
 
     def _command(self) -> None:
         c, r = self.client, self.robot
         q = self._ik(self.target_pos, self.target_rpy)
-        p.setJointMotorControlArray(r, list(ARM_JOINTS), p.POSITION_CONTROL, targetPositions=list(q),
-                                    forces=[300.0] * 7, physicsClientId=c)  # fmt: skip
+        p.setJointMotorControlArray(
+            r, list(ARM_JOINTS), p.POSITION_CONTROL, targetPositions=list(q), forces=[300.0] * 7, physicsClientId=c
+        )
         opening = FINGER_OPEN * (1.0 - self.gripper)
-        targets = [(GRIPPER_ANGLE_JOINT, 0.0, 300.0), (FINGER_JOINTS[0], -opening, 10.0),
-                   (FINGER_JOINTS[1], opening, 10.0), (TIP_JOINTS[0], 0.0, 2.0), (TIP_JOINTS[1], 0.0, 2.0)]  # fmt: skip
+        targets = [
+            (GRIPPER_ANGLE_JOINT, 0.0, 300.0),
+            (FINGER_JOINTS[0], -opening, 10.0),
+            (FINGER_JOINTS[1], opening, 10.0),
+            (TIP_JOINTS[0], 0.0, 2.0),
+            (TIP_JOINTS[1], 0.0, 2.0),
+        ]
         for j, target, force in targets:
             p.setJointMotorControl2(r, j, p.POSITION_CONTROL, targetPosition=target, force=force, physicsClientId=c)
 
@@ -257,8 +283,17 @@ class ManipEnv(SimEnv):
         }
 
     # -- scene generation --------------------------------------------------------------------------
-    def _box(self, he: Any, pos: Any, image: np.ndarray | None, rgba: Any, mass: float = 0.0,
-             collision: bool = True, yaw: float = 0.0, tile: float = 0.25) -> int:  # fmt: skip
+    def _box(
+        self,
+        he: Any,
+        pos: Any,
+        image: np.ndarray | None,
+        rgba: Any,
+        mass: float = 0.0,
+        collision: bool = True,
+        yaw: float = 0.0,
+        tile: float = 0.25,
+    ) -> int:
         c = self.client
         if image is not None:
             vs = p.createVisualShape(p.GEOM_MESH, fileName=self.assets.box_mesh(he, tile), physicsClientId=c)
@@ -273,8 +308,14 @@ class ManipEnv(SimEnv):
     def _build_scene(self, rng: np.random.Generator) -> None:
         cfg = self.config
         floor_col = distinct_colours(rng, 1, sat=(0.1, 0.3), val=(0.4, 0.6))[0]
-        self._box((2.5, 2.5, 0.01), (0, 0, -0.71), pattern_texture(rng, "checker", floor_col, (64, 64), (2, 2)),
-                  None, collision=False, tile=1.0)  # fmt: skip
+        self._box(
+            (2.5, 2.5, 0.01),
+            (0, 0, -0.71),
+            pattern_texture(rng, "checker", floor_col, (64, 64), (2, 2)),
+            None,
+            collision=False,
+            tile=1.0,
+        )
         self._box((0.12, 0.12, 0.35), (0, 0, -0.35), None, [0.25, 0.25, 0.28, 1], collision=False)  # pedestal
         table_col = distinct_colours(rng, 1, sat=(0.15, 0.45), val=(0.6, 0.85))[0]
         kind = ("checker", "panels", "bricks")[int(rng.integers(3))]
@@ -292,8 +333,14 @@ class ManipEnv(SimEnv):
                 if all(np.linalg.norm(xy - o) > 0.12 for o in centres):
                     break
             centres.append(xy)
-            body = self._box((half,) * 3, (xy[0], xy[1], half + 0.001), None, [*colours[k], 1], mass=0.15,
-                             yaw=float(rng.uniform(0, math.pi / 2)))  # fmt: skip
+            body = self._box(
+                (half,) * 3,
+                (xy[0], xy[1], half + 0.001),
+                None,
+                [*colours[k], 1],
+                mass=0.15,
+                yaw=float(rng.uniform(0, math.pi / 2)),
+            )
             p.changeDynamics(body, -1, lateralFriction=0.5, spinningFriction=0.001, physicsClientId=self.client)
             self.blocks.append(body)
             self.block_half.append(half)

@@ -127,19 +127,23 @@ class NavEnv(SimEnv):
             raise ValueError(f"nav: unknown setting ({e}); settings: {', '.join(NavConfig.__dataclass_fields__)}")
         super().__init__(size, seed)
         cfg = self.config
-        self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=cfg.far, supersample=cfg.supersample)
+        self.camera = PinholeCamera(
+            self.size, self.size, cfg.fov_deg, near=0.05, far=cfg.far, supersample=cfg.supersample
+        )
         t, r = cfg.max_translation, cfg.max_rotation
         self.action_space = gym.spaces.Box(np.array([-t, -t, -r], np.float32), np.array([t, t, r], np.float32))
         h = w = self.size
-        self.observation_space = gym.spaces.Dict({
-            "rgb": gym.spaces.Box(0, 255, (h, w, 3), np.uint8),
-            "depth": gym.spaces.Box(0.0, cfg.far, (h, w), np.float32),
-            "segmentation": gym.spaces.Box(-1, 2**31 - 1, (h, w), np.int32),
-            "intrinsics": gym.spaces.Box(-np.inf, np.inf, (3, 3), np.float32),
-            "extrinsics": gym.spaces.Box(-np.inf, np.inf, (4, 4), np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, (len(STATE_NAMES),), np.float32),
-            "pose": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
-        })  # fmt: skip
+        self.observation_space = gym.spaces.Dict(
+            {
+                "rgb": gym.spaces.Box(0, 255, (h, w, 3), np.uint8),
+                "depth": gym.spaces.Box(0.0, cfg.far, (h, w), np.float32),
+                "segmentation": gym.spaces.Box(-1, 2**31 - 1, (h, w), np.int32),
+                "intrinsics": gym.spaces.Box(-np.inf, np.inf, (3, 3), np.float32),
+                "extrinsics": gym.spaces.Box(-np.inf, np.inf, (4, 4), np.float32),
+                "state": gym.spaces.Box(-np.inf, np.inf, (len(STATE_NAMES),), np.float32),
+                "pose": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            }
+        )
         self.footprints: list[Footprint] = []
         self.structures: list[dict[str, Any]] = []  # {"id", "kind", "footprint", "height"} per structure
         self.walls: list[dict[str, Any]] = []  # {"id", "axis", "plane"}: inner face at coordinate `plane`
@@ -154,7 +158,9 @@ class NavEnv(SimEnv):
         names = list(DISCRETE_ACTIONS)
         if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
             if not 0 <= name_or_index < len(names):
-                raise ValueError(f"nav: discrete action index {name_or_index} out of range 0..{len(names) - 1} ({names})")
+                raise ValueError(
+                    f"nav: discrete action index {name_or_index} out of range 0..{len(names) - 1} ({names})"
+                )
             name_or_index = names[int(name_or_index)]
         if name_or_index not in DISCRETE_ACTIONS:
             raise ValueError(f"nav: unknown discrete action {name_or_index!r}; choose from {names}")
@@ -296,8 +302,12 @@ class NavEnv(SimEnv):
 
     def _textured_box(self, he: Any, pos: Any, yaw: float, image: np.ndarray, tile: float) -> int:
         vs = p.createVisualShape(p.GEOM_MESH, fileName=self.assets.box_mesh(he, tile), physicsClientId=self.client)
-        body = p.createMultiBody(0, -1, vs, list(pos), p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=self.client)
-        p.changeVisualShape(body, -1, textureUniqueId=self.assets.texture(self.client, image), physicsClientId=self.client)
+        body = p.createMultiBody(
+            0, -1, vs, list(pos), p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=self.client
+        )
+        p.changeVisualShape(
+            body, -1, textureUniqueId=self.assets.texture(self.client, image), physicsClientId=self.client
+        )
         return body
 
     def _floor(self, rng: np.random.Generator, w: float, h: float) -> None:
@@ -307,13 +317,19 @@ class NavEnv(SimEnv):
 
     def _walls(self, rng: np.random.Generator, w: float, h: float, colours: np.ndarray) -> None:
         height, t = float(rng.uniform(1.6, 2.4)), 0.1
-        specs = [((w / 2 + t, 0), (t, h / 2 + 2 * t)), ((-w / 2 - t, 0), (t, h / 2 + 2 * t)),
-                 ((0, h / 2 + t), (w / 2 + 2 * t, t)), ((0, -h / 2 - t), (w / 2 + 2 * t, t))]  # fmt: skip
+        specs = [
+            ((w / 2 + t, 0), (t, h / 2 + 2 * t)),
+            ((-w / 2 - t, 0), (t, h / 2 + 2 * t)),
+            ((0, h / 2 + t), (w / 2 + 2 * t, t)),
+            ((0, -h / 2 - t), (w / 2 + 2 * t, t)),
+        ]
         planes = [(0, w / 2), (0, -w / 2), (1, h / 2), (1, -h / 2)]
         for ((cx, cy), (hx, hy)), colour, (axis, plane) in zip(specs, colours, planes):
             kind = WALL_PATTERNS[int(rng.integers(len(WALL_PATTERNS)))]
             img = pattern_texture(rng, kind, colour, (64, 64), (4, 4))
-            body = self._textured_box((hx, hy, height / 2), (cx, cy, height / 2), 0.0, img, float(rng.uniform(1.0, 2.0)))
+            body = self._textured_box(
+                (hx, hy, height / 2), (cx, cy, height / 2), 0.0, img, float(rng.uniform(1.0, 2.0))
+            )
             self.static_ids.append(body)
             self.walls.append({"id": body, "axis": axis, "plane": plane, "height": height})
 
@@ -350,8 +366,12 @@ class NavEnv(SimEnv):
         height = float(rng.uniform(1.2, 2.4))
         cap = np.clip(colour * 0.45, 0, 1)
         c = self.client
-        shaft = p.createVisualShape(p.GEOM_CYLINDER, radius=fp.hx, length=height, rgbaColor=[*colour, 1], physicsClientId=c)
-        ring = p.createVisualShape(p.GEOM_CYLINDER, radius=fp.hx * 1.25, length=0.12, rgbaColor=[*cap, 1], physicsClientId=c)
+        shaft = p.createVisualShape(
+            p.GEOM_CYLINDER, radius=fp.hx, length=height, rgbaColor=[*colour, 1], physicsClientId=c
+        )
+        ring = p.createVisualShape(
+            p.GEOM_CYLINDER, radius=fp.hx * 1.25, length=0.12, rgbaColor=[*cap, 1], physicsClientId=c
+        )
         offsets = [(0, 0, height / 2), (0, 0, 0.06), (0, 0, height - 0.06)]
         return self._compound([shaft, ring, ring], offsets, fp), height
 
@@ -359,9 +379,13 @@ class NavEnv(SimEnv):
         top_z = float(rng.uniform(0.55, 0.8))
         img = pattern_texture(rng, "panels", colour, (64, 64), (2, 2))
         c = self.client
-        top = p.createVisualShape(p.GEOM_MESH, fileName=self.assets.box_mesh((fp.hx, fp.hy, 0.03), 0.5), physicsClientId=c)
+        top = p.createVisualShape(
+            p.GEOM_MESH, fileName=self.assets.box_mesh((fp.hx, fp.hy, 0.03), 0.5), physicsClientId=c
+        )
         leg_he = (0.04, 0.04, top_z / 2)
-        leg = p.createVisualShape(p.GEOM_BOX, halfExtents=leg_he, rgbaColor=[*np.clip(colour * 0.4, 0, 1), 1], physicsClientId=c)
+        leg = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=leg_he, rgbaColor=[*np.clip(colour * 0.4, 0, 1), 1], physicsClientId=c
+        )
         lx, ly = fp.hx - 0.07, fp.hy - 0.07
         offsets = [(0, 0, top_z - 0.03)] + [(sx * lx, sy * ly, top_z / 2) for sx in (-1, 1) for sy in (-1, 1)]
         body = self._compound([top, leg, leg, leg, leg], offsets, fp)

@@ -16,8 +16,8 @@ end-effector position and roll/pitch/yaw plus the commanded gripper value).
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,7 +37,9 @@ class _OU:
         self.x = float(np.clip(mu + sigma * rng.normal(), lo, hi))
 
     def __call__(self) -> float:
-        self.x = float(np.clip(self.x + self.theta * (self.mu - self.x) + self.sigma * self.rng.normal(), self.lo, self.hi))
+        self.x = float(
+            np.clip(self.x + self.theta * (self.mu - self.x) + self.sigma * self.rng.normal(), self.lo, self.hi)
+        )
         return self.x
 
 
@@ -204,8 +206,15 @@ def _realised_actions(name: str, pose_or_state: np.ndarray, commanded: np.ndarra
     return out.astype(np.float32)
 
 
-def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | None, extras: bool,
-            policy_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
+def _record(
+    env: SimEnv,
+    name: str,
+    seed: int,
+    frames: int,
+    policy_seed: int | None,
+    extras: bool,
+    policy_kwargs: dict[str, Any] | None = None,
+) -> Episode:
     if not isinstance(frames, (int, np.integer)) or frames < 1:
         raise ValueError(f"frames must be an int >= 1, got {frames!r}")
     rng = np.random.default_rng([seed, 12345] if policy_seed is None else [policy_seed, 54321])
@@ -248,9 +257,17 @@ def _record(env: SimEnv, name: str, seed: int, frames: int, policy_seed: int | N
     )
 
 
-def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_seed: int | None = None,
-                   extras: bool = True, policy_kwargs: dict[str, Any] | None = None,
-                   env_kwargs: dict[str, Any] | None = None) -> Episode:  # fmt: skip
+def record_episode(
+    name: str,
+    *,
+    seed: int,
+    frames: int,
+    size: int = 64,
+    policy_seed: int | None = None,
+    extras: bool = True,
+    policy_kwargs: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Episode:
     """Run the scripted policy in scene `seed` for `frames` observations and return the episode.
 
     Returns an Episode with frames (T, H, W, 3) uint8, actions (T, D) float32 realised motion (last row
@@ -266,9 +283,17 @@ def record_episode(name: str, *, seed: int, frames: int, size: int = 64, policy_
         env.close()
 
 
-def record_episodes(name: str, *, seeds: list[int], frames: int, size: int = 64, progress: bool = True,
-                    extras: bool = True, policy_kwargs: dict[str, Any] | None = None,
-                    env_kwargs: dict[str, Any] | None = None) -> Iterator[Episode]:  # fmt: skip
+def record_episodes(
+    name: str,
+    *,
+    seeds: list[int],
+    frames: int,
+    size: int = 64,
+    progress: bool = True,
+    extras: bool = True,
+    policy_kwargs: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Iterator[Episode]:
     """Yield one episode per seed (one env reused), with a tqdm progress bar over episodes."""
     from actwm.sim import make
 

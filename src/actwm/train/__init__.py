@@ -5,6 +5,6 @@
 """
 
 from actwm.train.config import TrainConfig
-from actwm.train.trainer import TrainResult, Trainer, train
+from actwm.train.trainer import Trainer, TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "train"]

@@ -193,8 +193,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},  # fmt: skip
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": _python_state_to_plain(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -205,7 +210,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     random.setstate(_python_state_from_plain(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -222,7 +229,20 @@ def _python_state_from_plain(s: list) -> tuple:
 
 
 __all__ = [
-    "CHECKPOINTS", "LATEST", "TRAIN_STATE", "TRAIN_CONFIG", "step_name", "step_of", "is_complete",
-    "list_checkpoints", "find_latest", "clean_partial", "save_checkpoint", "prune", "load_train_state",
-    "read_json_safe", "rng_state", "set_rng_state",
-]  # fmt: skip
+    "CHECKPOINTS",
+    "LATEST",
+    "TRAIN_STATE",
+    "TRAIN_CONFIG",
+    "step_name",
+    "step_of",
+    "is_complete",
+    "list_checkpoints",
+    "find_latest",
+    "clean_partial",
+    "save_checkpoint",
+    "prune",
+    "load_train_state",
+    "read_json_safe",
+    "rng_state",
+    "set_rng_state",
+]

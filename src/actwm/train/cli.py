@@ -75,21 +75,33 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=list(PRESETS), default=None, help="named defaults (tiny-cpu, svd-8gpu, cosmos2-2b-8gpu)")
+    p = argparse.ArgumentParser(
+        prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--preset", choices=list(PRESETS), default=None, help="named defaults (tiny-cpu, svd-8gpu, cosmos2-2b-8gpu)"
+    )
     p.add_argument("--config", default=None, help="JSON TrainConfig to start from (e.g. a saved train_config.json)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any TrainConfig field (repeatable)"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     hints = field_types()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if hints[f.name] is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=_HELP.get(f.name))  # fmt: skip
+            p.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=_HELP.get(f.name),
+            )
         else:
-            p.add_argument(flag, dest=f.name, type=str, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                           help=_HELP.get(f.name))  # fmt: skip
+            p.add_argument(
+                flag, dest=f.name, type=str, default=argparse.SUPPRESS, metavar=f.name.upper(), help=_HELP.get(f.name)
+            )
     return p
 
 
@@ -138,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.losses[-1]:.4f}" if result.losses else "nothing to train")
+        print(
+            f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.losses[-1]:.4f}"
+            if result.losses
+            else "nothing to train"
+        )
         print(f"world model: {result.final_dir}")
     return 0
 

@@ -174,13 +174,18 @@ class TrainConfig:
         if not self.out:
             raise ValueError("TrainConfig.out: an output directory is required")
         if self.passive and self.train_mode == "frozen":
-            raise ValueError("TrainConfig.passive: the passive stage trains the backbone; train_mode 'frozen' leaves nothing to train")
+            raise ValueError(
+                "TrainConfig.passive: the passive stage trains the backbone; train_mode 'frozen' leaves nothing to "
+                "train"
+            )
         if self.mixed_precision == "fp16" and self.cpu:
             raise ValueError("TrainConfig.mixed_precision: 'fp16' needs a GPU; use 'bf16' or 'no' with cpu=True")
         from actwm.models.world_model import PRESETS
 
         if self.model not in PRESETS and self.model != "tiny":
-            raise ValueError(f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(PRESETS)}")
+            raise ValueError(
+                f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(PRESETS)}"
+            )
 
     # -- derived -----------------------------------------------------------------------------------
     @property
@@ -229,24 +234,72 @@ class TrainConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-cpu": dict(
-        model="wan2.1-tiny", steps=300, batch_size=4, lr=5e-4, action_lr_mult=10.0, weight_decay=0.0,
-        warmup_steps=20, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0, context=1, horizon=8, size=32,
-        checkpoint_every=100, keep_last=2, log_every=10, cpu=True,
+        model="wan2.1-tiny",
+        steps=300,
+        batch_size=4,
+        lr=5e-4,
+        action_lr_mult=10.0,
+        weight_decay=0.0,
+        warmup_steps=20,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        grad_clip=1.0,
+        context=1,
+        horizon=8,
+        size=32,
+        checkpoint_every=100,
+        keep_last=2,
+        log_every=10,
+        cpu=True,
     ),
     # EgoWM appendix B: SVD at 1e-5, action projection at 1e-4; 8 future frames, 5 fps, 512 px.
     "svd-8gpu": dict(
-        model="svd", steps=50_000, batch_size=1, grad_accum=4, lr=1e-5, action_lr_mult=10.0, weight_decay=0.01,
-        warmup_steps=500, schedule="constant", grad_clip=1.0, mixed_precision="bf16", context=1, horizon=8,
-        target_fps=5.0, size=512, num_workers=4, checkpoint_every=1000, keep_last=3, log_every=20, distributed="ddp",
+        model="svd",
+        steps=50_000,
+        batch_size=1,
+        grad_accum=4,
+        lr=1e-5,
+        action_lr_mult=10.0,
+        weight_decay=0.01,
+        warmup_steps=500,
+        schedule="constant",
+        grad_clip=1.0,
+        mixed_precision="bf16",
+        context=1,
+        horizon=8,
+        target_fps=5.0,
+        size=512,
+        num_workers=4,
+        checkpoint_every=1000,
+        keep_last=3,
+        log_every=20,
+        distributed="ddp",
         ema_decay=0.9999,
     ),
     # EgoWM appendix B: Cosmos-Predict2-2B at 1e-6, action projection at 1e-5; 16 frames in one pass.
     "cosmos2-2b-8gpu": dict(
-        model="cosmos2-2b", steps=50_000, batch_size=1, grad_accum=4, lr=1e-6, action_lr_mult=10.0, weight_decay=0.01,
-        warmup_steps=500, schedule="constant", grad_clip=1.0, mixed_precision="bf16", context=1, horizon=16,
-        target_fps=5.0, size=480, num_workers=4, checkpoint_every=1000, keep_last=3, log_every=20, distributed="fsdp",
+        model="cosmos2-2b",
+        steps=50_000,
+        batch_size=1,
+        grad_accum=4,
+        lr=1e-6,
+        action_lr_mult=10.0,
+        weight_decay=0.01,
+        warmup_steps=500,
+        schedule="constant",
+        grad_clip=1.0,
+        mixed_precision="bf16",
+        context=1,
+        horizon=16,
+        target_fps=5.0,
+        size=480,
+        num_workers=4,
+        checkpoint_every=1000,
+        keep_last=3,
+        log_every=20,
+        distributed="fsdp",
     ),
-}  # fmt: skip
+}
 
 
 # ------------------------------------------------------------------------------------------ helpers

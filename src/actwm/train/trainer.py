@@ -164,8 +164,14 @@ class LossModule(nn.Module):
         super().__init__()
         self.wm = wm
 
-    def forward(self, video: torch.Tensor, actions: torch.Tensor, state: torch.Tensor | None,
-                generator: torch.Generator, action_dropout: float) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        video: torch.Tensor,
+        actions: torch.Tensor,
+        state: torch.Tensor | None,
+        generator: torch.Generator,
+        action_dropout: float,
+    ) -> torch.Tensor:
         """video `(b, T, 3, H, W)` in [-1, 1], actions `(b, T, D)`, state `(b, S)` -> scalar loss."""
         return self.wm.loss(video, actions, state, generator=generator, action_dropout=action_dropout)
 
@@ -186,7 +192,9 @@ def param_groups(wm: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     if action:
         groups.append({"params": action, "lr": cfg.lr * cfg.action_lr_mult, "name": "action"})
     if not groups:
-        raise ValueError(f"nothing to train: train_mode={cfg.train_mode!r} passive={cfg.passive} leaves no trainable parameter")
+        raise ValueError(
+            f"nothing to train: train_mode={cfg.train_mode!r} passive={cfg.passive} leaves no trainable parameter"
+        )
     return groups
 
 
@@ -200,7 +208,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(wm: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(
+    wm: WorldModel, cfg: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over `param_groups` and its warmup/cosine `LambdaLR`."""
     opt = torch.optim.AdamW(param_groups(wm, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
@@ -215,7 +225,11 @@ def dataset_action_space(dataset: Dataset, dim: int) -> ActionSpace:
     """The model's action space for a dataset: its named space with statistics equal to the dataset's
     normalisation (probed through `normalise_actions` as an affine map), or `customD` for plain datasets."""
     name = getattr(dataset, "action_space", None)
-    space = get_action_space(name) if isinstance(name, str) else (name if isinstance(name, ActionSpace) else get_action_space(dim))
+    space = (
+        get_action_space(name)
+        if isinstance(name, str)
+        else (name if isinstance(name, ActionSpace) else get_action_space(dim))
+    )
     if space.dim != dim:
         raise ValueError(f"dataset actions have D={dim} but its action space {space.name!r} has D={space.dim}")
     norm = getattr(dataset, "normalise_actions", None)
@@ -224,7 +238,9 @@ def dataset_action_space(dataset: Dataset, dim: int) -> ActionSpace:
     zero, one, two = (np.asarray(norm(np.full((1, dim), v, np.float64)), np.float64)[0] for v in (0.0, 1.0, 2.0))
     scale = one - zero
     if np.any(np.abs(scale) < 1e-12) or not np.allclose(two - one, scale, rtol=1e-6, atol=1e-9):
-        raise ValueError("the dataset's action normalisation is not an affine per-dimension map; cannot store it in the model")
+        raise ValueError(
+            "the dataset's action normalisation is not an affine per-dimension map; cannot store it in the model"
+        )
     std = 1.0 / scale
     mean = -zero * std
     return space.with_stats(mean.tolist(), std.tolist())
@@ -238,8 +254,17 @@ def build_dataset(cfg: TrainConfig) -> Dataset:
         raise FileNotFoundError(f"TrainConfig.data: {cfg.data}: no such dataset directory")
     from actwm.data.clips import ClipDataset
 
-    return ClipDataset(cfg.data, split=cfg.split, context=cfg.context, horizon=cfg.horizon, stride=cfg.stride,
-                       target_fps=cfg.target_fps, action_mode=cfg.action_mode, normalise=cfg.normalise, size=cfg.size)  # fmt: skip
+    return ClipDataset(
+        cfg.data,
+        split=cfg.split,
+        context=cfg.context,
+        horizon=cfg.horizon,
+        stride=cfg.stride,
+        target_fps=cfg.target_fps,
+        action_mode=cfg.action_mode,
+        normalise=cfg.normalise,
+        size=cfg.size,
+    )
 
 
 def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
@@ -250,22 +275,33 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
         try:
             wm = WorldModel.load(cfg.init_from, backbone=backbone, action_space=space)
         except ValueError as exc:
-            raise ValueError(f"TrainConfig.init_from: {exc} (TrainConfig.model={cfg.model!r}, data action space {space.name!r})") from exc
+            raise ValueError(
+                f"TrainConfig.init_from: {exc} (TrainConfig.model={cfg.model!r}, data action space {space.name!r})"
+            ) from exc
         if cfg.state_dim and cfg.state_dim != wm.config.state_dim:
-            raise ValueError(f"TrainConfig.state_dim: {cfg.state_dim} differs from the init_from model's state_dim {wm.config.state_dim}")
+            raise ValueError(
+                f"TrainConfig.state_dim: {cfg.state_dim} differs from the init_from model's state_dim "
+                f"{wm.config.state_dim}"
+            )
         wm.action_space = space
         wm.config.action_space = space.to_dict()
         return wm
     torch.manual_seed(cfg.seed)
-    overrides = dict(train_mode=cfg.train_mode, state_dim=cfg.state_dim, lora_rank=cfg.lora_rank,
-                     lora_alpha=float(cfg.lora_alpha if cfg.lora_alpha is not None else cfg.lora_rank))  # fmt: skip
+    overrides = dict(
+        train_mode=cfg.train_mode,
+        state_dim=cfg.state_dim,
+        lora_rank=cfg.lora_rank,
+        lora_alpha=float(cfg.lora_alpha if cfg.lora_alpha is not None else cfg.lora_rank),
+    )
     overrides.update(cfg.model_overrides)
     return WorldModel.from_preset(cfg.model, space, **overrides)
 
 
 def with_lora(wm: WorldModel, rank: int, alpha: float) -> WorldModel:
     """A copy of a LoRA-free world model with LoRA adapters added (base weights copied, adapters fresh)."""
-    new_cfg = WorldModelConfig.from_dict({**wm.config.to_dict(), "train_mode": "lora", "lora_rank": rank, "lora_alpha": alpha})
+    new_cfg = WorldModelConfig.from_dict(
+        {**wm.config.to_dict(), "train_mode": "lora", "lora_rank": rank, "lora_alpha": alpha}
+    )
     new = WorldModel.from_config(new_cfg)
     src = wm.state_dict()
     mapped, missing = {}, []
@@ -357,7 +393,9 @@ class _Trackers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ValueError("TrainConfig.tensorboard: needs the `tensorboard` package (pip install tensorboard)") from exc
+                raise ValueError(
+                    "TrainConfig.tensorboard: needs the `tensorboard` package (pip install tensorboard)"
+                ) from exc
             self.tb = SummaryWriter(str(out / "tensorboard"))
         if cfg.wandb_project:
             try:
@@ -405,8 +443,12 @@ def make_accelerator(cfg: TrainConfig):
     if cfg.distributed == "fsdp":
         kwargs["fsdp_plugin"] = _fsdp_plugin(_model_backbone(cfg.model))
     cpu = cfg.cpu or not (torch.cuda.is_available() or _has_other_accelerator())  # CPU-only torchrun needs cpu=True
-    acc = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision,
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)], **kwargs)  # fmt: skip
+    acc = Accelerator(
+        cpu=cpu,
+        mixed_precision=cfg.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        **kwargs,
+    )
     if _launched_world_size() > 1 and acc.num_processes == 1:
         raise ValueError(
             f"launched with WORLD_SIZE={_launched_world_size()} but accelerate set up a single process; "
@@ -421,8 +463,12 @@ def _has_other_accelerator() -> bool:
     return bool((xpu is not None and xpu.is_available()) or (mps is not None and mps.is_available()))
 
 
-FSDP_WRAP = {"svd": ["SpatioTemporalResBlock", "TransformerSpatioTemporalModel"], "cosmos": ["CosmosTransformerBlock"],
-             "wan2.1": ["WanTransformerBlock"], "wan2.2": ["WanTransformerBlock"]}  # fmt: skip
+FSDP_WRAP = {
+    "svd": ["SpatioTemporalResBlock", "TransformerSpatioTemporalModel"],
+    "cosmos": ["CosmosTransformerBlock"],
+    "wan2.1": ["WanTransformerBlock"],
+    "wan2.2": ["WanTransformerBlock"],
+}
 
 
 def _fsdp_plugin(backbone: str):
@@ -440,7 +486,7 @@ def _fsdp_plugin(backbone: str):
         state_dict_config=FullStateDictConfig(offload_to_cpu=True, rank0_only=True),
         optim_state_dict_config=FullOptimStateDictConfig(offload_to_cpu=True, rank0_only=False),
         sync_module_states=True,
-    )  # fmt: skip
+    )
 
 
 class Trainer:
@@ -452,8 +498,14 @@ class Trainer:
         indexer: the stateless clip order; start_step: where this run starts (after a resume).
     """
 
-    def __init__(self, cfg: TrainConfig, *, model: WorldModel | None = None, dataset: Dataset | None = None,
-                 progress: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        model: WorldModel | None = None,
+        dataset: Dataset | None = None,
+        progress: bool = True,
+    ) -> None:
         self.cfg, self.progress, self.out = cfg, progress, Path(cfg.out)
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
@@ -462,7 +514,9 @@ class Trainer:
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
         self.fsdp = acc.distributed_type.name == "FSDP"
         if self.fsdp and cfg.ema_decay is not None:
-            raise ValueError("TrainConfig.ema_decay: EMA is not supported with FSDP; set ema_decay=None or distributed='ddp'")
+            raise ValueError(
+                "TrainConfig.ema_decay: EMA is not supported with FSDP; set ema_decay=None or distributed='ddp'"
+            )
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
         first = self.dataset[0]
         frames, dim = self._item_shape(first)
@@ -498,9 +552,12 @@ class Trainer:
         return int(video.shape[0]), int(actions.shape[1])
 
     def _check_compatible(self, item: dict, frames: int, dim: int) -> None:
-        wm, cfg = self.wm, self.cfg
+        wm = self.wm
         if dim != wm.action_space.dim:
-            raise ValueError(f"dataset actions have D={dim} but the model's action space {wm.action_space.name!r} has D={wm.action_space.dim}")
+            raise ValueError(
+                f"dataset actions have D={dim} but the model's action space {wm.action_space.name!r} has "
+                f"D={wm.action_space.dim}"
+            )
         k = wm.codec.temporal_compression if wm.codec is not None else 1
         if k > 1 and (frames - 1) % k:
             raise ValueError(
@@ -537,11 +594,18 @@ class Trainer:
         if step > cfg.steps:
             raise ValueError(f"TrainConfig.steps: {cfg.steps} is below the checkpoint's step {step} ({latest})")
         old = ckpt.read_json_safe(latest / ckpt.TRAIN_CONFIG)
-        changed = [k for k in ("seed", "batch_size", "grad_accum", "lr", "model", "train_mode") if old.get(k) != cfg.to_dict().get(k)]
+        changed = [
+            k
+            for k in ("seed", "batch_size", "grad_accum", "lr", "model", "train_mode")
+            if old.get(k) != cfg.to_dict().get(k)
+        ]
         if int(state.get("world_size", self.world)) != self.world:
             changed.append(f"processes {state.get('world_size')} -> {self.world}")
         if changed and self.accelerator.is_main_process:
-            warnings.warn(f"resuming {latest} with changed settings {changed}: the run will not repeat an uninterrupted one", stacklevel=2)
+            warnings.warn(
+                f"resuming {latest} with changed settings {changed}: the run will not repeat an uninterrupted one",
+                stacklevel=2,
+            )
         self.resumed_from = latest
         return step, state
 
@@ -552,8 +616,14 @@ class Trainer:
             optim_state = FSDP.optim_state_dict(self.model, self.optimizer.optimizer)
         else:
             optim_state = self.optimizer.state_dict()
-        state = {"step": step, "losses": list(self.losses), "optimizer": optim_state,
-                 "scheduler": self.scheduler.state_dict(), "rng": ckpt.rng_state(), "world_size": self.world}  # fmt: skip
+        state = {
+            "step": step,
+            "losses": list(self.losses),
+            "optimizer": optim_state,
+            "scheduler": self.scheduler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "world_size": self.world,
+        }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         if self.accelerator.scaler is not None:  # fp16 loss scaling
@@ -581,8 +651,9 @@ class Trainer:
     # -- data --------------------------------------------------------------------------------------
     def _loader(self, start: int) -> Iterator[dict[str, Any]]:
         sampler = StepBatchSampler(self.indexer, start, self.cfg.steps, self.rank)
-        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
-                            pin_memory=self.device.type == "cuda")  # fmt: skip
+        loader = DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda"
+        )
         return iter(loader)
 
     def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -630,7 +701,7 @@ class Trainer:
         if not self.fsdp:
             return None
         state = self.accelerator.get_state_dict(self.model)
-        return {k[len("wm."):]: v for k, v in state.items() if k.startswith("wm.")}
+        return {k[len("wm.") :]: v for k, v in state.items() if k.startswith("wm.")}
 
     def _save_model(self, directory: Path, state: dict[str, torch.Tensor] | None) -> None:
         if state is None:
@@ -643,8 +714,14 @@ class Trainer:
         model_state = self._full_state_dict()
         path = self.out / ckpt.CHECKPOINTS / ckpt.step_name(step)
         if self.accelerator.is_main_process:
-            path = ckpt.save_checkpoint(self.out, step, save_model=lambda d: self._save_model(d, model_state),
-                                        train_state=state, train_config=self.cfg.to_dict(), keep_last=self.cfg.keep_last)  # fmt: skip
+            path = ckpt.save_checkpoint(
+                self.out,
+                step,
+                save_model=lambda d: self._save_model(d, model_state),
+                train_state=state,
+                train_config=self.cfg.to_dict(),
+                keep_last=self.cfg.keep_last,
+            )
         self.accelerator.wait_for_everyone()
         return path
 
@@ -695,9 +772,14 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if main and (done % cfg.log_every == 0 or done == end):
-                    row = {"step": done, "loss": sum(window) / len(window), "lr": cfg.lr * lr_factor(step, cfg),
-                           "action_lr": cfg.lr * cfg.action_lr_mult * lr_factor(step, cfg),
-                           "grad_norm": float("nan") if norm is None else norm, "seconds": sum(step_seconds) / len(step_seconds)}  # fmt: skip
+                    row = {
+                        "step": done,
+                        "loss": sum(window) / len(window),
+                        "lr": cfg.lr * lr_factor(step, cfg),
+                        "action_lr": cfg.lr * cfg.action_lr_mult * lr_factor(step, cfg),
+                        "grad_norm": float("nan") if norm is None else norm,
+                        "seconds": sum(step_seconds) / len(step_seconds),
+                    }
                     metrics.append(row)
                     trackers.log(row, done)
                     window, step_seconds = [], []
@@ -715,12 +797,24 @@ class Trainer:
             final_dir = self.out / ckpt.CHECKPOINTS / ckpt.step_name(end)
             if not ckpt.is_complete(final_dir):  # stopped before any step of this call
                 final_dir = self.save_checkpoint(end)
-        return TrainResult(losses=list(self.losses), final_dir=final_dir, steps=end, seconds=time.time() - t0,
-                           start_step=self.start_step, out=self.out)  # fmt: skip
+        return TrainResult(
+            losses=list(self.losses),
+            final_dir=final_dir,
+            steps=end,
+            seconds=time.time() - t0,
+            start_step=self.start_step,
+            out=self.out,
+        )
 
 
-def train(cfg: TrainConfig, *, model: WorldModel | None = None, dataset: Dataset | None = None, progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:  # fmt: skip
+def train(
+    cfg: TrainConfig,
+    *,
+    model: WorldModel | None = None,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Fine-tune a world model; see the module docstring.
 
     Args:
@@ -764,8 +858,8 @@ def save_state_dict(wm: WorldModel, state: dict[str, torch.Tensor], directory: P
     """Write a gathered (FSDP) state dict of `wm` in the `WorldModel.save` format."""
     from safetensors.torch import save_file
 
-    from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME
     from actwm.io import atomic_path
+    from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME
 
     skip = ["codec."]
     if wm.config.image_encoder and "source" in wm.config.image_encoder:
@@ -778,7 +872,23 @@ def save_state_dict(wm: WorldModel, state: dict[str, torch.Tensor], directory: P
 
 
 __all__ = [
-    "TrainResult", "Trainer", "train", "derive_seed", "noise_generator", "StepIndexer", "StepBatchSampler",
-    "LossModule", "param_groups", "lr_factor", "build_optimizer", "build_dataset", "build_model",
-    "dataset_action_space", "apply_train_mode", "with_lora", "record_data_facts", "MetricsLog", "make_accelerator",
-]  # fmt: skip
+    "TrainResult",
+    "Trainer",
+    "train",
+    "derive_seed",
+    "noise_generator",
+    "StepIndexer",
+    "StepBatchSampler",
+    "LossModule",
+    "param_groups",
+    "lr_factor",
+    "build_optimizer",
+    "build_dataset",
+    "build_model",
+    "dataset_action_space",
+    "apply_train_mode",
+    "with_lora",
+    "record_data_facts",
+    "MetricsLog",
+    "make_accelerator",
+]
