@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 
 
 def smooth_frames(t: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:

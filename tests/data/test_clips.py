@@ -6,9 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from actwm.data.clips import ClipDataset, gather_windows, se2_compose, transform_actions
-from actwm.data.episode import Episode
 from actwm.data.gnm import nav_actions, to_local_coords, wrap_angle
 from actwm.data.lerobot import LeRobotWriter
+from actwm.episode import Episode
 
 
 def _nav_episode(t: int, seed: int, smooth, scene: str, split: str) -> tuple[Episode, np.ndarray]:

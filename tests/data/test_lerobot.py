@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from actwm.data.convert import write_episodes
-from actwm.data.episode import Episode
 from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter
+from actwm.episode import Episode
 from actwm.video import write_mp4
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pybullet as p
 import pytest
 
+from actwm.geometry import backproject_depth, project_points
 from actwm.sim import make
-from actwm.sim.common import backproject_depth, project_points
 
 
 @pytest.fixture

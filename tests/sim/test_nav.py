@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import actwm.sim
+from actwm.geometry import backproject_depth, project_points, wrap_angle
 from actwm.sim import make
-from actwm.sim.common import backproject_depth, project_points, wrap_angle
 from actwm.sim.nav import DISCRETE_ACTIONS, NavEnv
 
 

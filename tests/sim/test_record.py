@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 from actwm.sim import make, record_episode, record_episodes, scripted_policy
 from actwm.sim.common import wrap_angle
 

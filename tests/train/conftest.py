@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 
 
 class DictDataset(Dataset):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 
 _LAZY = {
     "LeRobotDataset": "actwm.data.lerobot",

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from actwm.data.episode import Episode
 from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter, committed_episodes, is_complete
+from actwm.episode import Episode
 from actwm.io import read_json
 
 FORMATS = ("gnm", "recon", "1x", "lerobot")

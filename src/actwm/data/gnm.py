@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 from actwm.video import read_image
 
 METRIC_SPACING = {"recon": 0.25, "scand": 0.38, "tartan_drive": 0.72, "sacson": 0.255, "go_stanford": 0.12}

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actwm.actions import get_action_space
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 from actwm.io import atomic_path, atomic_write_json, read_json
 
 CODEBASE_VERSION = "v3.0"

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 from actwm.io import read_json
 
 STATE_DIM = 25

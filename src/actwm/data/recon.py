@@ -13,8 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
-from actwm.data.episode import Episode
 from actwm.data.gnm import METRIC_SPACING, nav_episode
+from actwm.episode import Episode
 
 RECON_FPS = 3.0
 

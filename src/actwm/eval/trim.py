@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from actwm.eval.trackers import FlowConfig, compute_flow, consistent_flow
+from actwm.geometry import backproject_depth, project_points
 
 __all__ = ["TrimResult", "flow_trim_point", "depth_trim_point"]
 
@@ -152,19 +153,16 @@ def depth_trim_point(
         keep &= valid0[vs, us]
     if max_depth is not None:
         keep &= z0 < max_depth
-    us, vs, z0 = us[keep], vs[keep], z0[keep]
-    pix = np.stack([us, vs, np.ones_like(us)], 0).astype(np.float64)
-    cam0 = np.linalg.inv(intrinsics[0]) @ pix * z0
-    world = np.linalg.inv(extrinsics[0]) @ np.vstack([cam0, np.ones((1, cam0.shape[1]))])
+    us, vs = us[keep], vs[keep]
+    cam0 = backproject_depth(depth[0], intrinsics[0])[vs, us]  # (N, 3) camera frame 0
+    cam_to_world = np.linalg.inv(extrinsics[0])
+    world = cam0 @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
     visible = np.zeros(t_len, np.int64)
     for t in range(t_len):
-        cam = (extrinsics[t] @ world)[:3]
-        z = cam[2]
+        uv, z = project_points(world, intrinsics[t], extrinsics[t])
         front = z > 1e-6
-        proj = intrinsics[t] @ cam
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.rint(proj[0] / proj[2])
-            v = np.rint(proj[1] / proj[2])
+        with np.errstate(invalid="ignore"):
+            u, v = np.rint(uv[:, 0]), np.rint(uv[:, 1])
         inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         ui, vi = u[inside].astype(int), v[inside].astype(int)
         surface = depth[t, vi, ui]

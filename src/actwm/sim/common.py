@@ -30,6 +30,8 @@ import numpy as np
 import pybullet as p
 from PIL import Image
 
+from actwm.geometry import backproject_depth, project_points, wrap_angle  # noqa: F401  (re-exported for sims)
+
 # OpenGL camera (x right, y up, looks along -z) <-> OpenCV camera (x right, y down, looks along +z).
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -136,29 +138,6 @@ def rotation_to_extrinsics(r_cam_from_world: np.ndarray, eye: np.ndarray) -> np.
     e[:3, :3] = r_cam_from_world
     e[:3, 3] = -r_cam_from_world @ np.asarray(eye, dtype=np.float64)
     return e
-
-
-def project_points(points: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World points (N, 3) -> pixel coordinates (N, 2) as (u, v) and z-depth (N,)."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    cam = pts @ np.asarray(extrinsics, dtype=np.float64)[:3, :3].T + np.asarray(extrinsics, dtype=np.float64)[:3, 3]
-    uvw = cam @ np.asarray(intrinsics, dtype=np.float64).T
-    return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
-
-
-def backproject_depth(depth: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Depth (H, W) -> camera-frame points (H, W, 3) through pixel centres (OpenCV axes and pixel convention)."""
-    h, w = depth.shape
-    k = np.asarray(intrinsics, dtype=np.float64)
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    x = (u - k[0, 2]) / k[0, 0] * depth
-    y = (v - k[1, 2]) / k[1, 1] * depth
-    return np.stack([x, y, depth.astype(np.float64)], axis=-1)
-
-
-def wrap_angle(a: Any) -> Any:
-    """Wrap radians to [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
 def distinct_colours(

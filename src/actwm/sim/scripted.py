@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from actwm.data.episode import Episode
+from actwm.episode import Episode
 from actwm.sim.common import SimEnv, wrap_angle
 from actwm.sim.manip import ManipConfig
 
