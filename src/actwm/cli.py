@@ -1,13 +1,17 @@
 """The `actwm` command: a thin dispatcher to each sub-command's own `main(argv)`.
 
 Each sub-command lives beside the code it drives and is imported lazily, so `actwm --help`
-stays fast and a missing optional dependency only affects the command that needs it.
+stays fast and a missing optional dependency only affects the command that needs it. Every command runs
+inside one error boundary (`actwm.errors.run_guarded`): bad input is one line on stderr and exit code 2;
+`--debug` anywhere on the command line shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+
+from actwm.errors import run_guarded
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,7 +29,7 @@ def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: actwm <command> [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {doc}" for name, (_, doc) in COMMANDS.items()]
-    lines += ["", "Run `actwm <command> --help` for the options of one command."]
+    lines += ["", "Run `actwm <command> --help` for the options of one command; add --debug to see tracebacks."]
     return "\n".join(lines)
 
 
@@ -43,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"actwm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    result = module.main(rest)
-    return int(result or 0)
+    return run_guarded(name, lambda args: importlib.import_module(COMMANDS[name][0]).main(args), rest)
 
 
 if __name__ == "__main__":
