@@ -5,10 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from actwm.data.clips import ClipDataset, gather_windows, se2_compose, transform_actions
-from actwm.data.gnm import nav_actions, to_local_coords, wrap_angle
+from actwm.actions import gather_windows, transform_actions
+from actwm.data.clips import ClipDataset
+from actwm.data.gnm import nav_actions, to_local_coords
 from actwm.data.lerobot import LeRobotWriter
 from actwm.episode import Episode
+from actwm.geometry import se2_compose, wrap_angle
 
 
 def _nav_episode(t: int, seed: int, smooth, scene: str, split: str) -> tuple[Episode, np.ndarray]:
@@ -107,7 +109,7 @@ def test_normalisation(nav_store):
     np.testing.assert_allclose(
         std[3]["actions"].numpy(), (raw[3]["actions"].numpy() - st["mean"]) / st["std"], rtol=1e-5, atol=1e-6
     )
-    nwm = ClipDataset(root, context=1, horizon=4, normalise="nwm")
+    nwm = ClipDataset(root, context=1, horizon=4, normalise="nwm_scale")  # our per-step deltas at NWM's scale
     assert nwm.metric_spacing == 0.3
     a, b = raw[3]["actions"].numpy(), nwm[3]["actions"].numpy()
     np.testing.assert_allclose(b[:, :2], a[:, :2] / 0.3 * 2 / np.array([7.5, 8.0]), rtol=1e-5)
