@@ -5,13 +5,16 @@ Layout::
     <dataset>/<traj>/0.jpg .. (T-1).jpg, traj_data.pkl     pickle: {"position": (T, 2) metres, "yaw": (T,) rad}
     data_splits/<dataset>/{train,test}/traj_names.txt       one trajectory name per line
 
-Actions are derived as NWM does (`to_local_coords(positions, curr_pos, curr_yaw) =
+Stored actions use NWM's robot frame (`to_local_coords(positions, curr_pos, curr_yaw) =
 (positions - curr_pos) @ R(curr_yaw)` with `R(y) = [[cos y, -sin y], [sin y, cos y]]`, i.e. the world
-displacement rotated by -yaw into the robot frame: x forward, y left). Row t of what we store is the
-motion from frame t to t+1 in the robot frame of frame t: `(p[t+1] - p[t]) @ R(yaw[t])` in metres and
-`wrap(yaw[t+1] - yaw[t])` in (-pi, pi]; the last row is zeros. NWM divides xy by the dataset's metric
-waypoint spacing (`METRIC_SPACING`) before its min-max normalisation; we keep metres in storage, put the
-spacing in the episode meta, and let `actwm.data.clips` apply NWM's normalisation on request.
+displacement rotated by -yaw into the robot frame: x forward, y left) but are per-step, not NWM's: row t is
+the motion from frame t to t+1 in the robot frame of frame t, `(p[t+1] - p[t]) @ R(yaw[t])` in metres and
+`wrap_angle(yaw[t+1] - yaw[t])` in [-pi, pi) (`actwm.geometry`, NWM's range), float32 kept inside that range;
+the last row is zeros. Composing rows t..t+k-1 gives NWM's `_compute_actions` row k of a clip starting at t
+(the pose of frame t+k in frame t's robot frame). NWM divides xy by the dataset's metric waypoint spacing
+(`METRIC_SPACING`) before its min-max normalisation; we keep metres in storage, put the spacing in the
+episode meta, and `actwm.data.clips` (normalise="nwm") reproduces NWM's normalised cumulative actions and
+its deltas exactly (see `actwm.actions`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from actwm.episode import Episode
+from actwm.geometry import wrap_angle_float32
 from actwm.video import read_image
 
 METRIC_SPACING = {"recon": 0.25, "scand": 0.38, "tartan_drive": 0.72, "sacson": 0.255, "go_stanford": 0.12}
 GNM_FPS = 4.0  # GNM/ViNT processing resamples every dataset to 4 Hz
-NWM_ACTION_MIN = (-2.5, -4.0)
-NWM_ACTION_MAX = (5.0, 4.0)
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Wrap angles to (-pi, pi]."""
-    a = np.asarray(a, dtype=np.float64)
-    w = np.mod(a + np.pi, 2 * np.pi) - np.pi  # [-pi, pi)
-    return np.where(w == -np.pi, np.pi, w)
 
 
 def yaw_rotmat(yaw: float) -> np.ndarray:
@@ -52,7 +47,8 @@ def to_local_coords(positions: np.ndarray, curr_pos: np.ndarray, curr_yaw: float
 def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Per-step actions `(T, 3)` float32 (dx, dy [m], dyaw [rad]) from `position (T, 2)`, `yaw (T,)`.
 
-    Row t takes frame t to t+1 in the robot frame of frame t; the last row is zeros.
+    Row t takes frame t to t+1 in the robot frame of frame t (dyaw wrapped to [-pi, pi) and kept there in
+    float32); the last row is zeros.
     """
     p = np.asarray(position, dtype=np.float64)[:, :2]
     y = np.asarray(yaw, dtype=np.float64).reshape(-1)
@@ -63,8 +59,10 @@ def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
         c, s = np.cos(y[:-1]), np.sin(y[:-1])
         out[:-1, 0] = d[:, 0] * c + d[:, 1] * s  # row vector @ R(yaw)
         out[:-1, 1] = -d[:, 0] * s + d[:, 1] * c
-        out[:-1, 2] = wrap_angle(y[1:] - y[:-1])
-    return out.astype(np.float32)
+    out = out.astype(np.float32)
+    if t > 1:
+        out[:-1, 2] = wrap_angle_float32(y[1:] - y[:-1])
+    return out
 
 
 def nav_episode(
