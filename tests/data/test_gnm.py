@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -160,3 +161,89 @@ def test_gnm_bad_inputs(tmp_path, make_gnm):
         GNMDataset(src).episode(2)
     with pytest.raises(ValueError, match="unknown source format 'rosbag'"):
         convert("rosbag", src, tmp_path / "x", progress=False)
+
+
+# ------------------------------------------------------------------------------------- untrusted input
+
+
+class _RunsACommand:
+    """Unpickling this calls `fn(*args)` (what a crafted traj_data.pkl would do)."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("call", ["os.system", "subprocess.call"])
+def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path, make_gnm, call):
+    import os
+    import subprocess
+
+    src, _ = make_gnm(tmp_path, n=2, test=())
+    marker = tmp_path / "ran"
+    fn, args = {
+        "os.system": (os.system, (f"touch {marker}",)),
+        "subprocess.call": (subprocess.call, (["touch", str(marker)],)),
+    }[call]
+    pkl = src / "traj_01" / "traj_data.pkl"
+    pkl.write_bytes(pickle.dumps({"position": np.zeros((6, 2)), "yaw": _RunsACommand(fn, args)}))
+    with pytest.raises(ValueError, match=r"traj_01/traj_data.pkl: refused to unpickle .*(system|call)"):
+        GNMDataset(src).episode(1)
+    with pytest.raises(ValueError, match="refused to unpickle"):
+        convert("gnm", src, tmp_path / "out", progress=False)
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "meta" / "info.json").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_genuine_nwm_pickles_still_load(tmp_path, make_gnm, protocol):
+    src, truth = make_gnm(tmp_path, n=1, test=())
+    frames, pos, yaw = truth["traj_00"]
+    data = {"position": pos, "yaw": yaw[:, None], "extra": [np.float64(0.5), (1, "a")]}  # NWM also has (T, 1) yaw
+    (src / "traj_00" / "traj_data.pkl").write_bytes(pickle.dumps(data, protocol=protocol))
+    ep = GNMDataset(src).episode(0)
+    np.testing.assert_allclose(ep.extras["pose"][:, :2], pos, rtol=1e-6)
+    np.testing.assert_allclose(ep.actions, nav_actions(pos, yaw))
+
+
+def test_numpy1_module_paths_load(tmp_path, make_gnm):
+    # numpy 1.x wrote `numpy.core.multiarray` where numpy 2 writes `numpy._core.multiarray` (protocol 2 GLOBALs
+    # are newline-terminated text, so the rewrite below is the byte stream numpy 1.x produced)
+    src, truth = make_gnm(tmp_path, n=1, test=())
+    _, pos, yaw = truth["traj_00"]
+    blob = pickle.dumps({"position": pos, "yaw": yaw, "s": np.float32(2.0)}, protocol=2)
+    old = blob.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert old != blob and b"numpy._core" not in old
+    (src / "traj_00" / "traj_data.pkl").write_bytes(old)
+    ep = GNMDataset(src).episode(0)
+    np.testing.assert_allclose(ep.extras["pose"][:, 2], yaw, rtol=1e-6)
+
+
+def test_split_names_stay_inside_the_source(tmp_path, make_gnm):
+    src, _ = make_gnm(tmp_path, n=2, test=())
+    secret = tmp_path / "data" / "outside" / "secret"
+    secret.mkdir(parents=True)
+    names = tmp_path / "data_splits" / "recon" / "train" / "traj_names.txt"
+    for bad in ("../outside/secret", str(secret)):
+        names.write_text(f"traj_00\n{bad}\n")
+        with pytest.raises(ValueError, match=r"traj_names|not a relative path inside"):
+            GNMDataset(src)
+    (src / "link").symlink_to(secret, target_is_directory=True)  # a symlink out of the dataset
+    names.write_text("traj_00\nlink\n")
+    with pytest.raises(ValueError, match="leads outside"):
+        GNMDataset(src)
+
+
+def test_missing_pickle_is_an_error_not_a_skip(tmp_path, make_gnm):
+    src, _ = make_gnm(tmp_path, n=2, test=())
+    (src / "traj_01" / "traj_data.pkl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"traj_01/traj_data.pkl: missing"):
+        GNMDataset(src)  # listed in data_splits
+    shutil.rmtree(tmp_path / "data_splits")
+    with pytest.raises(FileNotFoundError, match=r"traj_01/traj_data.pkl: missing"):
+        GNMDataset(src)  # no split files: every trajectory folder counts
+    with pytest.raises(FileNotFoundError, match="traj_data.pkl"):
+        convert("gnm", src, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -75,3 +75,14 @@ def test_onex_short_video_and_bad_states(tmp_path):
     make_shard(tmp_path / "b", 0, [1] * 6, state_rows=5)
     with pytest.raises(ValueError, match=r"states_0.bin: holds 500 bytes, expected 600"):
         OneXDataset(tmp_path / "b")
+
+
+def test_onex_shard_files_stay_inside_the_folder(tmp_path):
+    make_shard(tmp_path / "outside", 0, [1] * 4)
+    make_shard(tmp_path / "onex", 0, [1] * 4)
+    assert len(OneXDataset(tmp_path / "onex")) == 1
+    states = tmp_path / "onex" / "robot_states" / "states_0.bin"
+    states.unlink()
+    states.symlink_to(tmp_path / "outside" / "robot_states" / "states_0.bin")  # leads out of the dataset
+    with pytest.raises(ValueError, match=r"states_0.bin: path 'robot_states/states_0.bin' leads outside"):
+        OneXDataset(tmp_path / "onex")
