@@ -12,6 +12,11 @@ NWM's `get_delta_np` over those, i.e. deltas in the clip's first-frame coordinat
 plays NWM's current frame); `nwm_scale` (nav3) = our per-step deltas (or cumulative poses) at NWM's scale
 (xy / spacing * 2 / (max - min), no offset); `none` = metres/radians as stored.
 
+Items also carry, when the store has them, camera `intrinsics` `(n, 3, 3)` (adjusted to the item's resized
+frames), `extrinsics` `(n, 4, 4)` and the arm's `joints` `(n, J)` (the state columns named `q<i>`, then the
+fingers), at the video's frame indices, read from the parquet columns (no extra decoding); keys match
+`actwm.batch.Batch`.
+
 Splits are by episode or scene, never by frame: `split_by="stored"` uses the stored `split` column
 (falling back to a deterministic hash of the episode when no episode has one), `"episode"` hashes the
 episode, `"scene"` hashes `scene_id`. Decoded episodes are cached per process in a bounded LRU, so the
@@ -92,7 +97,12 @@ class ClipDataset(Dataset):
     """Clips from a LeRobot store (v3.0 or v2.1) as a torch Dataset.
 
     Item: `video` `(n, 3, H, W)` float32 in [0, 1]; `actions` `(n, D)` float32; `state` `(n, S)` float32;
-    `episode_index`, `start` (stored frame index of clip frame 0) ints; with `n = context + horizon`.
+    where the store has them `intrinsics` `(n, 3, 3)` (for the item's resized frames), `extrinsics`
+    `(n, 4, 4)` world-to-camera and `joints` `(n, J)` float32 (keys of `actwm.batch.Batch`); `episode_index`,
+    `start` (stored frame index of clip frame 0) ints; with `n = context + horizon`.
+
+    Attributes: `normaliser` (`actwm.actions.ActionNormaliser`: what the model must store to read these
+    actions), `joint_columns` (state indices of `joints`).
     """
 
     def __init__(self, root: str | Path | LeRobotDataset, **kwargs: Any) -> None:
@@ -109,15 +119,14 @@ class ClipDataset(Dataset):
             raise ValueError(f"{self.root}: no episodes in split {cfg.split!r} (splits: {sorted(set(self.labels))})")
         self.episodes = [i for i, lab in enumerate(self.labels) if cfg.split is None or lab == cfg.split]
         span = (cfg.num_frames - 1) * self.step + 1
+        self.joint_columns = joint_columns(self.store.features.get("observation.state", {}).get("names"))
         self._actions: dict[int, np.ndarray] = {}
-        self._states: dict[int, np.ndarray] = {}
+        self._per_frame: dict[int, dict[str, np.ndarray]] = {}  # state, intrinsics, extrinsics, joints
         index: list[tuple[int, int]] = []
         selected = set(self.episodes)
         for i in range(len(self.store)):  # training episodes too: they give the normalisation statistics
-            if self.labels[i] != "train" and i not in selected:
-                continue
-            arr = self.store.episode_arrays(i)
-            self._actions[i], self._states[i] = arr["action"], arr["state"]
+            if self.labels[i] == "train" or i in selected:
+                self._load_arrays(i)
         for i in self.episodes:
             t = self.store.episode_lengths[i]
             index += [(i, s) for s in range(0, t - span + 1, cfg.start_every)]
@@ -133,6 +142,23 @@ class ClipDataset(Dataset):
         self._cache_bytes = 0
 
     # -- setup --------------------------------------------------------------------------------------
+
+    def _load_arrays(self, i: int) -> None:
+        """Actions and the per-frame arrays items carry (parquet columns only: no decoding)."""
+        arr = self.store.episode_arrays(i)
+        self._actions[i] = arr["action"]
+        per = {"state": np.ascontiguousarray(arr["state"], dtype=np.float32)}
+        if "intrinsics" in arr:
+            k = np.asarray(arr["intrinsics"], np.float32)
+            if self.config.size is not None:
+                h, w = self.store.features[self.store.video_key]["shape"][:2]
+                k = resize_intrinsics(k, (h, w), self.config.size)
+            per["intrinsics"] = k
+        if "extrinsics" in arr:
+            per["extrinsics"] = np.asarray(arr["extrinsics"], np.float32)
+        if self.joint_columns:
+            per["joints"] = per["state"][:, self.joint_columns]
+        self._per_frame[i] = per
 
     def _resolve_step(self) -> int:
         cfg = self.config
@@ -272,15 +298,14 @@ class ClipDataset(Dataset):
     def __getitem__(self, k: int) -> dict[str, Any]:
         episode, start = self.index[k]
         idx = start + np.arange(self.config.num_frames) * self.step
-        frames = self._clip_frames(episode, idx)
-        state = self._states[episode][idx]
-        return {
-            "video": frames.float().div_(255.0),
+        item: dict[str, Any] = {
+            "video": self._clip_frames(episode, idx).float().div_(255.0),
             "actions": torch.from_numpy(self.clip_actions(episode, start)),
-            "state": torch.from_numpy(np.ascontiguousarray(state, dtype=np.float32)),
-            "episode_index": int(episode),
-            "start": int(start),
         }
+        for key, arr in self._per_frame[episode].items():  # state, then camera and joints where stored
+            item[key] = torch.from_numpy(np.ascontiguousarray(arr[idx]))
+        item["episode_index"], item["start"] = int(episode), int(start)
+        return item
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -295,14 +320,42 @@ class ClipDataset(Dataset):
         return out
 
 
+def _resize_plan(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """`resize_square`'s intermediate size `(nh, nw)` and crop offsets `(top, left)`."""
+    scale = size / min(h, w)
+    nh, nw = max(size, int(math.ceil(h * scale - 1e-6))), max(size, int(math.ceil(w * scale - 1e-6)))
+    return nh, nw, (nh - size) // 2, (nw - size) // 2
+
+
+def resize_intrinsics(intrinsics: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
+    """Intrinsics `(..., 3, 3)` of `(h, w)` frames -> those of the frames `resize_square(.., size)` gives.
+
+    OpenCV pixels (integer values at pixel centres): a resize by `s` maps `u -> (u + 0.5) s - 0.5`
+    (`align_corners=False`), the crop subtracts its offset.
+    """
+    h, w = hw
+    nh, nw, top, left = _resize_plan(h, w, size)
+    sx, sy = nw / w, nh / h
+    a = np.array([[sx, 0.0, 0.5 * sx - 0.5 - left], [0.0, sy, 0.5 * sy - 0.5 - top], [0.0, 0.0, 1.0]])
+    return (a @ np.asarray(intrinsics, np.float64)).astype(np.asarray(intrinsics).dtype)
+
+
+def joint_columns(names: list[str] | None) -> list[int]:
+    """Indices of the arm's joint positions in `observation.state` (by name): `q<i>` in order of i, then the
+    fingers / gripper (`finger*`, `gripper*`); [] when the state has no such names (e.g. nav)."""
+    if not names:
+        return []
+    arm = sorted((int(n[1:]), i) for i, n in enumerate(names) if n[:1] == "q" and n[1:].isdigit())
+    hand = [i for i, n in enumerate(names) if n.startswith(("finger", "gripper"))]
+    return [i for _, i in arm] + hand if arm else []
+
+
 def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
     """`(T, 3, H, W)` uint8 -> `(T, 3, size, size)` uint8: shorter side to `size`, centre crop."""
     t, c, h, w = frames.shape
-    scale = size / min(h, w)
-    nh, nw = max(size, int(math.ceil(h * scale - 1e-6))), max(size, int(math.ceil(w * scale - 1e-6)))
+    nh, nw, top, left = _resize_plan(h, w, size)
     x = torch.nn.functional.interpolate(
         frames.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
     )
-    top, left = (nh - size) // 2, (nw - size) // 2
     x = x[:, :, top : top + size, left : left + size]
     return x.round_().clamp_(0, 255).to(torch.uint8)
