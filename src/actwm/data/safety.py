@@ -2,7 +2,9 @@
 
 - `inside_root(root, relative, what)`: `root / relative`, refusing absolute paths, `..` and symlinks that
   lead outside `root` (ValueError naming `what`). Every path taken from a dataset (a name in a split file,
-  a template in a JSON file, a file found by listing a folder) goes through it.
+  a template in a JSON file, a file found by listing a folder) goes through it. One exception keeps the
+  Hugging Face cache usable: when `root` is a snapshot (`<repo>/snapshots/<rev>/...`), links may lead into
+  that repository's cache folder (its `blobs/`), and nowhere else.
 - `load_data_pickle(path)`: unpickles with a restricted unpickler that admits only numpy arrays (and what
   numpy needs to rebuild them: `ndarray`, `dtype`, the `_reconstruct` / `scalar` / `_frombuffer` helpers,
   under numpy 1.x's `numpy.core` or numpy 2's `numpy._core` module paths), lists, dicts, tuples, numbers and
@@ -31,10 +33,22 @@ def inside_root(root: str | Path, relative: str | Path, what: str) -> Path:
     if rel.is_absolute() or ".." in rel.parts or str(relative).strip() == "":
         raise ValueError(f"{what}: path {str(relative)!r} is not a relative path inside {root}")
     path = root / rel
-    real_root, real = root.resolve(), path.resolve()
-    if real != real_root and real_root not in real.parents:
+    real = path.resolve()
+    if not any(real == area or area in real.parents for area in _allowed_areas(root)):
         raise ValueError(f"{what}: path {str(relative)!r} leads outside {root} (to {real})")
     return path
+
+
+def _allowed_areas(root: Path) -> list[Path]:
+    """Where paths below `root` may resolve to: `root`, and for a Hugging Face cache snapshot
+    (`.../<repo>/snapshots/<rev>/...`) the repository's cache folder, which holds the linked `blobs/`."""
+    real_root = root.resolve()
+    areas = [real_root]
+    for anc in (real_root, *real_root.parents):
+        if anc.parent.name == "snapshots" and (anc.parent.parent / "blobs").is_dir():
+            areas.append(anc.parent.parent)
+            break
+    return areas
 
 
 def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
