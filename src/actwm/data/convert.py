@@ -12,7 +12,17 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter, committed_episodes, is_complete
+from actwm.data.gnm import GNM_FPS, GNMDataset
+from actwm.data.lerobot import (
+    PROGRESS_FILE,
+    LeRobotDataset,
+    LeRobotWriter,
+    check_output_dir,
+    committed_episodes,
+    is_complete,
+)
+from actwm.data.onex import OneXDataset
+from actwm.data.recon import RECON_FPS, ReconDataset
 from actwm.episode import Episode
 from actwm.io import read_json
 
@@ -33,23 +43,17 @@ def open_source(
 ) -> Any:
     """Open `src` with the reader of format `fmt` (gnm, recon, 1x, lerobot)."""
     src = Path(src)
+    if fmt not in FORMATS:
+        raise ValueError(f"{src}: unknown source format {fmt!r}; known formats: {', '.join(FORMATS)}")
     if not src.exists():
         raise FileNotFoundError(f"{src}: source not found")
     if fmt == "gnm":
-        from actwm.data.gnm import GNM_FPS, GNMDataset
-
         return GNMDataset(src, dataset=dataset, splits_dir=splits_dir, fps=fps or GNM_FPS)
     if fmt == "recon":
-        from actwm.data.recon import RECON_FPS, ReconDataset
-
         return ReconDataset(src, fps=fps or RECON_FPS)
     if fmt == "1x":
-        from actwm.data.onex import OneXDataset
-
         return OneXDataset(src)
-    if fmt == "lerobot":
-        return LeRobotDataset(src)
-    raise ValueError(f"{src}: unknown source format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    return LeRobotDataset(src)
 
 
 def _iter_from(reader: Any, start: int) -> Iterator[Episode]:
@@ -119,7 +123,9 @@ def convert(
 
     `split` labels episodes that carry no split of their own (e.g. `--split test` for a 1X val folder).
     """
-    dst = Path(dst)
+    dst = check_output_dir(dst, "destination")
+    if Path(dst).resolve() == Path(src).resolve():
+        raise ValueError(f"destination {dst}: is the source itself; choose another directory")
     reader = open_source(fmt, src, dataset=dataset, fps=fps, splits_dir=splits_dir)
     job = {
         "convert": fmt,
@@ -201,13 +207,14 @@ def simulate(
     Video defaults to near-lossless yuv444p/crf 0 (~0.4/255 mean error): simulated renders are the ground
     truth a world model learns, and at 32-64 px yuv420p/crf 18 lost 6-9/255 on their textures.
     """
+    # lazy: actwm.sim loads pybullet and gymnasium (~2.5 s), which reading or converting data never needs
     from actwm.sim import record_episodes
 
     if kind not in ("nav", "manip"):
         raise ValueError(f"simulate: unknown world {kind!r}; choose nav or manip")
     if frames < 2:
         raise ValueError(f"simulate: --frames must be >= 2, got {frames}")
-    out = Path(out)
+    out = check_output_dir(out, "--out")
     plan = simulation_seeds(episodes, test_episodes, seed)
     job = {
         "simulate": kind,
