@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -363,3 +364,95 @@ def test_frame_index_and_timestamp_follow_lerobot(tmp_path, episodes):
         np.testing.assert_array_equal([table["index"][k] for k in rows], np.arange(seen, seen + t))
         assert (r["dataset_from_index"], r["dataset_to_index"]) == (seen, seen + t)
         seen += t
+
+
+# ------------------------------------------------------------------------------- hostile datasets
+
+
+def _edit_info(root: Path, edit) -> None:
+    info = json.loads((root / "meta/info.json").read_text())
+    edit(info)
+    (root / "meta/info.json").write_text(json.dumps(info))
+
+
+def _outside_files(tmp_path: Path, inside: list[Path]) -> list[Path]:
+    return [p for p in tmp_path.rglob("*") if p.is_file() and not any(p.is_relative_to(d) for d in inside)]
+
+
+def test_hostile_extra_feature_cannot_write_outside_the_output(tmp_path, make_ep):
+    """A source whose info.json names an extra feature with a '../' key: convert must refuse it, not write
+    `extras/observation./../../../../outside/...npz` outside the destination."""
+    from actwm.data.convert import convert
+
+    src = tmp_path / "src"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+    data = src / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(data)
+    hostile = "/../../../../outside"
+    column = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(6 * 32 * 32, np.float32)), 32 * 32)
+    pq.write_table(table.append_column(hostile, column), data)
+
+    def add_feature(info):
+        info["features"][hostile] = {
+            "dtype": "float32",
+            "shape": [32 * 32],
+            "names": None,
+            "actwm": {"extra_key": hostile, "array_shape": [32, 32], "storage": "parquet"},
+        }
+
+    _edit_info(src, add_feature)
+    before = set(_outside_files(tmp_path, [src]))
+    with pytest.raises(ValueError, match=r"info.json.*'/\.\./\.\./\.\./\.\./outside'"):
+        convert("lerobot", src, tmp_path / "work" / "dst", progress=False)
+    assert set(_outside_files(tmp_path, [src])) == before, "nothing may be written, least of all outside dst"
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "message"),
+    [
+        ("data_path", "../outside/{chunk_index}-{file_index}.parquet", "leaves the dataset"),
+        ("data_path", "data/chunk-{chunk_index:03d}/../../../outside/{file_index}.parquet", "leaves the dataset"),
+        ("video_path", "{ABS}/{video_key}-{chunk_index}-{file_index}.mp4", "not a relative path"),
+        ("data_path", "data/{chunk_index.__class__}/{file_index}.parquet", "allowed fields"),
+        ("video_path", "videos/{video_key}/{0}.mp4", "allowed fields"),
+    ],
+)
+def test_hostile_path_templates_are_refused(tmp_path, make_ep, field, template, message):
+    """Templates that point outside the root are refused even when the file they name exists there."""
+    src = tmp_path / "ds"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+    template = template.replace("{ABS}", str(tmp_path / "abs"))
+    ds = LeRobotDataset(src)
+    r = ds._episodes[0]
+    # plant a real copy of the file where the hostile template points, so only the check can stop the read
+    vk = ds.video_key
+    values = {"chunk_index": 0, "file_index": 0, "video_key": vk}
+    with contextlib.suppress(KeyError, IndexError, AttributeError, ValueError):
+        target = (src / template.format(**values)) if not template.startswith("/") else Path(template.format(**values))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ds._data_file(r) if field == "data_path" else ds._video_file(r)[0], target)
+    _edit_info(src, lambda info: info.__setitem__(field, template))
+    with pytest.raises(ValueError, match=rf"info.json.*{field}.*{message}|info.json.*{message}"):
+        LeRobotDataset(src).episode(0)
+
+
+def test_hostile_video_key_is_refused(tmp_path, make_ep):
+    src = tmp_path / "ds"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+
+    def rename(info):
+        info["features"]["../../x"] = info["features"].pop("observation.images.front")
+        info["actwm"]["video_key"] = "../../x"
+
+    _edit_info(src, rename)
+    with pytest.raises(ValueError, match=r"info.json.*'\.\./\.\./x' is not allowed"):
+        LeRobotDataset(src)
+
+
+def test_writer_refuses_extra_keys_that_leave_the_root(tmp_path, make_ep):
+    ep = make_ep(6, seed=0, extras=False)
+    ep.extras["/../../../x"] = np.zeros((6, 32, 32), np.float32)
+    w = LeRobotWriter(tmp_path / "out" / "ds", fps=5.0, action_space="nav3")
+    with pytest.raises(ValueError, match=r"'observation\./\.\./\.\./\.\./x' is not allowed"):
+        w.add_episode(ep)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()

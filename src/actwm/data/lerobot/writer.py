@@ -32,6 +32,7 @@ from actwm.data.lerobot.format import (
     VIDEO_PATH,
     check_feature_name,
     features_for,
+    format_path,
     json_default,
     remove_temp_files,
     tasks_table,
@@ -224,7 +225,7 @@ class LeRobotWriter:
         if self._video is None:
             c = self.config
             chunk, file = self._next_file()
-            path = self.root / VIDEO_PATH.format(video_key=c["video_key"], chunk_index=chunk, file_index=file)
+            path = self._path(VIDEO_PATH, "video_path", video_key=c["video_key"], chunk_index=chunk, file_index=file)
             h, w = frames.shape[1:3]
             self._video = Mp4Writer(path, c["fps"], h, w, crf=c["crf"], gop=c["gop"], pix_fmt=c["pix_fmt"])
         try:
@@ -242,6 +243,10 @@ class LeRobotWriter:
             self.tasks.append(task)
         return self.num_episodes - 1
 
+    def _path(self, template: str, field: str, **values: Any) -> Path:
+        """A file of the store, refused unless it lies inside the root (feature names come from the source)."""
+        return format_path(self.root, template, field, f"LeRobotWriter({self.root})", **values)
+
     def _next_file(self) -> tuple[int, int]:
         n = len(self.files)
         return n // self.config["chunks_size"], n % self.config["chunks_size"]
@@ -257,10 +262,10 @@ class LeRobotWriter:
         task_ids = [self.tasks.index(str(e.meta.get("task", ""))) for e in eps]
         # 1. data parquet and npz extras
         table, npz = data_tables(eps, self.features, fps, ep0, idx0, task_ids)
-        with atomic_path(self.root / DATA_PATH.format(**fmt)) as tmp:
+        with atomic_path(self._path(DATA_PATH, "data_path", **fmt)) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         for name, arr in npz.items():
-            with atomic_path(self.root / EXTRAS_PATH.format(feature=name, **fmt)) as tmp:
+            with atomic_path(self._path(EXTRAS_PATH, "extras_path", feature=name, **fmt)) as tmp:
                 np.savez_compressed(tmp, data=arr)
         # 2. the video file holding these episodes
         self._video.close()
