@@ -41,7 +41,13 @@ from actwm.data.lerobot.format import (
 )
 from actwm.data.lerobot.reader import EpisodeIndexError, LeRobotDataset
 from actwm.data.lerobot.stats import merge_stats
-from actwm.data.lerobot.writer import LeRobotWriter, check_output_dir, committed_episodes, is_complete
+from actwm.data.lerobot.writer import (
+    LeRobotWriter,
+    check_output_dir,
+    check_writer_settings,
+    committed_episodes,
+    is_complete,
+)
 
 __all__ = [
     "CODEBASE_VERSION",
@@ -56,6 +62,7 @@ __all__ = [
     "LeRobotDataset",
     "LeRobotWriter",
     "check_output_dir",
+    "check_writer_settings",
     "committed_episodes",
     "extra_feature_name",
     "is_complete",

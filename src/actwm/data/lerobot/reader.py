@@ -69,6 +69,8 @@ class LeRobotDataset:
         self.action_space = actwm.get("action_space") or f"custom{d}"
         self.stats: dict[str, Any] = read_json(self.root / STATS_PATH) if (self.root / STATS_PATH).is_file() else {}
         self._episodes = self._load_episodes()
+        if not self._episodes:
+            raise ValueError(f"{self.root}: holds no episodes")
         self.episode_lengths = [int(r["length"]) for r in self._episodes]
         self.num_frames = int(sum(self.episode_lengths))
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
@@ -297,7 +299,7 @@ class LeRobotDataset:
         path = self._npz_file(name, r)
         key = str(path)
         if key not in self._npz:
-            self._npz[key] = _read_npz(path)
+            self._npz[key] = _read_npz(path)  # type: ignore[assignment]
             while len(self._npz) > 2:
                 self._npz.popitem(last=False)
         arr = self._npz[key]
@@ -354,26 +356,51 @@ class LeRobotDataset:
     # -- integrity ----------------------------------------------------------------------------------
 
     def verify(self) -> None:
-        """Check every file the episodes need, without decoding video: data parquet readable with every
-        feature column and the episodes' rows, video files present and openable with enough frames, npz
-        extras readable. Raises ValueError / FileNotFoundError naming the first broken file."""
+        """Check every file the episodes need, cheaply (no video decoding, data files read by column "index"
+        only): data parquet readable with every feature column and each episode's rows, video files present
+        and long enough, npz extras readable. Raises ValueError / FileNotFoundError naming the broken file."""
         columns = [k for k, f in self.features.items() if f.get("dtype") not in ("video", "image")]
-        seen_video: dict[Path, int] = {}
-        for i, r in enumerate(self._episodes):
-            path = self._data_file(r)
-            table = self._table(path)
-            missing = [c for c in columns if c not in table.column_names]
-            if missing:
-                raise ValueError(f"{path}: columns {missing} of info.json's features are missing")
-            self.episode_arrays(i)
+        by_file: dict[Path, list[dict[str, Any]]] = {}
+        videos: dict[Path, int] = {}
+        npz: set[Path] = set()
+        for r in self._episodes:
+            by_file.setdefault(self._data_file(r), []).append(r)
             video, first = self._video_file(r)
-            seen_video[video] = max(seen_video.get(video, 0), first + int(r["length"]))
+            videos[video] = max(videos.get(video, 0), first + int(r["length"]))
             if self.version == "v3.0":
                 for name, feat in self.extra_features.items():
                     if (feat.get("actwm") or {}).get("storage") == "npz":
-                        self._npz_extra(name, r)
-        for video, needed in seen_video.items():
+                        npz.add(self._npz_file(name, r))
+        for path, rows in by_file.items():
+            _check_data_file(path, rows, columns, self.version == "v3.0")
+        for video, needed in videos.items():
             _check_video(video, needed, self.fps)
+        for path in sorted(npz):
+            _read_npz(path, header_only=True)
+
+
+def _check_data_file(path: Path, rows: list[dict[str, Any]], columns: list[str], by_index: bool) -> None:
+    """The data parquet opens, has every feature column, and holds each episode's rows."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: data file missing")
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"{path}: columns {missing} of info.json's features are missing (has {names})")
+        index = pf.read(columns=["index"]).column("index").to_numpy() if by_index else None
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: cannot read parquet ({exc})") from exc
+    for r in rows:
+        if index is None:
+            found = pf.metadata.num_rows
+        else:
+            found = int(np.searchsorted(index, r["dataset_to_index"]) - np.searchsorted(index, r["dataset_from_index"]))
+        if found != int(r["length"]):
+            raise ValueError(
+                f"{path}: episode {r['episode_index']} should have {r['length']} rows but {found} were found"
+            )
 
 
 def _read_parquet(path: Path, what: str) -> pa.Table:
@@ -385,12 +412,15 @@ def _read_parquet(path: Path, what: str) -> pa.Table:
         raise ValueError(f"{path}: cannot read parquet ({exc})") from exc
 
 
-def _read_npz(path: Path) -> np.ndarray:
+def _read_npz(path: Path, header_only: bool = False) -> np.ndarray | None:
+    """The `data` array of an npz extras file (no pickles); `header_only`: just check that it opens."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: extras file missing")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return z["data"]
+            if "data" not in z.files:
+                raise ValueError(f"{path}: no 'data' array (has {z.files})")
+            return None if header_only else z["data"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: cannot read npz extras ({exc})") from exc
 

@@ -62,6 +62,18 @@ def check_output_dir(root: str | Path, what: str = "output") -> Path:
     return root
 
 
+def check_writer_settings(*, frames_per_file: int, crf: int, pix_fmt: str, chunks_size: int = 1000) -> None:
+    """Refuse settings the writer cannot use (callers check them before any work; the writer again)."""
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        raise ValueError(f"--pix-fmt must be yuv420p or yuv444p, got {pix_fmt!r}")
+    if not 0 <= crf <= 51:
+        raise ValueError(f"--crf must be in [0, 51], got {crf}")
+    if frames_per_file < 1:
+        raise ValueError(f"--frames-per-file must be >= 1, got {frames_per_file}")
+    if chunks_size < 1:
+        raise ValueError(f"chunks_size must be >= 1, got {chunks_size}")
+
+
 class LeRobotWriter:
     """Write `Episode`s into a LeRobot v3.0 store at `root` (resumable, atomic).
 
@@ -105,12 +117,7 @@ class LeRobotWriter:
     ) -> None:
         if fps <= 0 or not math.isfinite(fps):
             raise ValueError(f"LeRobotWriter: fps must be > 0, got {fps}")
-        if pix_fmt not in ("yuv420p", "yuv444p"):
-            raise ValueError(f"LeRobotWriter: pix_fmt must be yuv420p or yuv444p, got {pix_fmt!r}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"LeRobotWriter: crf must be in [0, 51], got {crf}")
-        if frames_per_file < 1 or chunks_size < 1:
-            raise ValueError("LeRobotWriter: frames_per_file and chunks_size must be >= 1")
+        check_writer_settings(frames_per_file=frames_per_file, crf=crf, pix_fmt=pix_fmt, chunks_size=chunks_size)
         get_action_space(action_space)
         check_feature_name(video_key, "LeRobotWriter: video_key")
         self.root = check_output_dir(root, "dataset directory")
