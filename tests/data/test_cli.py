@@ -302,3 +302,34 @@ def test_convert_sigkilled_inside_the_first_file_resumes(tmp_path, make_gnm):
     assert not list((tmp_path / "res").rglob(".*.tmp*"))
     for f in sorted(p for p in (tmp_path / "ref").rglob("*") if p.is_file()):
         assert f.read_bytes() == (tmp_path / "res" / f.relative_to(tmp_path / "ref")).read_bytes(), f
+
+
+def _set(path: list, value):
+    def edit(info):
+        for key in path[:-1]:
+            info = info[key]
+        info[path[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "names"),
+    [
+        (_set(["actwm"], []), "'actwm'"),
+        (_set(["actwm", "extra_features"], [1]), "actwm.extra_features"),
+        (_set(["features", "action", "shape"], "abc"), "'action'"),
+        (_set(["features", "observation.images.front", "shape"], ["a"]), "observation.images.front"),
+        (_set(["features", "observation.pose", "actwm", "storage"], "pickle"), "observation.pose"),
+        (_set(["features", "observation.pose", "actwm", "array_shape"], [7]), "observation.pose"),
+        (_set(["features", "observation.state", "shape"], [9]), "observation.state"),
+    ],
+)
+def test_info_reports_malformed_features(store, capsys, edit, names):
+    """Malformed feature descriptions in info.json: one line naming the file and the feature, never a traceback
+    or a summary of a store that cannot be read."""
+    info = json.loads((store / "meta/info.json").read_text())
+    edit(info)
+    (store / "meta/info.json").write_text(json.dumps(info))
+    err = _info_error(store, capsys)
+    assert ("info.json" in err or "file-000.parquet" in err) and names in err, err

@@ -68,6 +68,40 @@ def check_feature_name(name: str, where: str) -> str:
     return name
 
 
+def check_features(features: Any, extra_features: Any, where: str | Path) -> None:
+    """info.json's `features` and `actwm.extra_features`: objects with a dtype and a shape of positive ints;
+    names used in paths (videos, actwm extras) and extras keys checked by `check_feature_name`."""
+    for group, feats in (("features", features), ("actwm.extra_features", extra_features)):
+        if not isinstance(feats, dict):
+            raise ValueError(f"{where}: field {group!r} must be an object")
+        for name, feat in feats.items():
+            what = f"{where}: {group} {name!r}"
+            shape = feat.get("shape") if isinstance(feat, dict) else None
+            if not isinstance(feat, dict) or not isinstance(feat.get("dtype"), str):
+                raise ValueError(f"{what} must be an object with a 'dtype'")
+            if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise ValueError(f"{what}: 'shape' must be a list of non-negative integers, got {shape!r}")
+            if feat["dtype"] == "video":
+                check_feature_name(name, f"{where}: {group}")
+                if len(shape) != 3 or min(shape) < 1:
+                    raise ValueError(f"{what}: a video's shape must be [height, width, channels], got {shape}")
+            if feat.get("actwm") is not None:
+                _check_actwm_feature(name, feat, shape, what, f"{where}: {group}")
+
+
+def _check_actwm_feature(name: str, feat: dict[str, Any], shape: list[int], what: str, group: str) -> None:
+    a = feat["actwm"]
+    check_feature_name(name, group)
+    if not isinstance(a, dict) or a.get("storage") not in ("npz", "parquet"):
+        raise ValueError(f"{what}: 'actwm' must be an object with storage 'npz' or 'parquet'")
+    check_feature_name(a.get("extra_key"), f"{what} actwm.extra_key")
+    arr = a.get("array_shape")
+    if not isinstance(arr, list) or not all(isinstance(n, int) and n >= 1 for n in arr):
+        raise ValueError(f"{what}: actwm.array_shape must be a list of positive integers, got {arr!r}")
+    if a["storage"] == "parquet" and shape != [int(np.prod(arr))]:
+        raise ValueError(f"{what}: shape {shape} does not hold actwm.array_shape {arr}")
+
+
 def check_template(template: Any, field: str, where: str | Path) -> str:
     """A path template of info.json: a relative string whose `{...}` fields are plain names LeRobot defines."""
     if not isinstance(template, str) or not template:

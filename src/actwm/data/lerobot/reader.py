@@ -24,7 +24,7 @@ from actwm.data.lerobot.format import (
     META_COLUMNS,
     PROGRESS_FILE,
     STATS_PATH,
-    check_feature_name,
+    check_features,
     check_template,
     column_to_numpy,
     format_path,
@@ -56,9 +56,12 @@ class LeRobotDataset:
         self.version = str(self.info["codebase_version"])
         self.fps = float(self.info["fps"])
         self.features: dict[str, Any] = self.info["features"]
-        actwm = self.info.get("actwm") or {}
+        actwm = self.info.get("actwm")
+        actwm = {} if actwm is None else actwm
+        if not isinstance(actwm, dict):
+            raise ValueError(f"{self.info_path}: field 'actwm' must be an object")
         self.extra_features: dict[str, Any] = actwm.get("extra_features", {})
-        self._check_feature_names()
+        check_features(self.features, self.extra_features, self.info_path)
         videos = [k for k, f in self.features.items() if f.get("dtype") == "video"]
         self.video_key = video_key or actwm.get("video_key") or (videos[0] if videos else None)
         if self.video_key is None or self.features.get(self.video_key, {}).get("dtype") != "video":
@@ -112,19 +115,6 @@ class LeRobotDataset:
                 check_template(info[field], field, self.info_path)
         return info
 
-    def _check_feature_names(self) -> None:
-        """Names that become parts of paths (video keys, npz extras) or extras keys may not climb out."""
-        for name, feat in self.features.items():
-            if not isinstance(feat, dict):
-                raise ValueError(f"{self.info_path}: feature {name!r} must be an object")
-            if feat.get("dtype") == "video":
-                check_feature_name(name, f"{self.info_path}: features")
-        for name, feat in {**self.features, **self.extra_features}.items():
-            a_info = feat.get("actwm") if isinstance(feat, dict) else None
-            if a_info:
-                check_feature_name(name, f"{self.info_path}: features")
-                check_feature_name(a_info.get("extra_key"), f"{self.info_path}: feature {name!r} actwm.extra_key")
-
     def _load_episodes(self) -> list[dict[str, Any]]:
         if self.version == "v3.0":
             rows = self._load_episodes_v3()
@@ -177,8 +167,11 @@ class LeRobotDataset:
         if p3.is_file():
             return read_tasks(p3)
         if p2.is_file():
-            rows = [json.loads(row) for row in p2.read_text().splitlines() if row.strip()]
-            return {int(r["task_index"]): r["task"] for r in rows}
+            try:
+                rows = [json.loads(row) for row in p2.read_text().splitlines() if row.strip()]
+                return {int(r["task_index"]): str(r["task"]) for r in rows}
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{p2}: needs one JSON object with task_index and task per line ({exc})") from exc
         return {}
 
     def __len__(self) -> int:
@@ -187,7 +180,10 @@ class LeRobotDataset:
     def episode_meta(self, i: int) -> dict[str, Any]:
         """JSON meta of episode `i` (scene_id, split, source, task, ... as stored)."""
         r = self._row(i)
-        meta = json.loads(r["meta"]) if r.get("meta") else {}
+        try:
+            meta = json.loads(r["meta"]) if r.get("meta") else {}
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.root / 'meta' / 'episodes'}: episode {i} has a bad 'meta' ({exc})") from exc
         for col in META_COLUMNS:
             if r.get(col) is not None and col not in meta:
                 meta[col] = r[col]
@@ -197,7 +193,7 @@ class LeRobotDataset:
 
     def splits(self) -> list[str | None]:
         """Stored split label per episode (None where absent)."""
-        return [r.get("split") or json.loads(r.get("meta") or "{}").get("split") for r in self._episodes]
+        return [r.get("split") or self.episode_meta(i).get("split") for i, r in enumerate(self._episodes)]
 
     def _row(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self._episodes):
@@ -234,7 +230,10 @@ class LeRobotDataset:
                 chunk_index=r[cols[0]],
                 file_index=r[cols[1]],
             )
-            return path, int(round(float(r[cols[2]]) * self.fps))
+            try:
+                return path, int(round(float(r[cols[2]]) * self.fps))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.root / 'meta' / 'episodes'}: bad {cols[2]} {r[cols[2]]!r}") from exc
         chunk = r["episode_index"] // int(self.info.get("chunks_size", 1000))
         path = format_path(
             self.root, tpl, "video_path", self.info_path, episode_chunk=chunk, video_key=vk,
@@ -278,12 +277,10 @@ class LeRobotDataset:
         d = int(self.features["action"]["shape"][0]) if "action" in self.features else 0
         if not d:
             raise ValueError(f"{self.info_path}: no 'action' feature")
-        out = {"action": column_to_numpy(_column(part, "action", path), d).astype(np.float32)}
+        out = {"action": _array(part, "action", d, path).astype(np.float32)}
         s = int(self.features.get("observation.state", {"shape": [0]})["shape"][0])
         out["state"] = (
-            column_to_numpy(_column(part, "observation.state", path), s).astype(np.float32)
-            if s
-            else np.zeros((t, 0), np.float32)
+            _array(part, "observation.state", s, path).astype(np.float32) if s else np.zeros((t, 0), np.float32)
         )
         ts = part.column("timestamp").to_numpy() if "timestamp" in part.column_names else np.arange(t) / self.fps
         out["timestamp"] = ts
@@ -291,7 +288,7 @@ class LeRobotDataset:
             a_info = feat.get("actwm")
             if a_info and a_info["storage"] == "parquet":
                 shape = a_info["array_shape"]
-                arr = column_to_numpy(_column(part, name, path), int(np.prod(shape)))
+                arr = _array(part, name, int(np.prod(shape)), path)
                 out[a_info["extra_key"]] = arr.reshape(t, *shape)
         return out
 
@@ -372,15 +369,16 @@ class LeRobotDataset:
                     if (feat.get("actwm") or {}).get("storage") == "npz":
                         npz.add(self._npz_file(name, r))
         for path, rows in by_file.items():
-            _check_data_file(path, rows, columns, self.version == "v3.0")
+            _check_data_file(path, rows, {c: self.features[c]["shape"] for c in columns}, self.version == "v3.0")
         for video, needed in videos.items():
             _check_video(video, needed, self.fps)
         for path in sorted(npz):
             _read_npz(path, header_only=True)
 
 
-def _check_data_file(path: Path, rows: list[dict[str, Any]], columns: list[str], by_index: bool) -> None:
-    """The data parquet opens, has every feature column, and holds each episode's rows."""
+def _check_data_file(path: Path, rows: list[dict[str, Any]], columns: dict[str, list[int]], by_index: bool) -> None:
+    """The data parquet opens, has every feature column (fixed-size lists of the feature's width), and holds each
+    episode's rows."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: data file missing")
     try:
@@ -389,6 +387,12 @@ def _check_data_file(path: Path, rows: list[dict[str, Any]], columns: list[str],
         missing = [c for c in columns if c not in names]
         if missing:
             raise ValueError(f"{path}: columns {missing} of info.json's features are missing (has {names})")
+        for name, shape in columns.items():
+            kind = pf.schema_arrow.field(name).type
+            if pa.types.is_fixed_size_list(kind) and kind.list_size != int(np.prod(shape)):
+                raise ValueError(
+                    f"{path}: column {name!r} holds {kind.list_size} numbers per row, info.json says {shape}"
+                )
         index = pf.read(columns=["index"]).column("index").to_numpy() if by_index else None
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path}: cannot read parquet ({exc})") from exc
@@ -423,6 +427,14 @@ def _read_npz(path: Path, header_only: bool = False) -> np.ndarray | None:
             return None if header_only else z["data"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: cannot read npz extras ({exc})") from exc
+
+
+def _array(table: pa.Table, name: str, width: int, path: Path) -> np.ndarray:
+    """Column `name` of `width` numbers per row as `(rows, width)` numpy; a column of another width raises."""
+    try:
+        return column_to_numpy(_column(table, name, path), width)
+    except (ValueError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: column {name!r} does not hold {width} numbers per row as info.json says") from exc
 
 
 def _column(table: pa.Table, name: str, path: Path) -> pa.ChunkedArray:
