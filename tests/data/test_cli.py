@@ -240,14 +240,12 @@ SIM = ["simulate", "nav", "--episodes", "1", "--frames", "3"]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["simulate", "nav", "--episodes", "1", "--frames", "3", "--out", "{FILE}"], "exists and is not a directory"),
-        (["simulate", "nav", "--episodes", "1", "--frames", "3", "--out", "{FILE}/sub"], "is not a directory"),
-        (["simulate", "nav", "--episodes", "1", "--frames", "3", "--size", "0", "--out", "{DIR}"], "--size"),
-        (["simulate", "nav", "--episodes", "1", "--frames", "3", "--crf", "99", "--out", "{DIR}"], "--crf"),
-        (
-            ["simulate", "nav", "--episodes", "1", "--frames", "3", "--frames-per-file", "0", "--out", "{DIR}"],
-            "--frames",
-        ),
+        ([*SIM, "--out", "{FILE}"], "exists and is not a directory"),
+        ([*SIM, "--out", "{FILE}/sub"], "is not a directory"),
+        ([*SIM, "--out", "/proc/actwm-test/out"], "/proc/actwm-test/out: not writable"),  # even for root
+        ([*SIM, "--size", "0", "--out", "{DIR}"], "--size"),
+        ([*SIM, "--crf", "99", "--out", "{DIR}"], "--crf"),
+        ([*SIM, "--frames-per-file", "0", "--out", "{DIR}"], "--frames-per-file"),
         (["convert", "--from", "lerobot", "{STORE}", "{FILE}"], "exists and is not a directory"),
         (["convert", "--from", "lerobot", "--fps", "0", "{STORE}", "{DIR}"], "--fps"),
         (["convert", "--from", "lerobot", "{STORE}", "{STORE}"], "is the source itself"),

@@ -8,9 +8,11 @@ on a half-written root continues after the last committed episode (temp files of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -46,19 +48,30 @@ from actwm.video import Mp4Writer
 
 def check_output_dir(root: str | Path, what: str = "output") -> Path:
     """Refuse an output directory that cannot be written, before any work: it must be a directory (or not exist)
-    and its nearest existing ancestor a writable directory. Raises ValueError naming `what` and the path."""
+    and writable. Probed for real (a directory created and removed, a temp file written and removed), so it holds
+    for root and on read-only file systems too. Leaves nothing behind. Raises ValueError naming `what` and path."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{what} {root}: exists and is not a directory")
+    created: list[Path] = []
     probe = root
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
+        created.append(probe)
         probe = probe.parent
     if not probe.is_dir():
         raise ValueError(f"{what} {root}: cannot be created, {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {root}: {probe} is not writable")
+    try:
+        for d in reversed(created):
+            d.mkdir()
+        fd, tmp = tempfile.mkstemp(prefix=".actwm-write-test.", suffix=".tmp", dir=root)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{what} {root}: not writable ({exc.strerror or exc})") from exc
+    finally:
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
     return root
 
 
