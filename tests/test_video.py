@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actwm.video import Mp4Writer, read_video, write_mp4
+from actwm.video import Mp4Writer, iter_video, read_video, video_info, write_mp4
 
 
 def _staircase(t: int, h: int = 32, w: int = 32) -> np.ndarray:
@@ -59,3 +59,14 @@ def test_aborted_writer_leaves_nothing(tmp_path):
     writer.write(_staircase(3))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_video_info_reads_the_container(tmp_path):
+    write_mp4(tmp_path / "a.mp4", _staircase(7, 16, 24), fps=4)
+    info = video_info(tmp_path / "a.mp4")
+    assert (info.frames, info.fps, info.height, info.width) == (7, 4.0, 16, 24)
+    (tmp_path / "cut.mp4").write_bytes((tmp_path / "a.mp4").read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.mp4: cannot open video"):
+        video_info(tmp_path / "cut.mp4")
+    frames = list(iter_video(tmp_path / "a.mp4", 2, 5))
+    assert len(frames) == 3 and frames[0].shape == (16, 24, 3)

@@ -8,9 +8,10 @@ encoding and decoding in actwm.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
 import av
 import numpy as np
@@ -115,57 +116,82 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
     writer.close()
 
 
-def read_video(
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says, without decoding: frame count (0 if unknown), rate, size."""
+
+    frames: int
+    fps: float
+    height: int
+    width: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Open a video and read its stream metadata (no decoding). Raises naming the file when it cannot be opened."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    try:
+        with av.open(str(path)) as container:
+            s = container.streams.video[0]
+            fps = float(s.average_rate or s.base_rate or 0.0)
+            n = int(s.frames or 0)
+            if not n and s.duration is not None and fps:
+                n = int(round(float(s.duration * s.time_base) * fps))
+            return VideoInfo(frames=n, fps=fps, height=int(s.height), width=int(s.width))
+    except (av.error.FFmpegError, IndexError) as exc:  # type: ignore[attr-defined]
+        raise ValueError(f"{path}: cannot open video ({exc})") from exc
+
+
+def iter_video(
     path: str | Path, start: int = 0, stop: int | None = None, *, fps: float | None = None
-) -> tuple[np.ndarray, float]:
-    """Decode frames `[start, stop)` of a video. Returns `((frames, height, width, 3) uint8, fps)`.
+) -> Iterator[np.ndarray]:
+    """Decode frames `[start, stop)` of a video one at a time, as `(height, width, 3)` uint8 RGB.
 
     Frame `i` is the one shown at time `i / fps` after the stream's start (`fps`: the stream's average rate
     unless given, e.g. a LeRobot store's `info.json` fps). For `start > 0` the decoder seeks to the keyframe
     before it; the first decoded frame's index comes from its timestamp, later ones are counted.
-    Raises FileNotFoundError / ValueError naming the file when it is missing, cannot be decoded or holds
-    fewer frames than asked.
+    Raises FileNotFoundError / ValueError naming the file when it is missing or cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
     if start < 0 or (stop is not None and stop <= start):
         raise ValueError(f"{path}: bad frame range [{start}, {stop})")
-    out: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             rate = float(fps or stream.average_rate or stream.base_rate or 0.0)
-            out = _decode_range(container, stream, start, stop, rate)
+            tb, t0 = float(stream.time_base), float(stream.start_time or 0) * float(stream.time_base)
+            idx: int | None = 0
+            if start > 0 and rate > 0:
+                container.seek(int((start / rate + t0) / tb), stream=stream, backward=True, any_frame=False)
+                idx = None  # known from the first frame's timestamp
+            for frame in container.decode(stream):
+                if idx is None:
+                    if frame.pts is None:
+                        raise ValueError(f"{path}: frame without timestamp after a seek")
+                    idx = int(round((float(frame.pts) * tb - t0) * rate))
+                if stop is not None and idx >= stop:
+                    break
+                if idx >= start:
+                    yield frame.to_ndarray(format="rgb24")
+                idx += 1
     except (av.error.FFmpegError, IndexError) as exc:  # type: ignore[attr-defined]
         raise ValueError(f"{path}: cannot decode video ({exc})") from exc
+
+
+def read_video(
+    path: str | Path, start: int = 0, stop: int | None = None, *, fps: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode frames `[start, stop)` of a video (see `iter_video`). Returns `((frames, height, width, 3) uint8,
+    fps)`. Raises ValueError naming the file when it holds fewer frames than asked."""
+    out = list(iter_video(path, start, stop, fps=fps))
     if stop is not None and len(out) < stop - start:
         raise ValueError(f"{path}: asked for frames [{start}, {stop}) but decoded only {len(out)} of them")
     if not out:
         raise ValueError(f"{path}: no frames decoded")
-    return np.stack(out), rate
-
-
-def _decode_range(container: Any, stream: Any, start: int, stop: int | None, rate: float) -> list[np.ndarray]:
-    """The decoding loop of `read_video` (see there)."""
-    tb = float(stream.time_base)
-    t0 = float(stream.start_time or 0) * tb
-    idx: int | None = 0
-    if start > 0 and rate > 0:
-        container.seek(int((start / rate + t0) / tb), stream=stream, backward=True, any_frame=False)
-        idx = None  # known from the first frame's timestamp
-    out: list[np.ndarray] = []
-    for frame in container.decode(stream):
-        if idx is None:
-            if frame.pts is None:
-                raise ValueError("frame without timestamp after a seek")
-            idx = int(round((float(frame.pts) * tb - t0) * rate))
-        if stop is not None and idx >= stop:
-            break
-        if idx >= start:
-            out.append(frame.to_ndarray(format="rgb24"))
-        idx += 1
-    return out
+    return np.stack(out), float(fps or video_info(path).fps)
 
 
 def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> None:

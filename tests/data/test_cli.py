@@ -220,7 +220,7 @@ def test_info_reports_missing_and_truncated_videos_and_extras(store, capsys):
     video = store / "videos/observation.images.front/chunk-000/file-001.mp4"
     data = video.read_bytes()
     video.unlink()
-    assert "file-001.mp4: video file missing" in _info_error(store, capsys)
+    assert "file-001.mp4: no such video file" in _info_error(store, capsys)
     video.write_bytes(data[: len(data) // 3])
     assert "file-001.mp4" in _info_error(store, capsys)
     video.write_bytes(data)
