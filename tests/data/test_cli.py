@@ -58,28 +58,40 @@ def test_simulate_round_trip(tmp_path, world, capsys):
         assert r.action_space == ("nav3" if world == "nav" else "ee7") and r.fps == ep.fps
 
 
-def test_simulate_killed_and_resumed(tmp_path):
+def _assert_same_store(ref, res) -> None:
+    """Every file of `res` is byte-identical to `ref`'s (same names, same bytes)."""
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(res) for p in res.rglob("*") if p.is_file())
+    for rel in files:
+        assert (ref / rel).read_bytes() == (res / rel).read_bytes(), rel
+
+
+def test_simulate_sigkilled_and_resumed(tmp_path):
+    """A simulate process killed with SIGKILL after 2 committed episodes resumes to a byte-identical store."""
+    import subprocess
+    import sys
+
     _sim()
     kw = dict(episodes=3, frames=5, size=32, test_episodes=1, frames_per_file=10, progress=False)
     simulate("nav", tmp_path / "ref", **kw)
-
-    def crash(idx, ep):
-        if idx == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        simulate("nav", tmp_path / "res", on_episode=crash, **kw)
+    code = (
+        "import os, signal, sys\n"
+        "from actwm.data.convert import simulate\n"
+        "def hook(i, ep):\n"
+        "    if i == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"simulate('nav', sys.argv[1], on_episode=hook, **{kw!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "res")], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
     with pytest.raises(ValueError, match="other settings"):  # resuming with another plan is refused
         simulate("nav", tmp_path / "res", **{**kw, "seed": 5})
     simulate("nav", tmp_path / "res", **kw)
     with pytest.raises(ValueError, match="another job"):
         simulate("nav", tmp_path / "res", **{**kw, "episodes": 4})
-    a, b = LeRobotDataset(tmp_path / "ref"), LeRobotDataset(tmp_path / "res")
-    assert a.info == b.info and a.stats == b.stats and b.splits() == ["train"] * 3 + ["test"]
-    for i in range(4):
-        np.testing.assert_array_equal(a.episode(i).frames, b.episode(i).frames)
-        np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
+    _assert_same_store(tmp_path / "ref", tmp_path / "res")
+    assert LeRobotDataset(tmp_path / "res").splits() == ["train"] * 3 + ["test"]
 
 
 def test_convert_and_info_cli(tmp_path, capsys, make_gnm):
@@ -124,6 +136,7 @@ def test_convert_sigkilled_then_rerun(tmp_path, make_gnm):
     a, b = LeRobotDataset(tmp_path / "ref"), LeRobotDataset(tmp_path / "res")
     assert a.info["total_episodes"] == b.info["total_episodes"] == 5 and a.stats == b.stats
     assert not list((tmp_path / "res").rglob(".*.tmp.*"))
+    _assert_same_store(tmp_path / "ref", tmp_path / "res")
     for i in range(5):
         np.testing.assert_array_equal(a.episode(i).frames, b.episode(i).frames)
         np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
@@ -298,8 +311,7 @@ def test_convert_sigkilled_inside_the_first_file_resumes(tmp_path, make_gnm):
     convert("gnm", src, tmp_path / "res", frames_per_file=100, progress=False)
     convert("gnm", src, tmp_path / "ref", frames_per_file=100, progress=False)
     assert not list((tmp_path / "res").rglob(".*.tmp*"))
-    for f in sorted(p for p in (tmp_path / "ref").rglob("*") if p.is_file()):
-        assert f.read_bytes() == (tmp_path / "res" / f.relative_to(tmp_path / "ref")).read_bytes(), f
+    _assert_same_store(tmp_path / "ref", tmp_path / "res")
 
 
 def _set(path: list, value):
@@ -331,3 +343,35 @@ def test_info_reports_malformed_features(store, capsys, edit, names):
     (store / "meta/info.json").write_text(json.dumps(info))
     err = _info_error(store, capsys)
     assert ("info.json" in err or "file-000.parquet" in err) and names in err, err
+
+
+def test_convert_sigkilled_between_a_file_set_and_its_commit_resumes(tmp_path, make_gnm):
+    """SIGKILL after the second file set's data, video and episodes files were written but before the progress
+    marker committed them: the re-run rewrites that set and gives a byte-identical store."""
+    import subprocess
+    import sys
+
+    from actwm.data.convert import convert
+
+    src, _ = make_gnm(tmp_path, n=5, t=6, test=(4,))
+    code = (
+        "import os, signal, sys\n"
+        "from actwm.data.convert import convert\n"
+        "from actwm.data.lerobot import LeRobotWriter\n"
+        "original, calls = LeRobotWriter._write_episodes_file, []\n"
+        "def killing(self, *args):\n"
+        "    original(self, *args)\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "LeRobotWriter._write_episodes_file = killing\n"
+        "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=12, progress=False)\n"
+    )
+    argv = [sys.executable, "-c", code, str(src), str(tmp_path / "res")]
+    proc = subprocess.run(argv, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert (tmp_path / "res/meta/episodes/chunk-000/file-001.parquet").is_file()  # written, not committed
+    assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
+    convert("gnm", src, tmp_path / "res", frames_per_file=12, progress=False)
+    convert("gnm", src, tmp_path / "ref", frames_per_file=12, progress=False)
+    _assert_same_store(tmp_path / "ref", tmp_path / "res")
