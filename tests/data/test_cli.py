@@ -1,27 +1,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from actwm import sim
 from actwm.cli import main as actwm_main
 from actwm.data.cli import main
-from actwm.data.convert import TEST_SEED_OFFSET, simulate
-from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset
-
-
-def _sim():
-    try:
-        import actwm.sim  # noqa: F401
-    except ImportError as exc:  # only while the simulators are being written in parallel
-        pytest.skip(f"actwm.sim is not importable yet ({exc}); the simulate round trip needs it")
-    return actwm.sim
+from actwm.data.convert import TEST_SEED_OFFSET, convert, simulate
+from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter
 
 
 @pytest.mark.parametrize("world", ["nav", "manip"])
 def test_simulate_round_trip(tmp_path, world, capsys):
-    sim = _sim()
     out = tmp_path / world
     rc = main(
         [
@@ -58,6 +53,23 @@ def test_simulate_round_trip(tmp_path, world, capsys):
         assert r.action_space == ("nav3" if world == "nav" else "ee7") and r.fps == ep.fps
 
 
+KILL_AT = (
+    "import os, signal, sys\n"
+    "from actwm.data.convert import convert, simulate\n"
+    "def kill_at(n):\n"
+    "    def hook(i, ep):\n"
+    "        if i == n:\n"
+    "            os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    return hook\n"
+)
+
+
+def _sigkilled(code: str, *args: object, timeout: int = 300) -> None:
+    """Run `KILL_AT + code` with `args` in a fresh Python; it must die of SIGKILL."""
+    proc = subprocess.run([sys.executable, "-c", KILL_AT + code, *map(str, args)], capture_output=True, timeout=timeout)
+    assert proc.returncode == -9, proc.stderr.decode()
+
+
 def _assert_same_store(ref, res) -> None:
     """Every file of `res` is byte-identical to `ref`'s (same names, same bytes)."""
     files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
@@ -68,22 +80,9 @@ def _assert_same_store(ref, res) -> None:
 
 def test_simulate_sigkilled_and_resumed(tmp_path):
     """A simulate process killed with SIGKILL after 2 committed episodes resumes to a byte-identical store."""
-    import subprocess
-    import sys
-
-    _sim()
     kw = dict(episodes=3, frames=5, size=32, test_episodes=1, frames_per_file=10, progress=False)
     simulate("nav", tmp_path / "ref", **kw)
-    code = (
-        "import os, signal, sys\n"
-        "from actwm.data.convert import simulate\n"
-        "def hook(i, ep):\n"
-        "    if i == 2:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"simulate('nav', sys.argv[1], on_episode=hook, **{kw!r})\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "res")], capture_output=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr.decode()
+    _sigkilled(f"simulate('nav', sys.argv[1], on_episode=kill_at(2), **{kw!r})\n", tmp_path / "res")
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
     with pytest.raises(ValueError, match="other settings"):  # resuming with another plan is refused
         simulate("nav", tmp_path / "res", **{**kw, "seed": 5})
@@ -111,24 +110,9 @@ def test_convert_and_info_cli(tmp_path, capsys, make_gnm):
 
 def test_convert_sigkilled_then_rerun(tmp_path, make_gnm):
     """A convert process killed with SIGKILL half-way, then re-run, gives the same dataset as one clean run."""
-    import subprocess
-    import sys
-
-    from actwm.data.convert import convert
-
     src, _ = make_gnm(tmp_path, n=5, t=6, test=(4,))
-    code = (
-        "import os, signal, sys\n"
-        "from actwm.data.convert import convert\n"
-        "def hook(i, ep):\n"
-        "    if i == 3:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=12, progress=False, on_episode=hook)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(src), str(tmp_path / "res")], capture_output=True, timeout=120
-    )
-    assert proc.returncode == -9, proc.stderr.decode()
+    code = "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=12, progress=False, on_episode=kill_at(3))\n"
+    _sigkilled(code, src, tmp_path / "res")
     assert not (tmp_path / "res/meta/info.json").exists()
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
     convert("gnm", src, tmp_path / "res", frames_per_file=12, progress=False)
@@ -144,11 +128,6 @@ def test_convert_sigkilled_then_rerun(tmp_path, make_gnm):
 
 
 def test_simulate_slower_robot_from_cli(tmp_path, capsys):
-    import numpy as np
-
-    from actwm.data.cli import main
-    from actwm.data.lerobot import LeRobotDataset
-
     out = tmp_path / "slow"
     rc = main(
         [
@@ -199,8 +178,6 @@ def test_simulate_slower_robot_from_cli(tmp_path, capsys):
 @pytest.fixture
 def store(tmp_path, make_ep):
     """A small finished store of 3 episodes in 2 data/video files."""
-    from actwm.data.lerobot import LeRobotWriter
-
     w = LeRobotWriter(tmp_path / "store", fps=5.0, action_space="nav3", frames_per_file=16)
     for i in range(3):
         w.add_episode(make_ep(8, seed=i))
@@ -215,8 +192,6 @@ def _info_error(path, capsys) -> str:
 
 
 def test_info_reports_a_renamed_action_column(store, capsys):
-    import pyarrow.parquet as pq
-
     f = store / "data/chunk-000/file-001.parquet"
     pq.write_table(pq.read_table(f).rename_columns(["act" if c == "action" else c for c in pq.read_schema(f).names]), f)
     err = _info_error(store, capsys)
@@ -276,8 +251,6 @@ def test_bad_options_give_one_line_and_no_output(tmp_path, store, capsys, argv, 
 
 
 def test_episode_out_of_range_is_a_clear_error(store):
-    from actwm.data.lerobot import LeRobotDataset
-
     ds = LeRobotDataset(store)
     with pytest.raises(ValueError, match=r"episode 7 out of range \(0\.\.2\)"):
         ds.episode(7)
@@ -288,24 +261,9 @@ def test_episode_out_of_range_is_a_clear_error(store):
 def test_convert_sigkilled_inside_the_first_file_resumes(tmp_path, make_gnm):
     """Killed before any file set was committed (its mp4 half-encoded in a temp file): the re-run cleans the temp
     file, resumes and gives the same store as one clean run."""
-    import subprocess
-    import sys
-
-    from actwm.data.convert import convert
-
     src, _ = make_gnm(tmp_path, n=3, t=6, test=(2,))
-    code = (
-        "import os, signal, sys\n"
-        "from actwm.data.convert import convert\n"
-        "def hook(i, ep):\n"
-        "    if i == 1:\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=100, progress=False, on_episode=hook)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(src), str(tmp_path / "res")], capture_output=True, timeout=120
-    )
-    assert proc.returncode == -9, proc.stderr.decode()
+    code = "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=100, progress=False, on_episode=kill_at(1))\n"
+    _sigkilled(code, src, tmp_path / "res")
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 0
     assert list((tmp_path / "res").rglob(".*.tmp*")), "the killed writer's temp mp4 is there to be cleaned"
     convert("gnm", src, tmp_path / "res", frames_per_file=100, progress=False)
@@ -348,15 +306,8 @@ def test_info_reports_malformed_features(store, capsys, edit, names):
 def test_convert_sigkilled_between_a_file_set_and_its_commit_resumes(tmp_path, make_gnm):
     """SIGKILL after the second file set's data, video and episodes files were written but before the progress
     marker committed them: the re-run rewrites that set and gives a byte-identical store."""
-    import subprocess
-    import sys
-
-    from actwm.data.convert import convert
-
     src, _ = make_gnm(tmp_path, n=5, t=6, test=(4,))
     code = (
-        "import os, signal, sys\n"
-        "from actwm.data.convert import convert\n"
         "from actwm.data.lerobot import LeRobotWriter\n"
         "original, calls = LeRobotWriter._write_episodes_file, []\n"
         "def killing(self, *args):\n"
@@ -367,9 +318,7 @@ def test_convert_sigkilled_between_a_file_set_and_its_commit_resumes(tmp_path, m
         "LeRobotWriter._write_episodes_file = killing\n"
         "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=12, progress=False)\n"
     )
-    argv = [sys.executable, "-c", code, str(src), str(tmp_path / "res")]
-    proc = subprocess.run(argv, capture_output=True, timeout=120)
-    assert proc.returncode == -9, proc.stderr.decode()
+    _sigkilled(code, src, tmp_path / "res")
     assert (tmp_path / "res/meta/episodes/chunk-000/file-001.parquet").is_file()  # written, not committed
     assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 2
     convert("gnm", src, tmp_path / "res", frames_per_file=12, progress=False)

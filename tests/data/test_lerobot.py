@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from actwm.data.convert import write_episodes
+from actwm.data.convert import convert, write_episodes
 from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter
 from actwm.data.lerobot.format import read_tasks
 from actwm.episode import Episode
@@ -275,8 +275,6 @@ def test_crash_inside_flush_resumes(tmp_path, make_ep, monkeypatch):
 
 
 def test_convert_v21_to_v3(tmp_path, make_ep):
-    from actwm.data.convert import convert
-
     eps = [make_ep(9 + i, seed=i, extras=False) for i in range(3)]
     _write_v21(tmp_path / "v21", eps)
     out = convert("lerobot", tmp_path / "v21", tmp_path / "v3", progress=False)
@@ -382,8 +380,6 @@ def _outside_files(tmp_path: Path, inside: list[Path]) -> list[Path]:
 def test_hostile_extra_feature_cannot_write_outside_the_output(tmp_path, make_ep):
     """A source whose info.json names an extra feature with a '../' key: convert must refuse it, not write
     `extras/observation./../../../../outside/...npz` outside the destination."""
-    from actwm.data.convert import convert
-
     src = tmp_path / "src"
     _write(src, [make_ep(6, seed=0, extras=False)])
     data = src / "data/chunk-000/file-000.parquet"
