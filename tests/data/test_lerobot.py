@@ -220,6 +220,7 @@ def test_v21_reader(tmp_path, make_ep):
     _write_v21(tmp_path / "v21", eps)
     ds = LeRobotDataset(tmp_path / "v21")
     assert ds.version == "v2.1" and len(ds) == 3 and ds.num_frames == 9 + 10 + 11 and ds.action_space == "custom3"
+    assert ds.tasks == {0: "push the block"}
     for i, e in enumerate(eps):
         r = ds.episode(i)
         assert np.abs(r.frames.astype(float) - e.frames).mean() < 3.0
@@ -324,7 +325,9 @@ def test_tasks_parquet_reads_as_lerobot_reads_it(tmp_path, make_ep):
     assert (
         json.loads(ours.metadata[b"pandas"])["index_columns"] == json.loads(theirs.metadata[b"pandas"])["index_columns"]
     )
-    assert LeRobotDataset(tmp_path / "ds").episode_meta(2)["task"] == "open the drawer"
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.episode_meta(2)["task"] == "open the drawer"
+    assert ds.tasks == {0: "push the block", 1: "", 2: "open the drawer"}
 
 
 def test_reader_reads_every_tasks_layout(tmp_path):

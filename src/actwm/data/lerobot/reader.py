@@ -44,7 +44,7 @@ class LeRobotDataset:
     """Read a LeRobot dataset (v3.0 or v2.1/v2.0) into `Episode`s, without `lerobot`.
 
     Attributes: `root`, `info` (meta/info.json), `version`, `fps`, `action_space`, `video_key`,
-    `episode_lengths` (list[int]), `num_frames`, `stats` (meta/stats.json or {}).
+    `episode_lengths` (list[int]), `num_frames`, `stats` (meta/stats.json or {}), `tasks` (task_index -> task).
     `episode(i)` decodes one episode; `episode_arrays(i)` reads its parquet columns only.
     """
 
@@ -77,7 +77,7 @@ class LeRobotDataset:
         self.num_frames = int(sum(self.episode_lengths))
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
         self._npz: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._tasks = self._load_tasks()
+        self.tasks: dict[int, str] = self._load_tasks()  # task_index -> task string
 
     # -- metadata -----------------------------------------------------------------------------------
 
@@ -112,6 +112,9 @@ class LeRobotDataset:
         for field in ("data_path", "video_path", "extras_path"):
             if info.get(field) is not None:
                 check_template(info[field], field, self.info_path)
+        chunks = info.get("chunks_size", 1000)
+        if version != "v3.0" and (not isinstance(chunks, int) or chunks < 1):
+            raise ValueError(f"{self.info_path}: field 'chunks_size' must be a positive integer, got {chunks!r}")
         return info
 
     def _load_episodes(self) -> list[dict[str, Any]]:
