@@ -143,47 +143,32 @@ def _policy_kwargs(args: argparse.Namespace) -> dict[str, float] | None:
     return kw or None
 
 
+def _run(args: argparse.Namespace) -> None:
+    """Run one sub-command: simulate or convert (then summarise the store), or info."""
+    if args.cmd == "info":
+        summary = info_summary(args.path)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            _print_info(summary)
+        return
+    store = {"frames_per_file": args.frames_per_file, "crf": args.crf, "pix_fmt": args.pix_fmt}
+    store["progress"] = not args.no_progress
+    if args.cmd == "simulate":
+        env_kwargs = {"supersample": args.supersample} if args.supersample != 1 else None
+        sim = {"episodes": args.episodes, "frames": args.frames, "size": args.size, "seed": args.seed}
+        sim.update(test_episodes=args.test_episodes, policy_kwargs=_policy_kwargs(args), env_kwargs=env_kwargs)
+        out = simulate(args.world, args.out, **sim, **store)
+    else:
+        src = {"dataset": args.dataset, "split": args.split, "fps": args.fps, "splits_dir": args.splits}
+        out = convert(args.fmt, args.src, args.dst, **src, **store)
+    _print_info(info_summary(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "simulate":
-            out = simulate(
-                args.world,
-                args.out,
-                episodes=args.episodes,
-                frames=args.frames,
-                size=args.size,
-                seed=args.seed,
-                test_episodes=args.test_episodes,
-                frames_per_file=args.frames_per_file,
-                crf=args.crf,
-                pix_fmt=args.pix_fmt,
-                progress=not args.no_progress,
-                policy_kwargs=_policy_kwargs(args),
-                env_kwargs={"supersample": args.supersample} if args.supersample != 1 else None,
-            )
-            _print_info(info_summary(out))
-        elif args.cmd == "convert":
-            out = convert(
-                args.fmt,
-                args.src,
-                args.dst,
-                dataset=args.dataset,
-                split=args.split,
-                fps=args.fps,
-                splits_dir=args.splits,
-                frames_per_file=args.frames_per_file,
-                crf=args.crf,
-                pix_fmt=args.pix_fmt,
-                progress=not args.no_progress,
-            )
-            _print_info(info_summary(out))
-        else:
-            summary = info_summary(args.path)
-            if args.json:
-                print(json.dumps(summary, indent=2))
-            else:
-                _print_info(summary)
+        _run(args)
     except (ValueError, OSError) as exc:  # expected failures: one line naming the file or option
         print(f"actwm data {args.cmd}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
