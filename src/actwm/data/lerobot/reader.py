@@ -237,10 +237,8 @@ class LeRobotDataset:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{self.root / 'meta' / 'episodes'}: bad {cols[2]} {r[cols[2]]!r}") from exc
         chunk = r["episode_index"] // int(self.info.get("chunks_size", 1000))
-        path = format_path(
-            self.root, tpl, "video_path", self.info_path, episode_chunk=chunk, video_key=vk,
-            episode_index=r["episode_index"],
-        )  # fmt: skip
+        idx = {"episode_chunk": chunk, "episode_index": r["episode_index"]}
+        path = format_path(self.root, tpl, "video_path", self.info_path, video_key=vk, **idx)
         return path, 0
 
     def _npz_file(self, name: str, r: dict[str, Any]) -> Path:

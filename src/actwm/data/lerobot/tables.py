@@ -70,19 +70,23 @@ def data_tables(
 
 
 def episodes_table(
-    eps: list[Buffered], tasks: list[str], task_ids: list[int], *, video_key: str, fps: float, ep0: int, idx0: int,
+    eps: list[Buffered],
+    tasks: list[str],
+    task_ids: list[int],
+    *,
+    video_key: str,
+    fps: float,
+    ep0: int,
+    idx0: int,
     fmt: dict[str, int],
-) -> pa.Table:  # fmt: skip
+) -> pa.Table:
     """The episodes parquet table of `eps` (one row each: index ranges, file indices, video times, meta, stats)."""
     vk = video_key
-    rows: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
-            "dataset_to_index", f"videos/{vk}/chunk_index", f"videos/{vk}/file_index", f"videos/{vk}/from_timestamp",
-            f"videos/{vk}/to_timestamp", "meta/episodes/chunk_index", "meta/episodes/file_index", *META_COLUMNS, "meta",
-        )
-    }  # fmt: skip
+    columns = ["episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index"]
+    columns += ["dataset_to_index", f"videos/{vk}/chunk_index", f"videos/{vk}/file_index"]
+    columns += [f"videos/{vk}/from_timestamp", f"videos/{vk}/to_timestamp", "meta/episodes/chunk_index"]
+    columns += ["meta/episodes/file_index", *META_COLUMNS, "meta"]
+    rows: dict[str, list[Any]] = {k: [] for k in columns}
     start, offset = idx0, 0
     for i, (ep, tid) in enumerate(zip(eps, task_ids)):
         t = len(ep)
