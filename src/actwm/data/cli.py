@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from actwm.data.convert import FORMATS, convert, simulate
+from actwm.data.lerobot import LeRobotDataset
+
+EXIT_BAD_INPUT = 2  # as actwm's error boundary (actwm.errors): one line on stderr, exit 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,10 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def info_summary(path: Path) -> dict:
-    """Episodes, frames, fps, action space, splits and statistics of a LeRobot store."""
-    from actwm.data.lerobot import LeRobotDataset
+    """Episodes, frames, fps, action space, splits and statistics of a LeRobot store.
 
+    Checks every file first (`LeRobotDataset.verify`): a broken store raises ValueError / FileNotFoundError
+    naming the broken file instead of being summarised as fine.
+    """
     ds = LeRobotDataset(path)
+    ds.verify()
     splits = Counter(s or "(none)" for s in ds.splits())
     lengths = ds.episode_lengths
     stats = {k: {s: v for s, v in st.items() if s in ("mean", "std", "min", "max")} for k, st in ds.stats.items()}
@@ -137,50 +143,35 @@ def _policy_kwargs(args: argparse.Namespace) -> dict[str, float] | None:
     return kw or None
 
 
+def _run(args: argparse.Namespace) -> None:
+    """Run one sub-command: simulate or convert (then summarise the store), or info."""
+    if args.cmd == "info":
+        summary = info_summary(args.path)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            _print_info(summary)
+        return
+    store = {"frames_per_file": args.frames_per_file, "crf": args.crf, "pix_fmt": args.pix_fmt}
+    store["progress"] = not args.no_progress
+    if args.cmd == "simulate":
+        env_kwargs = {"supersample": args.supersample} if args.supersample != 1 else None
+        sim = {"episodes": args.episodes, "frames": args.frames, "size": args.size, "seed": args.seed}
+        sim.update(test_episodes=args.test_episodes, policy_kwargs=_policy_kwargs(args), env_kwargs=env_kwargs)
+        out = simulate(args.world, args.out, **sim, **store)
+    else:
+        src = {"dataset": args.dataset, "split": args.split, "fps": args.fps, "splits_dir": args.splits}
+        out = convert(args.fmt, args.src, args.dst, **src, **store)
+    _print_info(info_summary(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "simulate":
-            out = simulate(
-                args.world,
-                args.out,
-                episodes=args.episodes,
-                frames=args.frames,
-                size=args.size,
-                seed=args.seed,
-                test_episodes=args.test_episodes,
-                frames_per_file=args.frames_per_file,
-                crf=args.crf,
-                pix_fmt=args.pix_fmt,
-                progress=not args.no_progress,
-                policy_kwargs=_policy_kwargs(args),
-                env_kwargs={"supersample": args.supersample} if args.supersample != 1 else None,
-            )
-            _print_info(info_summary(out))
-        elif args.cmd == "convert":
-            out = convert(
-                args.fmt,
-                args.src,
-                args.dst,
-                dataset=args.dataset,
-                split=args.split,
-                fps=args.fps,
-                splits_dir=args.splits,
-                frames_per_file=args.frames_per_file,
-                crf=args.crf,
-                pix_fmt=args.pix_fmt,
-                progress=not args.no_progress,
-            )
-            _print_info(info_summary(out))
-        else:
-            summary = info_summary(args.path)
-            if args.json:
-                print(json.dumps(summary, indent=2))
-            else:
-                _print_info(summary)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm data {args.cmd}: error: {exc}", file=sys.stderr)
-        return 1
+        _run(args)
+    except (ValueError, OSError) as exc:  # expected failures: one line naming the file or option
+        print(f"actwm data {args.cmd}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 
