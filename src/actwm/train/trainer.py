@@ -60,9 +60,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from actwm.actions import ActionSpace, get_action_space
+from actwm.batch import Batch
 from actwm.io import atomic_write_json, atomic_write_text
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 from actwm.models.world_model import WorldModel, WorldModelConfig
@@ -164,16 +165,13 @@ class LossModule(nn.Module):
         super().__init__()
         self.wm = wm
 
-    def forward(
-        self,
-        video: torch.Tensor,
-        actions: torch.Tensor,
-        state: torch.Tensor | None,
-        generator: torch.Generator,
-        action_dropout: float,
-    ) -> torch.Tensor:
-        """video `(b, T, 3, H, W)` in [-1, 1], actions `(b, T, D)`, state `(b, S)` -> scalar loss."""
-        return self.wm.loss(video, actions, state, generator=generator, action_dropout=action_dropout)
+    def forward(self, batch: Batch, generator: torch.Generator, action_dropout: float) -> torch.Tensor:
+        """A `Batch` (video `(b, T, 3, H, W)` in [-1, 1], actions `(b, T, D)`, state `(b, T, S)`) -> scalar loss.
+
+        The state conditions only a model with `state_dim > 0` (datasets may carry a state the model ignores).
+        """
+        state = batch.initial_state if self.wm.config.state_dim else None
+        return self.wm.loss(batch.video, batch.actions, state, generator=generator, action_dropout=action_dropout)
 
 
 def param_groups(wm: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -222,8 +220,8 @@ def _model_backbone(name: str) -> str:
 
 
 def dataset_action_space(dataset: Dataset, dim: int) -> ActionSpace:
-    """The model's action space for a dataset: its named space with statistics equal to the dataset's
-    normalisation (probed through `normalise_actions` as an affine map), or `customD` for plain datasets."""
+    """The model's action space for a dataset: its named space with the statistics of the dataset's
+    normalisation (`dataset_normalisation`), or `customD` for plain datasets."""
     name = getattr(dataset, "action_space", None)
     space = (
         get_action_space(name)
@@ -232,9 +230,28 @@ def dataset_action_space(dataset: Dataset, dim: int) -> ActionSpace:
     )
     if space.dim != dim:
         raise ValueError(f"dataset actions have D={dim} but its action space {space.name!r} has D={space.dim}")
+    stats = dataset_normalisation(dataset, dim)
+    return space if stats is None else space.with_stats(*stats)
+
+
+def dataset_normalisation(dataset: Dataset, dim: int) -> tuple[list[float], list[float]] | None:
+    """`(mean, std)` per action dimension such that the dataset's normalised actions are `(a - mean) / std`,
+    or None for a dataset that normalises nothing it tells us about.
+
+    LEAD: the one switch point for the dataset normaliser API. It reads `dataset.normaliser` (an object with
+    per-dimension `mean` and `std`, from the "ground" helper's `ClipDataset.normaliser`) when the dataset has
+    one; until that lands it falls back to probing `dataset.normalise_actions` at 0 and 1 as an affine map
+    (checked at 2). Once every dataset has `.normaliser`, delete the fallback.
+    """
+    normaliser = getattr(dataset, "normaliser", None)
+    if normaliser is not None:
+        mean, std = (np.asarray(getattr(normaliser, k), np.float64).reshape(-1) for k in ("mean", "std"))
+        if mean.shape != (dim,) or std.shape != (dim,) or not np.all(np.isfinite(std) & (np.abs(std) > 1e-12)):
+            raise ValueError(f"the dataset's action normaliser must give {dim} finite means and non-zero stds")
+        return mean.tolist(), std.tolist()
     norm = getattr(dataset, "normalise_actions", None)
     if norm is None:
-        return space
+        return None
     zero, one, two = (np.asarray(norm(np.full((1, dim), v, np.float64)), np.float64)[0] for v in (0.0, 1.0, 2.0))
     scale = one - zero
     if np.any(np.abs(scale) < 1e-12) or not np.allclose(two - one, scale, rtol=1e-6, atol=1e-9):
@@ -242,8 +259,7 @@ def dataset_action_space(dataset: Dataset, dim: int) -> ActionSpace:
             "the dataset's action normalisation is not an affine per-dimension map; cannot store it in the model"
         )
     std = 1.0 / scale
-    mean = -zero * std
-    return space.with_stats(mean.tolist(), std.tolist())
+    return (-zero * std).tolist(), std.tolist()
 
 
 def build_dataset(cfg: TrainConfig) -> Dataset:
@@ -331,16 +347,15 @@ def apply_train_mode(wm: WorldModel, cfg: TrainConfig) -> WorldModel:
     return wm
 
 
-def record_data_facts(wm: WorldModel, cfg: TrainConfig, dataset: Dataset, item: dict[str, Any]) -> None:
+def record_data_facts(wm: WorldModel, cfg: TrainConfig, dataset: Dataset, batch: Batch) -> None:
     """Store what the model is trained on in its config (saved with it; rollouts read these fields):
-    the action mode, the image size `[H, W]`, the clip frame rate and the frames per clip."""
+    the action mode, the image size `[H, W]`, the clip frame rate and the frames per clip (`batch`: a sample)."""
     data_cfg = getattr(dataset, "config", None)
-    video = item["video"]
     facts = {
         "action_mode": getattr(data_cfg, "action_mode", cfg.action_mode),
-        "image_size": [int(video.shape[-2]), int(video.shape[-1])],
+        "image_size": [int(batch.video.shape[-2]), int(batch.video.shape[-1])],
         "fps": float(dataset.clip_fps) if getattr(dataset, "clip_fps", None) else None,
-        "clip_frames": int(video.shape[0]),
+        "clip_frames": batch.frames,
     }
     for key, value in facts.items():
         if value is not None and hasattr(wm.config, key):
@@ -489,6 +504,38 @@ def _fsdp_plugin(backbone: str):
     )
 
 
+def sample_batch(dataset: Dataset) -> Batch:
+    """Item 0 of `dataset` as a `Batch` of one (its checks name what is wrong with the dataset's items)."""
+    item = dataset[0]
+    if not isinstance(item, dict):
+        raise ValueError("dataset items must be dicts with 'video' (T, 3, H, W) and 'actions' (T, D) (and 'state')")
+    for key, ndim, what in (("video", 4, "(frames, 3, H, W)"), ("actions", 2, "(frames, D)")):
+        value = item.get(key)
+        if isinstance(value, torch.Tensor) and value.ndim != ndim:
+            raise ValueError(f"dataset item {key!r} must be {what}, got {tuple(value.shape)}")
+    return Batch.from_collated(default_collate([item]))
+
+
+def check_compatible(wm: WorldModel, batch: Batch) -> None:
+    """Refuse clips the model cannot train on: action size, frames per clip, state size (ValueError)."""
+    dim, frames = batch.actions.shape[-1], batch.frames
+    if dim != wm.action_space.dim:
+        raise ValueError(
+            f"dataset actions have D={dim} but the model's action space {wm.action_space.name!r} has "
+            f"D={wm.action_space.dim}"
+        )
+    k = wm.codec.temporal_compression if wm.codec is not None else 1
+    if k > 1 and (frames - 1) % k:
+        raise ValueError(
+            f"clips of {frames} frames (context + horizon) do not fit the {wm.config.backbone} backbone: it needs "
+            f"1 + {k}*n frames (e.g. {1 + k * max(1, (frames - 1) // k)}); change TrainConfig.horizon"
+        )
+    s = wm.config.state_dim
+    if s and (batch.state is None or batch.state.shape[-1] != s):
+        got = None if batch.state is None else tuple(batch.state.shape[1:])
+        raise ValueError(f"the model embeds a state of size {s} (state_dim) but dataset item 'state' is {got}")
+
+
 class Trainer:
     """One training run. `train()` is `Trainer(...).run()`; the pieces (`backward`, `apply`) are public
     for tests and custom loops.
@@ -518,12 +565,11 @@ class Trainer:
                 "TrainConfig.ema_decay: EMA is not supported with FSDP; set ema_decay=None or distributed='ddp'"
             )
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
-        first = self.dataset[0]
-        frames, dim = self._item_shape(first)
+        first = sample_batch(self.dataset)
         if model is None:
-            model = build_model(cfg, dataset_action_space(self.dataset, dim))
+            model = build_model(cfg, dataset_action_space(self.dataset, first.actions.shape[-1]))
         self.wm = apply_train_mode(model, cfg)
-        self._check_compatible(first, frames, dim)
+        check_compatible(self.wm, first)
         record_data_facts(self.wm, cfg, self.dataset, first)
         self.action_dropout = cfg.effective_action_dropout
         self.indexer = StepIndexer(len(self.dataset), cfg.seed, cfg.batch_size, cfg.grad_accum, self.world)
@@ -538,41 +584,6 @@ class Trainer:
         if state is not None:
             self._load_state(state)
         self._batches: Iterator[dict[str, Any]] | None = None
-
-    # -- checks ------------------------------------------------------------------------------------
-    @staticmethod
-    def _item_shape(item: Any) -> tuple[int, int]:
-        if not isinstance(item, dict) or "video" not in item or "actions" not in item:
-            raise ValueError("dataset items must be dicts with 'video' (T, 3, H, W) and 'actions' (T, D) (and 'state')")
-        video, actions = item["video"], item["actions"]
-        if video.ndim != 4 or video.shape[1] != 3:
-            raise ValueError(f"dataset item 'video' must be (frames, 3, H, W), got {tuple(video.shape)}")
-        if actions.ndim != 2 or actions.shape[0] != video.shape[0]:
-            raise ValueError(f"dataset item 'actions' must be (frames={video.shape[0]}, D), got {tuple(actions.shape)}")
-        return int(video.shape[0]), int(actions.shape[1])
-
-    def _check_compatible(self, item: dict, frames: int, dim: int) -> None:
-        wm = self.wm
-        if dim != wm.action_space.dim:
-            raise ValueError(
-                f"dataset actions have D={dim} but the model's action space {wm.action_space.name!r} has "
-                f"D={wm.action_space.dim}"
-            )
-        k = wm.codec.temporal_compression if wm.codec is not None else 1
-        if k > 1 and (frames - 1) % k:
-            raise ValueError(
-                f"clips of {frames} frames (context + horizon) do not fit the {wm.config.backbone} backbone: it needs "
-                f"1 + {k}*n frames (e.g. {1 + k * max(1, (frames - 1) // k)}); change TrainConfig.horizon"
-            )
-        video = item["video"]
-        if float(video.min()) < -1e-3 or float(video.max()) > 1 + 1e-3:
-            raise ValueError("dataset item 'video' must hold pixels in [0, 1] (the trainer maps them to [-1, 1])")
-        s = wm.config.state_dim
-        if s:
-            state = item.get("state")
-            if state is None or state.ndim != 2 or state.shape[1] != s:
-                got = None if state is None else tuple(state.shape)
-                raise ValueError(f"the model embeds a state of size {s} (state_dim) but dataset item 'state' is {got}")
 
     # -- resume ------------------------------------------------------------------------------------
     def _resume_point(self) -> tuple[int, dict | None]:
@@ -656,11 +667,9 @@ class Trainer:
         )
         return iter(loader)
 
-    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        video = batch["video"].to(self.device, torch.float32) * 2 - 1
-        actions = batch["actions"].to(self.device, torch.float32)
-        state = batch["state"][:, 0].to(self.device, torch.float32) if self.wm.config.state_dim else None
-        return video, actions, state
+    def _next_batch(self) -> Batch:
+        """The next collated micro-batch, typed at the door and moved to the device."""
+        return Batch.from_collated(next(self._batches)).to(self.device)
 
     # -- one optimizer step ------------------------------------------------------------------------
     def backward(self, step: int) -> torch.Tensor:
@@ -674,11 +683,11 @@ class Trainer:
         torch.manual_seed(derive_seed(cfg.seed, "torch", step, self.rank))  # any global-RNG use (dropout)
         total = torch.zeros((), device=self.device)
         for m in range(cfg.grad_accum):
-            video, actions, state = self._inputs(next(self._batches))
+            batch = self._next_batch()
             gen = noise_generator(cfg.seed, step, m, self.rank, self.device)
             sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else self.accelerator.no_sync(self.model)
             with sync:
-                loss = self.model(video, actions, state, gen, self.action_dropout)
+                loss = self.model(batch, gen, self.action_dropout)
                 self.accelerator.backward(loss / cfg.grad_accum)
             total += loss.detach().float()
         return total / cfg.grad_accum
@@ -889,6 +898,8 @@ __all__ = [
     "apply_train_mode",
     "with_lora",
     "record_data_facts",
+    "sample_batch",
+    "check_compatible",
     "MetricsLog",
     "make_accelerator",
 ]
