@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, FullyShardedDataParallelPlugin
 from accelerate.state import AcceleratorState
+from safetensors import SafetensorError
 from torch import nn
 from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
 from torch.utils.data import Dataset, default_collate
@@ -22,8 +23,8 @@ from torch.utils.data import Dataset, default_collate
 from actwm.actions import ActionSpace, get_action_space
 from actwm.batch import Batch
 from actwm.data.clips import ClipDataset
+from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel, WorldModelConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
-from actwm.models.world_model import WorldModel, WorldModelConfig
 from actwm.train.config import TrainConfig
 
 # ------------------------------------------------------------------------------------------- model
@@ -162,6 +163,13 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
         except ValueError as exc:
             raise ValueError(
                 f"TrainConfig.init_from: {exc} (TrainConfig.model={cfg.model!r}, data action space {space.name!r})"
+            ) from exc
+        except (TypeError, KeyError, RuntimeError, OSError, SafetensorError) as exc:  # a damaged or foreign save
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            name = CONFIG_NAME if isinstance(exc, (TypeError, KeyError)) else WEIGHTS_NAME
+            raise ValueError(
+                f"TrainConfig.init_from: {Path(cfg.init_from) / name}: not a loadable world model "
+                f"({type(exc).__name__}: {first})"
             ) from exc
         if cfg.state_dim and cfg.state_dim != wm.config.state_dim:
             raise ValueError(

@@ -45,6 +45,7 @@ supported with FSDP.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -52,19 +53,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.utils.data import DataLoader, Dataset
 
 from actwm.batch import Batch
-from actwm.io import atomic_write_json
-from actwm.models.world_model import WorldModel
+from actwm.io import atomic_write_json, remove_temp_files
+from actwm.models.world_model import WEIGHTS_NAME, WorldModel
 from actwm.train import checkpoint as ckpt
 from actwm.train.config import TrainConfig
 from actwm.train.ema import EMA
 from actwm.train.logs import MetricsLog, StepLog
 from actwm.train.sampling import StepBatchSampler, StepIndexer, derive_seed, noise_generator
-from actwm.train.saving import FINAL, save_state_dict, write_final
+from actwm.train.saving import FINAL, clean_final_leftovers, save_state_dict, write_final
 from actwm.train.setup import (
     LossModule,
     apply_train_mode,
@@ -146,7 +148,7 @@ class Trainer:
         self.losses: list[float] = []
         self.start_step, state = self._resume_point()
         if state is not None:
-            self.wm.load_weights(self.resumed_from / "model.safetensors")
+            self._load_weights(self.resumed_from)
         optimizer, self.scheduler = build_optimizer(self.wm, cfg)
         self.loss_module = LossModule(self.wm)
         self.model, self.optimizer = acc.prepare(self.loss_module, optimizer)
@@ -157,10 +159,14 @@ class Trainer:
 
     # -- resume ------------------------------------------------------------------------------------
     def _resume_point(self) -> tuple[int, dict | None]:
-        cfg = self.cfg
+        """(first step, training state or None): 1. clean leftovers of killed writes, 2. set corrupt newest
+        checkpoints aside (`--resume`), 3. read the newest good checkpoint's state."""
+        cfg, main = self.cfg, self.accelerator.is_main_process
         self.resumed_from: Path | None = None
-        if self.accelerator.is_main_process:
-            ckpt.clean_partial(self.out)
+        if main:
+            clean_leftovers(self.out)
+            if cfg.resume:
+                ckpt.resume_candidate(self.out, warn=warn_line)
         self.accelerator.wait_for_everyone()
         latest = ckpt.find_latest(self.out)
         if latest is not None and not cfg.resume:
@@ -174,21 +180,32 @@ class Trainer:
         step = int(state["step"])
         if step > cfg.steps:
             raise ValueError(f"TrainConfig.steps: {cfg.steps} is below the checkpoint's step {step} ({latest})")
-        old = ckpt.read_json_safe(latest / ckpt.TRAIN_CONFIG)
-        changed = [
-            k
-            for k in ("seed", "batch_size", "grad_accum", "lr", "model", "train_mode")
-            if old.get(k) != cfg.to_dict().get(k)
-        ]
-        if int(state.get("world_size", self.world)) != self.world:
-            changed.append(f"processes {state.get('world_size')} -> {self.world}")
-        if changed and self.accelerator.is_main_process:
-            warnings.warn(
-                f"resuming {latest} with changed settings {changed}: the run will not repeat an uninterrupted one",
-                stacklevel=2,
-            )
+        if main:
+            self._warn_changed_settings(latest, state)
         self.resumed_from = latest
         return step, state
+
+    def _warn_changed_settings(self, latest: Path, state: dict[str, Any]) -> None:
+        old = ckpt.read_json_safe(latest / ckpt.TRAIN_CONFIG)
+        new = self.cfg.to_dict()
+        changed = [k for k in ("seed", "batch_size", "grad_accum", "lr", "model", "train_mode") if old.get(k) != new[k]]
+        if int(state.get("world_size", self.world)) != self.world:
+            changed.append(f"processes {state.get('world_size')} -> {self.world}")
+        if changed:
+            warnings.warn(
+                f"resuming {latest} with changed settings {changed}: the run will not repeat an uninterrupted one",
+                stacklevel=3,
+            )
+
+    def _load_weights(self, ckpt_dir: Path) -> None:
+        path = ckpt_dir / WEIGHTS_NAME
+        try:
+            self.wm.load_weights(path)
+        except (RuntimeError, SafetensorError, OSError) as exc:
+            raise ValueError(
+                f"{path}: cannot be loaded into the {self.cfg.model} model of this run "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
 
     def _train_state(self, step: int) -> dict[str, Any]:
         if self.fsdp:
@@ -333,8 +350,10 @@ class Trainer:
             log.close()
             self._batches = None
             self.wm.eval()  # callers holding the model usually sample from it next
-        # 3. the final model, or a checkpoint where this call stops early
+        # 3. the final model, or a checkpoint where this call stops early; no hidden leftovers
         final_dir = self._finish(end)
+        if main:
+            clean_leftovers(self.out)
         return TrainResult(list(self.losses), final_dir, end, time.time() - t0, self.start_step, self.out)
 
     def _set_train_mode(self) -> None:
@@ -365,6 +384,20 @@ class Trainer:
         if not ckpt.is_complete(final_dir):  # stopped before any step of this call
             final_dir = self.save_checkpoint(end)
         return final_dir
+
+
+def clean_leftovers(out: Path) -> None:
+    """Remove what killed writers leave in a run directory: `checkpoints/.tmp-*`, `.del-*`, `.latest.*.tmp`,
+    `out/.tmp-final-*` and hidden `atomic_path` temp files in `out/` and `out/final/`."""
+    ckpt.clean_partial(out)
+    clean_final_leftovers(out)
+    remove_temp_files(out)
+    remove_temp_files(out / FINAL)
+
+
+def warn_line(message: str) -> None:
+    """A one-line warning on stderr."""
+    print(f"actwm train: warning: {message}", file=sys.stderr, flush=True)
 
 
 def train(
@@ -418,4 +451,5 @@ __all__ = [
     "MetricsLog",
     "make_accelerator",
     "save_state_dict",
+    "clean_leftovers",
 ]
