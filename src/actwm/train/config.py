@@ -33,7 +33,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 DISTRIBUTED = ("auto", "ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
-NORMALISATIONS = ("std", "nwm", "none")
+NORMALISATIONS = ("std", "nwm", "nwm_scale", "none")  # = actwm.actions.NORMALISATIONS on the "ground" branch
 
 
 @dataclass

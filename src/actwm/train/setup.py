@@ -110,17 +110,23 @@ def dataset_normalisation(dataset: Dataset, dim: int) -> tuple[list[float], list
     """`(mean, std)` per action dimension such that the dataset's normalised actions are `(a - mean) / std`,
     or None for a dataset that normalises nothing it tells us about.
 
-    LEAD: the one switch point for the dataset normaliser API. It reads `dataset.normaliser` (an object with
-    per-dimension `mean` and `std`, from the "ground" helper's `ClipDataset.normaliser`) when the dataset has
-    one; until that lands it falls back to probing `dataset.normalise_actions` at 0 and 1 as an affine map
-    (checked at 2). Once every dataset has `.normaliser`, delete the fallback.
+    Reads `dataset.normaliser` (an `actwm.actions.ActionNormaliser`: per-dimension `loc` and `scale`; the
+    "ground" branch's `ClipDataset.normaliser`). LEAD: the one switch point; once that branch is merged every
+    ClipDataset has `.normaliser` and the marked fallback below (probing `normalise_actions` as an affine map
+    at 0, 1 and 2, for datasets without a normaliser object) can go.
     """
     normaliser = getattr(dataset, "normaliser", None)
     if normaliser is not None:
-        mean, std = (np.asarray(getattr(normaliser, k), np.float64).reshape(-1) for k in ("mean", "std"))
+        if getattr(normaliser, "first_loc", None) is not None:
+            raise ValueError(
+                "TrainConfig.normalise: NWM's delta normalisation keeps a row-0 offset that the model's action space "
+                "cannot store; use normalise='nwm_scale' or 'std', or action_mode='cumulative'"
+            )
+        mean, std = (np.asarray(getattr(normaliser, k), np.float64).reshape(-1) for k in ("loc", "scale"))
         if mean.shape != (dim,) or std.shape != (dim,) or not np.all(np.isfinite(std) & (np.abs(std) > 1e-12)):
-            raise ValueError(f"the dataset's action normaliser must give {dim} finite means and non-zero stds")
+            raise ValueError(f"the dataset's action normaliser must give {dim} finite locs and non-zero scales")
         return mean.tolist(), std.tolist()
+    # --- fallback (LEAD: delete after the merge with "ground"): probe an affine normalise_actions -----------
     norm = getattr(dataset, "normalise_actions", None)
     if norm is None:
         return None
