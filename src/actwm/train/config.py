@@ -33,6 +33,8 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 DISTRIBUTED = ("auto", "ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
+SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 NORMALISATIONS = ("std", "nwm", "nwm_scale", "none")  # = actwm.actions.NORMALISATIONS on the "ground" branch
 
 
@@ -78,6 +80,13 @@ class TrainConfig:
         cpu: force CPU even where a GPU exists.
         tensorboard: also log to TensorBoard (needs the `tensorboard` package).
         wandb_project: also log to Weights & Biases (needs `wandb`); None = off.
+        compile: `torch.compile` the backbone (inductor; CPU or GPU). Speed switches like this one are off
+            by default; `benchmarks/train_step.py` measures each (speedup and loss-curve drift).
+        channels_last: channels-last memory format for the model's convolution weights.
+        sdpa_backend: force one scaled-dot-product-attention kernel ("math", "flash", "efficient",
+            "cudnn"); None lets torch choose.
+        optimizer_impl: AdamW implementation: "default" (torch's choice: a per-parameter loop on CPU),
+            "foreach" (multi-tensor) or "fused".
     """
 
     data: str | None = None
@@ -123,6 +132,10 @@ class TrainConfig:
     cpu: bool = False
     tensorboard: bool = False
     wandb_project: str | None = None
+    compile: bool = False
+    channels_last: bool = False
+    sdpa_backend: str | None = None
+    optimizer_impl: str = "default"
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON lists -> tuple
@@ -148,6 +161,9 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("action_mode", self.action_mode, ACTION_MODES)
         _choice("normalise", self.normalise, NORMALISATIONS)
+        _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
+        if self.sdpa_backend is not None:
+            _choice("sdpa_backend", self.sdpa_backend, SDPA_BACKENDS)
         for name in ("steps", "batch_size", "grad_accum", "lora_rank", "context", "stride", "keep_last", "log_every"):
             _at_least(name, getattr(self, name), 1)
         for name in ("state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every"):

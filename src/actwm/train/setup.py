@@ -6,6 +6,7 @@ order. Item checks live in `actwm.batch.Batch` (shapes, pixel range) and `check_
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from accelerate.state import AcceleratorState
 from safetensors import SafetensorError
 from torch import nn
 from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import Dataset, default_collate
 
 from actwm.actions import ActionSpace, get_action_space
@@ -82,7 +84,8 @@ def build_optimizer(
     wm: WorldModel, cfg: TrainConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over `param_groups` and its warmup/cosine `LambdaLR`."""
-    opt = torch.optim.AdamW(param_groups(wm, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[cfg.optimizer_impl]
+    opt = torch.optim.AdamW(param_groups(wm, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **impl)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     return opt, sched
 
@@ -245,6 +248,38 @@ def record_data_facts(wm: WorldModel, cfg: TrainConfig, dataset: Dataset, batch:
             setattr(wm.config, key, value)
 
 
+# ------------------------------------------------------------------------------------------ speed switches
+
+SDPA_KERNELS = {
+    "math": SDPBackend.MATH,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+
+
+def apply_speed_switches(wm: WorldModel, cfg: TrainConfig, device: torch.device) -> None:
+    """`cfg.channels_last` (convolution weights) and `cfg.compile` (the backbone, in place: parameter names,
+    checkpoints and hooks unchanged). Both change float rounding only, not the computation."""
+    if cfg.sdpa_backend in ("efficient", "cudnn") and device.type != "cuda":
+        raise ValueError(f"TrainConfig.sdpa_backend: {cfg.sdpa_backend!r} needs a CUDA GPU; use 'math' or 'flash'")
+    if cfg.channels_last:
+        for module in wm.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
+            elif isinstance(module, nn.Conv3d):
+                module.to(memory_format=torch.channels_last_3d)
+    if cfg.compile:
+        wm.adapter.backbone.compile()
+
+
+def attention_context(cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    """The SDPA kernel choice of `cfg.sdpa_backend` for forward and backward (a no-op when None)."""
+    if cfg.sdpa_backend is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPA_KERNELS[cfg.sdpa_backend]])
+
+
 # ------------------------------------------------------------------------------------------ accelerator
 
 
@@ -360,4 +395,6 @@ __all__ = [
     "sample_batch",
     "check_compatible",
     "FSDP_WRAP",
+    "apply_speed_switches",
+    "attention_context",
 ]

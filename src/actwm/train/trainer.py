@@ -69,7 +69,9 @@ from actwm.train.sampling import StepBatchSampler, StepIndexer, derive_seed, noi
 from actwm.train.saving import FINAL, clean_final_leftovers, save_state_dict, write_final
 from actwm.train.setup import (
     LossModule,
+    apply_speed_switches,
     apply_train_mode,
+    attention_context,
     build_dataset,
     build_model,
     build_optimizer,
@@ -141,6 +143,7 @@ class Trainer:
         if model is None:
             model = build_model(cfg, dataset_action_space(self.dataset, first.actions.shape[-1]))
         self.wm = apply_train_mode(model, cfg)
+        apply_speed_switches(self.wm, cfg, self.device)
         check_compatible(self.wm, first)
         record_data_facts(self.wm, cfg, self.dataset, first)
         self.action_dropout = cfg.effective_action_dropout
@@ -269,7 +272,7 @@ class Trainer:
             batch = self._next_batch()
             gen = noise_generator(cfg.seed, step, m, self.rank, self.device)
             sync = contextlib.nullcontext() if m == cfg.grad_accum - 1 else self.accelerator.no_sync(self.model)
-            with sync:
+            with sync, attention_context(cfg):
                 loss = self.model(batch, gen, self.action_dropout)
                 self.accelerator.backward(loss / cfg.grad_accum)
             total += loss.detach().float()
