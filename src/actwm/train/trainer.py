@@ -22,7 +22,14 @@ dicts). What it does, in order:
    uninterrupted run exactly (bit-for-bit on CPU), and every rank sees different clips.
 5. Checkpoints every `checkpoint_every` steps (see `actwm.train.checkpoint`), a `metrics.csv` row every
    `log_every` steps, a tqdm bar; at the end `out/final/` holds the world model (EMA weights when
-   enabled), loadable with `WorldModel.load`.
+   enabled), loadable with `WorldModel.load`. `--resume` continues from the newest checkpoint that
+   matches its checksums (a corrupt newer one is set aside with a warning); leftovers of killed writes
+   are removed at the start and the end of a run.
+
+Each collated micro-batch becomes an `actwm.batch.Batch` at the DataLoader's door (pixels mapped to
+[-1, 1], shapes checked) and is passed on to the loss. The pieces live in `sampling` (stateless clip
+order and noise), `setup` (accelerator, dataset, model, optimizer, speed switches), `logs` (metrics.csv,
+trackers, bar), `checkpoint` and `saving` (final model); this module holds the loop.
 
 Scale-out::
 
