@@ -21,16 +21,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DISTRIBUTED = ("auto", "ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
-NORMALISATIONS = ("std", "nwm", "none")
+SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
+NORMALISATIONS = ("std", "nwm", "nwm_scale", "none")  # = actwm.actions.NORMALISATIONS on the "ground" branch
 
 
 @dataclass
@@ -75,6 +80,13 @@ class TrainConfig:
         cpu: force CPU even where a GPU exists.
         tensorboard: also log to TensorBoard (needs the `tensorboard` package).
         wandb_project: also log to Weights & Biases (needs `wandb`); None = off.
+        compile: `torch.compile` the backbone (inductor; CPU or GPU). Speed switches like this one are off
+            by default; `benchmarks/train_step.py` measures each (speedup and loss-curve drift).
+        channels_last: channels-last memory format for the model's convolution weights.
+        sdpa_backend: force one scaled-dot-product-attention kernel ("math", "flash", "efficient",
+            "cudnn"); None lets torch choose.
+        optimizer_impl: AdamW implementation: "default" (torch's choice: a per-parameter loop on CPU),
+            "foreach" (multi-tensor) or "fused".
     """
 
     data: str | None = None
@@ -120,6 +132,10 @@ class TrainConfig:
     cpu: bool = False
     tensorboard: bool = False
     wandb_project: str | None = None
+    compile: bool = False
+    channels_last: bool = False
+    sdpa_backend: str | None = None
+    optimizer_impl: str = "default"
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON lists -> tuple
@@ -145,6 +161,9 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("action_mode", self.action_mode, ACTION_MODES)
         _choice("normalise", self.normalise, NORMALISATIONS)
+        _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
+        if self.sdpa_backend is not None:
+            _choice("sdpa_backend", self.sdpa_backend, SDPA_BACKENDS)
         for name in ("steps", "batch_size", "grad_accum", "lora_rank", "context", "stride", "keep_last", "log_every"):
             _at_least(name, getattr(self, name), 1)
         for name in ("state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every"):
@@ -180,11 +199,9 @@ class TrainConfig:
             )
         if self.mixed_precision == "fp16" and self.cpu:
             raise ValueError("TrainConfig.mixed_precision: 'fp16' needs a GPU; use 'bf16' or 'no' with cpu=True")
-        from actwm.models.world_model import PRESETS
-
-        if self.model not in PRESETS and self.model != "tiny":
+        if self.model not in MODEL_PRESETS and self.model != "tiny":
             raise ValueError(
-                f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(PRESETS)}"
+                f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(MODEL_PRESETS)}"
             )
 
     # -- derived -----------------------------------------------------------------------------------
@@ -317,7 +334,7 @@ def _at_least(name: str, value: int, lo: int) -> None:
 
 def _matches(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_matches(value, h) for h in typing.get_args(hint))
     if hint is type(None):
         return value is None
@@ -338,7 +355,7 @@ def _matches(value: Any, hint: Any) -> bool:
 
 def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if hint is type(None):
         return "None"

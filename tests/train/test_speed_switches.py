@@ -1,0 +1,48 @@
+"""Speed switches of TrainConfig reach what they switch and keep the seeded loss curve (float rounding only)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from actwm.models.world_model import WorldModel
+from actwm.train import TrainConfig, train
+from actwm.train.setup import apply_speed_switches
+from actwm.train.trainer import Trainer
+from tests.train.conftest import DictDataset
+
+
+def _cfg(tmp_path, name: str, **kw) -> TrainConfig:
+    base = dict(steps=4, batch_size=2, lr=1e-3, checkpoint_every=0, cpu=True, seed=2)
+    return TrainConfig(out=str(tmp_path / name), **{**base, **kw})
+
+
+def test_switches_keep_the_loss_curve(tmp_path):
+    ds = DictDataset(n=4, frames=5, size=16)
+    base = train(_cfg(tmp_path, "base"), dataset=ds, progress=False).losses
+    for name, switch in {
+        "foreach": dict(optimizer_impl="foreach"),
+        "fused": dict(optimizer_impl="fused"),
+        "math": dict(sdpa_backend="math"),
+        "channels_last": dict(channels_last=True),
+    }.items():
+        losses = train(_cfg(tmp_path, name, **switch), dataset=ds, progress=False).losses
+        assert losses == pytest.approx(base, rel=1e-4, abs=1e-5), name
+        if name == "math":  # the forced kernel really ran: torch's CPU default (flash) rounds differently
+            assert losses != base
+
+
+def test_switches_reach_their_targets(tmp_path):
+    ds = DictDataset(n=2, frames=5, size=16)
+    trainer = Trainer(_cfg(tmp_path, "f", optimizer_impl="fused"), dataset=ds, progress=False)
+    assert trainer.optimizer.optimizer.defaults["fused"] is True
+    trainer = Trainer(_cfg(tmp_path, "c", channels_last=True), dataset=ds, progress=False)
+    convs = [m for m in trainer.wm.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last_3d) for m in convs)
+    wm = WorldModel.from_preset("wan2.1-tiny", "custom3")
+    keys = list(wm.state_dict())
+    apply_speed_switches(wm, _cfg(tmp_path, "k", compile=True), torch.device("cpu"))
+    assert wm.adapter.backbone._compiled_call_impl is not None and list(wm.state_dict()) == keys
+    with pytest.raises(ValueError, match="sdpa_backend"):
+        Trainer(_cfg(tmp_path, "e", sdpa_backend="efficient"), dataset=ds, progress=False)
