@@ -69,8 +69,8 @@ def test_landmarks_and_heatmap_match_pybullet(manip, kin):
     _, marks = render_kvaf([pose], k, e, RenderConfig(SIZE, SIZE))
     joints = np.array([m["joints"] for m in marks], dtype=np.float64)
     ee = np.array([m["ee"] for m in marks], dtype=np.float64)
-    assert np.abs(joints - ref).max() < 1.0
-    assert np.abs(ee - ref[:, EE_LINK]).max() < 1.0
+    assert np.abs(joints - ref).max() < 0.01  # measured ~1e-5 px; the issue asks for 1 px
+    assert np.abs(ee - ref[:, EE_LINK]).max() < 0.01
     # the drawn pixels: heatmap peak and isolated landmark dots land within 1 px of the reference
     only = dict(skeleton=False, landmarks=False, gripper=False, heatmap=False, axes=False)
     heat, _ = render_kvaf([pose], k, e, RenderConfig(SIZE, SIZE, **{**only, "heatmap": True}))
