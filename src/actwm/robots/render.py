@@ -169,14 +169,6 @@ def depth_limits(depths: list[np.ndarray], cfg: RenderConfig) -> tuple[float, fl
     return (float(lo), float(hi)) if hi - lo > 1e-3 else (float(lo) - 0.05, float(hi) + 0.05)
 
 
-def _fx(uv: np.ndarray) -> tuple[int, int]:
-    return int(round(uv[0] * _ONE)), int(round(uv[1] * _ONE))
-
-
-def _colour(rgb: Any) -> tuple[int, int, int]:
-    return tuple(int(round(c)) for c in rgb)
-
-
 def draw_heatmap(canvas: np.ndarray, uv: np.ndarray, sigma: float) -> None:
     """Max-composite a Gaussian of peak 255 (HEATMAP_RGB) centred at float pixel `uv` onto `canvas` in place."""
     h, w = canvas.shape[:2]
@@ -195,15 +187,29 @@ def draw_heatmap(canvas: np.ndarray, uv: np.ndarray, sigma: float) -> None:
 
 @dataclass
 class _Projected:
-    """One arm's keypoints in one video: pixel `uv` (T, N, 2), depth `z` (T, N), slices into N per part."""
+    """One arm's keypoints in one video: pixel `uv` (T, N, 2), depth `z` (T, N), slices into N per part.
+
+    `prepare` adds per-point validity `ok` (T, N), fixed-point pixels `fx` (T, N, 2) and the depth colours
+    of the skeleton segments `seg_rgb` (T, n+1, 3) and landmarks `dot_rgb` (T, n, 3), for the whole video at once.
+    """
 
     uv: np.ndarray
     z: np.ndarray
     parts: dict[str, slice]
     gripper: bool
+    ok: np.ndarray | None = None
+    fx: list | None = None
+    seg_rgb: list | None = None
+    dot_rgb: list | None = None
 
-    def ok(self, t: int, i: int) -> bool:
-        return bool(self.z[t, i] > MIN_DEPTH and np.isfinite(self.uv[t, i]).all())
+    def prepare(self, near: float, far: float) -> None:
+        self.ok = (self.z > MIN_DEPTH) & np.isfinite(self.uv).all(-1)
+        # python ints: what cv2 accepts, converted once per video
+        self.fx = np.round(np.where(self.ok[..., None], self.uv, 0.0) * _ONE).astype(np.int64).tolist()
+        zc = self.z[:, self.parts["chain"]]
+        frac = lambda z: (z - near) / (far - near)  # noqa: E731
+        self.seg_rgb = np.round(palette(frac(0.5 * (zc[:, 1:] + zc[:, :-1])))).astype(np.int64).tolist()
+        self.dot_rgb = np.round(palette(frac(zc[:, 1:-1]))).astype(np.int64).tolist()
 
 
 def _project_arm(pose: ArmPose, gripper: GripperSpec | None, k: np.ndarray, e: np.ndarray, cfg: RenderConfig):
@@ -216,58 +222,54 @@ def _project_arm(pose: ArmPose, gripper: GripperSpec | None, k: np.ndarray, e: n
     return _Projected(uv, z, parts, gripper is not None)
 
 
-def _primitives(arm: _Projected, t: int, near: float, far: float, cfg: RenderConfig) -> list[tuple]:
-    """Depth-keyed drawing primitives of one arm at frame t: (depth, kind, points, colour)."""
+def _primitives(arm: _Projected, t: int, cfg: RenderConfig) -> list[tuple]:
+    """Depth-keyed drawing primitives of one arm at frame t: (depth, kind, fixed-point points, colour)."""
     prims: list[tuple] = []
-    frac = lambda z: (z - near) / (far - near)  # noqa: E731
-    c = arm.parts["chain"]
-    idx = list(range(c.start, c.stop))
+    ok, fx, z = arm.ok[t].tolist(), arm.fx[t], arm.z[t].tolist()
+    c0, c1 = arm.parts["chain"].start, arm.parts["chain"].stop
     if cfg.skeleton:
-        for a, b in zip(idx[:-1], idx[1:]):
-            if arm.ok(t, a) and arm.ok(t, b):
-                zm = 0.5 * (arm.z[t, a] + arm.z[t, b])
-                prims.append((zm, "line", (arm.uv[t, a], arm.uv[t, b]), _colour(palette(frac(zm)))))
+        for k, a in enumerate(range(c0, c1 - 1)):
+            if ok[a] and ok[a + 1]:
+                prims.append((0.5 * (z[a] + z[a + 1]), 0, (tuple(fx[a]), tuple(fx[a + 1])), tuple(arm.seg_rgb[t][k])))
     if cfg.landmarks:
-        for j in idx[1:-1]:
-            if arm.ok(t, j):
-                prims.append((arm.z[t, j] - 1e-4, "dot", (arm.uv[t, j],), _colour(palette(frac(arm.z[t, j])))))
+        for k, j in enumerate(range(c0 + 1, c1 - 1)):
+            if ok[j]:
+                prims.append((z[j] - 1e-4, 1, (tuple(fx[j]),), tuple(arm.dot_rgb[t][k])))
     if cfg.gripper and arm.gripper:
         g0 = arm.parts["gripper"].start
         for a, b in _GRIPPER_SEGMENTS:
-            if arm.ok(t, g0 + a) and arm.ok(t, g0 + b):
-                zm = 0.5 * (arm.z[t, g0 + a] + arm.z[t, g0 + b])
-                prims.append((zm, "line", (arm.uv[t, g0 + a], arm.uv[t, g0 + b]), GRIPPER_RGB))
+            if ok[g0 + a] and ok[g0 + b]:
+                prims.append((0.5 * (z[g0 + a] + z[g0 + b]), 0, (tuple(fx[g0 + a]), tuple(fx[g0 + b])), GRIPPER_RGB))
     return prims
 
 
 def _draw_axes(canvas: np.ndarray, arm: _Projected, t: int, thickness: int) -> None:
-    ee, ax = arm.parts["chain"].stop - 1, arm.parts["axes"]
-    if not arm.ok(t, ee):
+    ee, ax = arm.parts["chain"].stop - 1, arm.parts["axes"].start
+    if not arm.ok[t, ee]:
         return
-    order = sorted(range(3), key=lambda i: -arm.z[t, ax.start + i])  # far axis first
-    for i in order:
-        if arm.ok(t, ax.start + i):
+    for i in sorted(range(3), key=lambda i: -arm.z[t, ax + i]):  # far axis first
+        if arm.ok[t, ax + i]:
             cv2.line(
-                canvas, _fx(arm.uv[t, ee]), _fx(arm.uv[t, ax.start + i]), AXIS_RGB[i], thickness, cv2.LINE_AA, _SHIFT
+                canvas, tuple(arm.fx[t][ee]), tuple(arm.fx[t][ax + i]), AXIS_RGB[i], thickness, cv2.LINE_AA, _SHIFT
             )
 
 
-def _draw_frame(arms: list[_Projected], t: int, near: float, far: float, cfg: RenderConfig) -> np.ndarray:
+def _draw_frame(arms: list[_Projected], t: int, cfg: RenderConfig) -> np.ndarray:
     canvas = np.zeros((cfg.height, cfg.width, 3), np.uint8)
     if cfg.heatmap:
         for arm in arms:
             ee = arm.parts["chain"].stop - 1
-            if arm.ok(t, ee):
+            if arm.ok[t, ee]:
                 draw_heatmap(canvas, arm.uv[t, ee], cfg.sigma_px)
-    prims = [q for arm in arms for q in _primitives(arm, t, near, far, cfg)]
+    prims = [q for arm in arms for q in _primitives(arm, t, cfg)]
     th, r = cfg.thickness, cfg.radius
     for _, kind, pts, col in sorted(prims, key=lambda q: -q[0]):  # far to near: nearer covers farther
-        if kind == "line":
-            cv2.line(canvas, _fx(pts[0]), _fx(pts[1]), col, th, cv2.LINE_AA, _SHIFT)
+        if kind == 0:
+            cv2.line(canvas, pts[0], pts[1], col, th, cv2.LINE_AA, _SHIFT)
         else:
-            cv2.circle(canvas, _fx(pts[0]), r * _ONE, col, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(canvas, pts[0], r * _ONE, col, -1, cv2.LINE_AA, _SHIFT)
             if r >= 2:
-                cv2.circle(canvas, _fx(pts[0]), r * _ONE, (0, 0, 0), 1, cv2.LINE_AA, _SHIFT)
+                cv2.circle(canvas, pts[0], r * _ONE, (0, 0, 0), 1, cv2.LINE_AA, _SHIFT)
     if cfg.axes:
         for arm in arms:
             _draw_axes(canvas, arm, t, th)
@@ -276,7 +278,7 @@ def _draw_frame(arms: list[_Projected], t: int, near: float, far: float, cfg: Re
 
 def _landmarks(arm: _Projected, t: int) -> dict[str, Any]:
     c = arm.parts["chain"]
-    pt = lambda i: [float(arm.uv[t, i, 0]), float(arm.uv[t, i, 1])] if arm.ok(t, i) else None  # noqa: E731
+    pt = lambda i: [float(arm.uv[t, i, 0]), float(arm.uv[t, i, 1])] if arm.ok[t, i] else None  # noqa: E731
     return {"joints": [pt(i) for i in range(c.start + 1, c.stop - 1)], "ee": pt(c.stop - 1)}
 
 
@@ -313,6 +315,8 @@ def render_kvaf(
     proj = [_project_arm(a, g, k, e, cfg) for a, g in zip(arms, grippers)]
     near, far = depth_limits([pa.z[:, pa.parts["chain"]] for pa in proj], cfg)
     # 4. draw frame by frame
-    frames = np.stack([_draw_frame(proj, i, near, far, cfg) for i in range(t)])
+    for pa in proj:
+        pa.prepare(near, far)
+    frames = np.stack([_draw_frame(proj, i, cfg) for i in range(t)])
     marks = [[_landmarks(pa, i) for pa in proj] for i in range(t)]
     return frames, [m[0] if len(m) == 1 else {"arms": m} for m in marks]
