@@ -7,7 +7,7 @@ import pybullet as p
 import pytest
 
 from actwm.robots.kinematics import ArmKinematics, ArmPose
-from actwm.robots.render import RenderConfig, palette, render_kvaf
+from actwm.robots.render import RenderConfig, gripper_points, palette, render_kvaf
 from actwm.robots.spec import ROBOTS
 from actwm.sim.manip import ARM_JOINTS, EE_LINK, ManipEnv
 
@@ -151,3 +151,24 @@ def test_bad_inputs_name_what_is_wrong(kin):
         render_kvaf([pose], _K, bad_e, RenderConfig())
     with pytest.raises(ValueError, match="need 2 frames"):
         render_kvaf([pose], np.tile(_K, (3, 1, 1)), _E, RenderConfig())
+
+
+def test_gripper_follows_the_state_and_pybullets_fingers(manip, kin):
+    """The schematic finger tips sit on pybullet's own finger-tip links, open and closed, and the opening read
+    from the recorded finger joints (actwm.sim.manip: -0.3 / +0.3 rad open, 0 closed) is 1 / 0."""
+    robot = ROBOTS["manip"]
+    c, body = manip.client, manip.robot
+    q = np.array([0.006, 0.413, -0.011, -1.589, 0.005, 1.138, -0.007])
+    for j, v in zip(ARM_JOINTS, q):
+        p.resetJointState(body, j, float(v), physicsClientId=c)
+    for finger, opening in ((0.3, 1.0), (0.0, 0.0)):
+        p.resetJointState(body, 8, -finger, physicsClientId=c)
+        p.resetJointState(body, 11, finger, physicsClientId=c)
+        tips = np.array(
+            [p.getLinkState(body, j, computeForwardKinematics=True, physicsClientId=c)[4] for j in (10, 13)]
+        )
+        state = np.array([-finger, finger])
+        read = np.clip(robot.gripper_bias + state @ np.asarray(robot.gripper_weights), 0, 1)
+        assert read == pytest.approx(opening)
+        ours = gripper_points(kin.forward(q, [read]), robot.gripper)[0, 4:6]
+        assert np.linalg.norm(ours - tips, axis=1).max() < 0.012

@@ -118,7 +118,7 @@ def gripper_points(pose: ArmPose, spec: GripperSpec, opening: np.ndarray | None 
 
 
 # gripper segments as index pairs into gripper_points
-_GRIPPER_SEGMENTS = ((0, 1), (2, 3), (2, 4), (3, 5))
+GRIPPER_SEGMENTS = ((0, 1), (2, 3), (2, 4), (3, 5))
 
 
 def arm_keypoints(pose: ArmPose, gripper: GripperSpec | None, axis_length: float) -> dict[str, np.ndarray]:
@@ -237,7 +237,7 @@ def _primitives(arm: _Projected, t: int, cfg: RenderConfig) -> list[tuple]:
                 prims.append((z[j] - 1e-4, 1, (tuple(fx[j]),), tuple(arm.dot_rgb[t][k])))
     if cfg.gripper and arm.gripper:
         g0 = arm.parts["gripper"].start
-        for a, b in _GRIPPER_SEGMENTS:
+        for a, b in GRIPPER_SEGMENTS:
             if ok[g0 + a] and ok[g0 + b]:
                 prims.append((0.5 * (z[g0 + a] + z[g0 + b]), 0, (tuple(fx[g0 + a]), tuple(fx[g0 + b])), GRIPPER_RGB))
     return prims

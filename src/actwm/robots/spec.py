@@ -17,6 +17,9 @@ import pybullet_data
 class GripperSpec:
     """A two-finger gripper drawn in the end-effector frame (metres).
 
+    The defaults are the manip gripper (wsg50 on the iiwa flange): finger pivots 0.089 m below the flange,
+    finger-tip link origins at x = +-0.02 (closed) / +-0.06 (open), z ~0.225 (measured with pybullet).
+
     Attributes:
         palm: palm centre in the end-effector frame (the stem is drawn from the end-effector origin to it).
         spread_axis: end-effector axis (0 x, 1 y, 2 z) the fingers open along.
@@ -26,13 +29,13 @@ class GripperSpec:
         tip_half_closed, tip_half_open: half separation of the tips at opening 0 (closed) and 1 (open).
     """
 
-    palm: tuple[float, float, float] = (0.0, 0.0, 0.09)
+    palm: tuple[float, float, float] = (0.0, 0.024, 0.089)
     spread_axis: int = 0
     depth_axis: int = 2
-    palm_half: float = 0.03
-    tip_depth: float = 0.25
-    tip_half_closed: float = 0.015
-    tip_half_open: float = 0.065
+    palm_half: float = 0.02
+    tip_depth: float = 0.225
+    tip_half_closed: float = 0.02
+    tip_half_open: float = 0.06
 
     def __post_init__(self) -> None:
         if self.spread_axis == self.depth_axis or {self.spread_axis, self.depth_axis} - {0, 1, 2}:
