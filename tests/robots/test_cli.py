@@ -107,3 +107,20 @@ def test_incomplete_inputs_fail_clearly_without_output(store, tmp_path, capsys, 
     assert main(["render", f"{src}:0", "--out", str(out), "--overlay", *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_recover_reads_back_the_rendered_video(store, tmp_path, capsys):
+    """`actwm kvaf recover` on the mp4 that `render` wrote (lossy H.264) finds every cue again."""
+    out = tmp_path / "r"
+    assert main(["render", f"{store}:0", "--out", str(out), "--size", "128"]) == 0
+    rec_path = tmp_path / "rec" / "recovered.json"
+    assert main(["recover", str(out / "kvaf.mp4"), "--episode", f"{store}:0", "--json", str(rec_path)]) == 0
+    assert "detection rate: heatmap 1.00" in capsys.readouterr().out
+    rec = json.loads(rec_path.read_text())
+    err = rec["errors"]
+    assert err["detection_rate"]["all"] >= 0.75
+    assert err["pixel_error"] < 0.5 and err["translation_error"] < 0.04 and err["rotation_error"] < 0.15
+    ee = np.array([u for u in rec["frames"]["ee"]], dtype=np.float64)
+    assert np.abs(ee - _recorded_ee_pixels(store, 128)).max() < 1.0
+    assert len(rec["actions"]) == FRAMES - 1 and len(rec["frames"]["opening"]) == FRAMES
+    assert rec["video_sha256"] and rec["episode"] == 0

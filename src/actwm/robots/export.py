@@ -1,4 +1,4 @@
-"""Render a dataset episode's KVAF video, its overlay on the real frames and its per-frame landmarks to files."""
+"""Render a dataset episode's KVAF video, overlay and landmarks to files; recover actions from a KVAF video."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 import actwm
 from actwm.data.lerobot import LeRobotDataset
+from actwm.geometry import wrap_angle
 from actwm.io import atomic_write_json
 from actwm.robots.episode import dataset_robot, episode_camera, episode_pose, parse_spec
 from actwm.robots.kinematics import ArmKinematics
+from actwm.robots.recover import RecoveryConfig, recover_kvaf, recovery_errors
 from actwm.robots.render import RenderConfig, render_kvaf, scale_intrinsics
-from actwm.video import write_mp4
+from actwm.video import read_video, write_mp4
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,59 @@ def render_episode(spec: str, out: str | Path, cfg: ExportConfig) -> dict[str, P
     paths["record"] = out / "kvaf.json"
     atomic_write_json(paths["record"], record)
     return paths
+
+
+def _rows(x: np.ndarray, ok: np.ndarray) -> list:
+    return [row.tolist() if good else None for row, good in zip(np.asarray(x, dtype=np.float64), ok)]
+
+
+def recover_episode(video: str | Path, spec: str, json_path: str | Path, cfg: ExportConfig) -> dict[str, Any]:
+    """Recover end-effector pixel, pose and gripper opening from a KVAF video of episode `spec`'s camera.
+
+    The video must be drawn with the default `RenderConfig` at its own size (as `render_episode` writes it).
+    Writes per-frame values (null where a cue was not detected), ee7 actions between consecutive frames where
+    both poses were recovered (dx, dy, dz, droll, dpitch, dyaw, gripper; gripper = 1 - opening), detection
+    rates and, when the episode has joint states, the errors against them. Returns the JSON record.
+    """
+    # 1. inputs: frames, the episode's camera scaled to the video, the robot
+    frames, _ = read_video(video)
+    root, index = parse_spec(spec)
+    ds = LeRobotDataset(root)
+    robot = dataset_robot(ds, cfg.robot).with_ee_link(cfg.ee_link)
+    cam = episode_camera(ds, index)
+    if len(frames) != len(cam.intrinsics):
+        raise ValueError(f"{video}: has {len(frames)} frames but episode {spec} has {len(cam.intrinsics)}")
+    h, w = frames.shape[1:3]
+    rcfg = replace(cfg.render, height=h, width=w)
+    k = scale_intrinsics(cam.intrinsics, cam.hw, (h, w))
+    # 2. recover, and score against the recorded arm where there is one
+    rec = recover_kvaf(frames, k, cam.extrinsics, rcfg, robot.gripper)
+    with ArmKinematics(robot) as kin:
+        truth = episode_pose(ds, index, robot, kin, "state")[0]
+    errors = recovery_errors(rec, truth, k, cam.extrinsics)
+    # 3. actions between consecutive recovered poses
+    a = rec.detected["axes"]
+    rpy = np.stack(
+        [Rotation.from_matrix(r).as_euler("xyz") if ok else np.full(3, np.nan) for r, ok in zip(rec.ee_rot, a)]
+    )
+    both = a[1:] & a[:-1]
+    d = np.concatenate([np.diff(rec.ee_pos, axis=0), wrap_angle(np.diff(rpy, axis=0)), 1.0 - rec.opening[1:, None]], 1)
+    record = {
+        "actwm_version": actwm.__version__,
+        "video": str(Path(video).resolve()),
+        "video_sha256": _sha256(Path(video)),
+        "dataset": str(Path(root).resolve()),
+        "episode": index,
+        "render": asdict(rcfg),
+        "recovery": asdict(RecoveryConfig()),
+        "frames": {
+            "ee": _rows(rec.ee_uv, rec.detected["heatmap"]),
+            "ee_pos": _rows(rec.ee_pos, a),
+            "ee_rpy": _rows(rpy, a),
+            "opening": [float(o) if ok else None for o, ok in zip(rec.opening, rec.detected["gripper"])],
+        },
+        "actions": _rows(d, both & rec.detected["gripper"][1:]),
+        "errors": errors,
+    }
+    atomic_write_json(json_path, record)
+    return record
