@@ -172,3 +172,20 @@ def test_gripper_follows_the_state_and_pybullets_fingers(manip, kin):
         assert read == pytest.approx(opening)
         ours = gripper_points(kin.forward(q, [read]), robot.gripper)[0, 4:6]
         assert np.linalg.norm(ours - tips, axis=1).max() < 0.012
+
+
+@pytest.mark.parametrize(
+    "settings, fracs",
+    [
+        ({"depth_mode": "percentile", "percentiles": (0.0, 100.0)}, (0.25, 0.75)),  # the video's own depth span
+        ({"depth_mode": "absolute", "depth_range": (1.0, 3.0)}, (0.25, 0.75)),
+        ({"depth_mode": "absolute", "depth_range": (0.5, 5.5)}, (0.2, 0.4)),
+    ],
+)
+def test_depth_shading_uses_the_chosen_range(settings, fracs):
+    # a vertical link from depth 1 to 2 (mid 1.5) above a vertical link from 2 to 3 (mid 2.5)
+    pose = _pose([(0.0, -0.5, 1.0), (0.0, 0.0, 2.0), (0.0, 0.3, 3.0)])
+    cfg = RenderConfig(SIZE, SIZE, landmarks=False, heatmap=False, axes=False, gripper=False, **settings)
+    img, _ = render_kvaf([pose], _K, _E, cfg)
+    upper, lower = img[0, 30, 64].astype(np.float64), img[0, 69, 64].astype(np.float64)
+    assert np.abs(upper - palette(fracs[0])).max() < 3 and np.abs(lower - palette(fracs[1])).max() < 3
