@@ -8,7 +8,7 @@ import pytest
 
 from actwm.robots.kinematics import ArmKinematics, ArmPose
 from actwm.robots.render import RenderConfig, gripper_points, palette, render_kvaf
-from actwm.robots.spec import ROBOTS
+from actwm.robots.spec import ROBOTS, RobotSpec
 from actwm.sim.manip import ARM_JOINTS, EE_LINK, ManipEnv
 
 SIZE = 128
@@ -189,3 +189,40 @@ def test_depth_shading_uses_the_chosen_range(settings, fracs):
     img, _ = render_kvaf([pose], _K, _E, cfg)
     upper, lower = img[0, 30, 64].astype(np.float64), img[0, 69, 64].astype(np.float64)
     assert np.abs(upper - palette(fracs[0])).max() < 3 and np.abs(lower - palette(fracs[1])).max() < 3
+
+
+def test_forward_kinematics_of_other_urdf_arms_matches_pybullet():
+    """Any serial arm: panda (fixed joints before the hand) and the iiwa URDF on a moved, turned base, against
+    pybullet's own link states of the same file loaded at that base pose in another client."""
+    rng = np.random.default_rng(1)
+    cases = [
+        (RobotSpec("panda", "franka_panda/panda.urdf", "panda_hand", gripper=None), (0, 0, 0), (0, 0, 0, 1), 7),
+        (RobotSpec("iiwa", "kuka_iiwa/model.urdf", "lbr_iiwa_link_7", gripper=None), (0.3, -0.2, 0.1), None, 7),
+    ]
+    for spec, pos, orn, n in cases:
+        orn = orn or p.getQuaternionFromEuler([0.1, -0.2, 0.7])
+        spec = RobotSpec(**{**spec.__dict__, "base_position": pos, "base_orientation": orn})
+        q = rng.uniform(-1.5, 1.5, (5, n))
+        c = p.connect(p.DIRECT)
+        try:
+            body = p.loadURDF(str(spec.resolved_path()), pos, orn, useFixedBase=True, physicsClientId=c)
+            names = [
+                p.getJointInfo(body, j, physicsClientId=c)[12].decode()
+                for j in range(p.getNumJoints(body, physicsClientId=c))
+            ]
+            ee = names.index(spec.ee_link)
+            ref_j, ref_ee = [], []
+            for row in q:
+                for j, v in enumerate(row):
+                    p.resetJointState(body, j, float(v), physicsClientId=c)
+                ls = [p.getLinkState(body, j, computeForwardKinematics=True, physicsClientId=c)[4] for j in range(n)]
+                ref_j.append(ls)
+                ref_ee.append(p.getLinkState(body, ee, computeForwardKinematics=True, physicsClientId=c)[4])
+        finally:
+            p.disconnect(c)
+        with ArmKinematics(spec) as kin:
+            assert kin.n_joints == n
+            pose = kin.forward(q)
+            assert np.allclose(pose.root, pos, atol=1e-6)
+        assert np.abs(pose.joints - np.asarray(ref_j)).max() < 1e-5
+        assert np.abs(pose.ee_pos - np.asarray(ref_ee)).max() < 1e-5

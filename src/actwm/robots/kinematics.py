@@ -63,7 +63,10 @@ class ArmKinematics:
             self.body = bodies[spec.body_index]
         else:
             self.body = p.loadURDF(str(path), useFixedBase=True, physicsClientId=c)
-        p.resetBasePositionAndOrientation(self.body, spec.base_position, spec.base_orientation, physicsClientId=c)
+        # the spec gives the base link frame; pybullet places a body by its base inertial frame
+        local_pos, local_orn = p.getDynamicsInfo(self.body, -1, physicsClientId=c)[3:5]
+        com = p.multiplyTransforms(spec.base_position, spec.base_orientation, local_pos, local_orn)
+        p.resetBasePositionAndOrientation(self.body, com[0], com[1], physicsClientId=c)
         infos = [
             p.getJointInfo(self.body, j, physicsClientId=c) for j in range(p.getNumJoints(self.body, physicsClientId=c))
         ]

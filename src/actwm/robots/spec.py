@@ -52,7 +52,8 @@ class RobotSpec:
         name: preset name.
         path: URDF or SDF file; relative paths are looked up in `pybullet_data`.
         ee_link: name of the end-effector link (its frame origin is the `ee` landmark).
-        base_position, base_orientation: base link frame in the world (xyzw quaternion).
+        base_position, base_orientation: base link frame (URDF / SDF frame, not the inertial one) in the world
+            (xyzw quaternion).
         body_index: which model of an SDF holds the arm.
         joint_columns: `observation.state` names of the arm joints (base to end-effector, URDF order).
         gripper_columns, gripper_weights, gripper_bias: opening in [0, 1] = clip(bias + sum(w * state[col])).
@@ -100,6 +101,8 @@ ROBOTS: dict[str, RobotSpec] = {
         name="manip",
         path="kuka_iiwa/kuka_with_gripper2.sdf",
         ee_link="lbr_iiwa_link_7",  # the flange: pybullet link 6, as actwm.sim.manip.EE_LINK
+        # the sim puts the base's inertial frame at the origin; the base link frame sits 0.1 / -0.07 m from it
+        base_position=(0.1, 0.0, -0.07),
         joint_columns=tuple(f"q{i}" for i in range(7)),
         gripper_columns=("finger_left", "finger_right"),
         gripper_weights=(-0.5 / _MANIP_FINGER_OPEN, 0.5 / _MANIP_FINGER_OPEN),
