@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("actwm.rollout.cli", "imagine the future of a start frame under an action sequence"),
     "eval": ("actwm.eval.cli", "score predicted videos against ground truth (SCS, PSNR, SSIM, LPIPS, FVD, ...)"),
     "policy-eval": ("actwm.eval.policy", "Pearson / MMRV between world-model and real success rates"),
+    "kvaf": ("actwm.robots.cli", "render Kinematic-to-Visual Action Fields of a dataset episode, recover actions"),
     "info": ("actwm.models.cli", "list backbone presets and action spaces"),
 }
 

@@ -25,6 +25,7 @@ import numpy as np
 from actwm.data.safety import inside_root
 from actwm.episode import Episode
 from actwm.io import read_json
+from actwm.video import iter_video, video_info
 
 STATE_DIM = 25
 
@@ -101,14 +102,7 @@ class OneXDataset:
 
     @staticmethod
     def _container_fps(path: Path) -> float:
-        import av
-
-        try:
-            with av.open(str(path)) as c:
-                s = c.streams.video[0]
-                return float(s.average_rate or s.base_rate)
-        except (av.error.FFmpegError, IndexError) as exc:  # type: ignore[attr-defined]
-            raise ValueError(f"{path}: cannot open video ({exc})") from exc
+        return video_info(path).fps
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -133,20 +127,14 @@ class OneXDataset:
 
     def _decode_shard(self, shard: str) -> Iterator[np.ndarray]:
         """Yield the shard's frames one by one; raise if the video is shorter/longer than its metadata."""
-        import av
-
         info = self.shards[shard]
         path, n = info["video"], int(info["n"])  # type: ignore[arg-type]
         count = 0
-        try:
-            with av.open(str(path)) as c:
-                for frame in c.decode(c.streams.video[0]):
-                    if count >= n:
-                        raise ValueError(f"{path}: video has more frames than shard_num_frames={n}")
-                    count += 1
-                    yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-            raise ValueError(f"{path}: cannot decode video ({exc})") from exc
+        for frame in iter_video(path):
+            if count >= n:
+                raise ValueError(f"{path}: video has more frames than shard_num_frames={n}")
+            count += 1
+            yield frame
         if count < n:
             raise ValueError(f"{path}: video has {count} frames but metadata says shard_num_frames={n}")
 

@@ -26,6 +26,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from actwm.actions import NORMALISATIONS
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -35,7 +36,6 @@ SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
 SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
-NORMALISATIONS = ("std", "nwm", "nwm_scale", "none")  # = actwm.actions.NORMALISATIONS on the "ground" branch
 
 
 @dataclass

@@ -113,10 +113,8 @@ def dataset_normalisation(dataset: Dataset, dim: int) -> tuple[list[float], list
     """`(mean, std)` per action dimension such that the dataset's normalised actions are `(a - mean) / std`,
     or None for a dataset that normalises nothing it tells us about.
 
-    Reads `dataset.normaliser` (an `actwm.actions.ActionNormaliser`: per-dimension `loc` and `scale`; the
-    "ground" branch's `ClipDataset.normaliser`). LEAD: the one switch point; once that branch is merged every
-    ClipDataset has `.normaliser` and the marked fallback below (probing `normalise_actions` as an affine map
-    at 0, 1 and 2, for datasets without a normaliser object) can go.
+    Reads `dataset.normaliser` (an `actwm.actions.ActionNormaliser`: per-dimension `loc` and `scale`, as
+    `ClipDataset.normaliser`); a dataset without one normalises nothing the model needs to know.
     """
     normaliser = getattr(dataset, "normaliser", None)
     if normaliser is not None:
@@ -129,18 +127,7 @@ def dataset_normalisation(dataset: Dataset, dim: int) -> tuple[list[float], list
         if mean.shape != (dim,) or std.shape != (dim,) or not np.all(np.isfinite(std) & (np.abs(std) > 1e-12)):
             raise ValueError(f"the dataset's action normaliser must give {dim} finite locs and non-zero scales")
         return mean.tolist(), std.tolist()
-    # --- fallback (LEAD: delete after the merge with "ground"): probe an affine normalise_actions -----------
-    norm = getattr(dataset, "normalise_actions", None)
-    if norm is None:
-        return None
-    zero, one, two = (np.asarray(norm(np.full((1, dim), v, np.float64)), np.float64)[0] for v in (0.0, 1.0, 2.0))
-    scale = one - zero
-    if np.any(np.abs(scale) < 1e-12) or not np.allclose(two - one, scale, rtol=1e-6, atol=1e-9):
-        raise ValueError(
-            "the dataset's action normalisation is not an affine per-dimension map; cannot store it in the model"
-        )
-    std = 1.0 / scale
-    return (-zero * std).tolist(), std.tolist()
+    return None
 
 
 def build_dataset(cfg: TrainConfig) -> Dataset:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actwm.actions import get_action_space
+from actwm.data.safety import inside_root
 from actwm.episode import Episode
 
 CODEBASE_VERSION = "v3.0"
@@ -118,17 +119,16 @@ def check_template(template: Any, field: str, where: str | Path) -> str:
 
 
 def resolve_in_root(root: Path, relative: str, field: str, where: str | Path) -> Path:
-    """`root / relative`, refused unless it stays inside `root` (checked on the path's text, not through links).
-
-    Symbolic links inside a dataset are followed when the file is opened (the Hugging Face cache stores
-    every file as a link into its blob store); what is checked is that no template or name climbs out.
+    """`root / relative`, refused unless it stays inside `root`: on the path's text here, and through links by
+    `actwm.data.safety.inside_root` (links may lead only inside the dataset, or into a Hugging Face cache
+    snapshot's own blob store, where every file is a link).
     """
     if os.path.isabs(relative) or "\0" in relative:
         raise ValueError(f"{where}: field {field!r} gives {relative!r}, which is not a relative path")
     norm = os.path.normpath(relative)
     if norm == os.pardir or norm.startswith(os.pardir + os.sep) or norm == os.curdir:
         raise ValueError(f"{where}: field {field!r} gives {relative!r}, which leaves the dataset directory")
-    return root / norm
+    return inside_root(root, norm, f"{where}: field {field!r}")
 
 
 def format_path(root: Path, template: str, field: str, where: str | Path, **values: Any) -> Path:
