@@ -213,6 +213,7 @@ def test_set_metric_is_aggregated_over_sequences_per_horizon(tmp_path, monkeypat
     """A set metric (FVD-like) gets the lists of gt / pred clips frames 1..h of every sequence."""
     import torch
 
+    import actwm.eval.engine as engine
     import actwm.eval.metrics as metrics
 
     seen = []
@@ -225,7 +226,7 @@ def test_set_metric_is_aggregated_over_sequences_per_horizon(tmp_path, monkeypat
             return float(torch.stack([(g - p).abs().mean() for g, p in zip(gts, preds)]).mean())
 
     real_get = metrics.get_metric
-    monkeypatch.setattr(metrics, "get_metric", lambda name, **kw: FakeSet() if name == "fvd" else real_get(name, **kw))
+    monkeypatch.setattr(engine, "get_metric", lambda name, **kw: FakeSet() if name == "fvd" else real_get(name, **kw))
     gt, pred = make_dirs(tmp_path, pred_shift=3)
     code, out = run(tmp_path, gt, pred, "--metrics", "psnr,fvd", "--horizons", "2,4")
     assert code == 0
