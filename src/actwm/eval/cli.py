@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import csv
 import io
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -238,8 +239,6 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 def write_results(results: dict[str, Any], opts: EvalOptions) -> None:
     """Write the plot, CSV and JSON all or none: each goes to a temp file first; the temps are renamed over
     the targets only after every one was written (on any error all temps are removed)."""
-    import json
-
     for path in opts.outputs().values():
         for stale in stale_temps(path):
             stale.unlink(missing_ok=True)
