@@ -148,7 +148,7 @@ def write_report(out: Path, metrics: dict[str, Any], gifs: list[str], sections: 
     gap = metrics["action"]["psnr_gap_db"]
     parts = [
         "<!doctype html><meta charset='utf-8'><title>actwm demo report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        f"<style>body{{font-family:sans-serif;max-width:{MAX_FIGURE_PX}px;margin:2em auto}}"
         "td,th{padding:3px 9px;border-bottom:1px solid #ddd}"
         "img{image-rendering:pixelated;margin:4px;max-width:100%}</style>",
         "<h1>actwm demo: an action-conditioned world model of a simulated robot</h1>",
