@@ -102,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="resize frames to SIZE x SIZE for the frame metrics (e.g. 224 as NWM/EgoWM); SCS runs at native size",
     )
+    _add_scs_arguments(p)
+    p.add_argument(
+        "--metric-option",
+        action="append",
+        default=[],
+        metavar="METRIC.KEY=VALUE",
+        help="option passed to get_metric, e.g. lpips.weights=/path/alexnet.pth (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _add_scs_arguments(p: argparse.ArgumentParser) -> None:
+    """The SCS options: structures, tracker, trim, SAM2."""
     p.add_argument(
         "--structures",
         default=None,
@@ -136,15 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-objects", type=int, default=8, help="at most this many structures per sequence (segmentation/auto)"
     )
     p.add_argument("--min-area", type=int, default=16, help="minimum structure area in pixels (segmentation/auto)")
-    p.add_argument(
-        "--metric-option",
-        action="append",
-        default=[],
-        metavar="METRIC.KEY=VALUE",
-        help="option passed to get_metric, e.g. lpips.weights=/path/alexnet.pth (repeatable)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:

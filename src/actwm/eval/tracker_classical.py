@@ -83,6 +83,7 @@ class ClassicalFlowTracker:
                 soft[j] = warped
                 out[t, j] = warped > 0.5
 
+    # 74 lines: one frame-to-frame step over all objects sharing per-frame flow, camera fit and colour state
     def _track_parametric(self, out: np.ndarray, back: np.ndarray, fwd: np.ndarray, grid, frames: np.ndarray) -> None:
         n, h, w = out.shape[1:]
         pad = int(round(self.config.offscreen * max(h, w)))
