@@ -79,8 +79,8 @@ def plot_comparison(summary: dict[str, Any], path: Path, horizons: tuple[int, ..
         ax.set_xticks(list(horizons))
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     _save(fig, path)
 
 
