@@ -100,3 +100,10 @@ def test_cli_rejects_rates_outside_0_1(tmp_path, capsys, pred, message):
     table.write_text("pred,real\n0.2,0.5\n0.4,1.5\n")
     assert main(["--csv", str(table)]) == 2
     assert "rates.csv, column real: success rate #2 is 1.5" in capsys.readouterr().err
+
+
+def test_cli_unwritable_json_is_an_error_before_anything(tmp_path, capsys):
+    (tmp_path / "dir.json").mkdir()
+    assert main(["--pred", "0.1,0.5", "--real", "0.2,0.4", "--json", str(tmp_path / "dir.json")]) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and "is a directory" in captured.err and "pearson" not in captured.out

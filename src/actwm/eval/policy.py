@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from actwm.eval.outputs import check_outputs
 from actwm.io import atomic_write_json
 
 __all__ = ["pearson", "mmrv", "rank_violations", "check_rates", "main"]
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, dest="json_out", help="write {pearson, mmrv, ...} here")
     args = parser.parse_args(argv)
     try:
+        if args.json_out is not None:
+            check_outputs({"--json": args.json_out})
         if args.csv is not None:
             if args.real is not None:
                 raise ValueError("--real goes with --pred, not with --csv")
