@@ -205,7 +205,8 @@ def check_image(img: np.ndarray, what: str, like: np.ndarray | None = None) -> N
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{what} must be a (H, W, 3) uint8 image, got {arr.dtype} {arr.shape}")
     if like is not None and arr.shape != np.asarray(like).shape:
-        raise ValueError(f"{what} is {arr.shape[0]}x{arr.shape[1]} but observations are {like.shape[0]}x{like.shape[1]}")
+        h, w = np.asarray(like).shape[:2]
+        raise ValueError(f"{what} is {arr.shape[0]}x{arr.shape[1]} but observations are {h}x{w}")
 
 
 # ------------------------------------------------------------------------------------------------ protocols
