@@ -233,8 +233,13 @@ class ImaginedWorld(Protocol):
         """
         ...
 
-    def check(self, vocabulary: Vocabulary, image_size: tuple[int, int]) -> None:
-        """Raise ValueError when this model cannot imagine `vocabulary` plans at `image_size` (H, W)."""
+    def bind(self, task: "Task") -> None:
+        """Check and remember the task: raise ValueError (before any episode starts) when this model cannot
+        imagine `task.vocabulary` plans at `task.image_size` (H, W). The oracle keeps `task` to replay plans."""
+        ...
+
+    def reset(self, seed: int) -> None:
+        """Start an episode: sampling noise of every later `imagine` derives from `seed` (determinism)."""
         ...
 
     def fingerprint(self) -> dict[str, Any]:
@@ -306,12 +311,15 @@ class Task(Protocol):
         name: "imagenav", "push".
         vocabulary: the agent vocabulary its `step` accepts.
         env: the simulator (its `unwrapped` offers exact `snapshot()` / `restore(state)`; oracle use only).
+        image_size: (H, W) of its observations and goal images.
         budget: the most agent actions per episode.
     """
 
     name: str
     vocabulary: Vocabulary
     budget: int
+    image_size: tuple[int, int]
+    env: Any
 
     def reset(self, episode: Any) -> Observation:
         """Start `episode` (an entry of the task's episode set); returns the first observation with its goal."""
@@ -319,6 +327,10 @@ class Task(Protocol):
 
     def step(self, action: Any) -> Observation:
         """Execute ONE agent action (a primitive index, or a `(D,)` vector) in the simulator."""
+        ...
+
+    def env_actions(self, action: Any) -> list[np.ndarray]:
+        """The simulator steps that execute ONE agent action (oracle replays use it; no bookkeeping)."""
         ...
 
     def result(self, stopped: bool) -> dict[str, Any]:
