@@ -5,7 +5,7 @@ import pytest
 
 from actwm.planning.interface import Observation, get_vocabulary
 from actwm.planning.loop import Agent, PlannerConfig
-from actwm.planning.proposers import CEM, MPPI, Enumerate
+from actwm.planning.proposers import CEM, MPPI, Enumerate, RandomShooting
 from actwm.planning.scorers import GoalSimilarity, OracleStop, SimilarityStop
 from actwm.planning.worlds import NoWorld, OracleWorld
 from tests.planning.conftest import free_episode
@@ -101,16 +101,22 @@ def test_oracle_imagination_equals_executing_the_plan(mini_task):
 def test_same_seed_same_episode_results(mini_task):
     episode = free_episode(mini_task, scene=3, turns=2, forwards=2)
     scorer = GoalSimilarity("ssim")
-    cfg = PlannerConfig(proposals=4, horizon=2, execute=1, max_decisions=3)
     results = []
-    for seed in (5, 5, 6):
-        agent = Agent(OracleWorld(), CEM(iterations=2), scorer, SimilarityStop(scorer, 0.99), cfg)
+    for world, proposer, seed in [
+        (OracleWorld(), CEM(iterations=2), 5),
+        (OracleWorld(), CEM(iterations=2), 5),
+        (NoWorld(), RandomShooting(), 5),
+        (NoWorld(), RandomShooting(), 5),
+        (NoWorld(), RandomShooting(), 6),
+    ]:
+        cfg = PlannerConfig(proposals=4, horizon=2, execute=2, max_decisions=3)
+        agent = Agent(world, proposer, scorer, SimilarityStop(scorer, 0.99), cfg)
         agent.world.bind(mini_task)
         r = agent.run_episode(mini_task, episode, seed=seed)
         r.pop("seconds")
         results.append(r)
-    assert results[0] == results[1]
-    assert results[0]["executed"] != results[2]["executed"] or results[0]["seed"] != results[2]["seed"]
+    assert results[0] == results[1] and results[2] == results[3]
+    assert results[2]["executed"] != results[4]["executed"]  # the seed drives the proposals
 
 
 def test_no_world_model_follows_the_proposers_first_plan(mini_task):
