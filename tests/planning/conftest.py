@@ -70,7 +70,7 @@ class MiniImageNav:
         dist = float(np.hypot(*(pose[:2] - self.goal_pose[:2])))
         return dist <= 0.5 and abs(float(wrap_angle(pose[2] - self.goal_pose[2]))) <= math.radians(30)
 
-    def result(self, stopped):
+    def result(self, stopped):  # pure: reads the pose, changes nothing
         return {"success": bool(self.at_goal()), "stopped": stopped, "actions": self.steps, "path_length": self.path}
 
     def close(self):

@@ -6,6 +6,9 @@ Goal-image similarity, named in every result (`scorer.name`):
   with a clear error when the weights are not on this machine (never a random network called LPIPS).
 - "ssim": SSIM (Gaussian window 11, sigma 1.5; `actwm.eval.pixel.ssim_frames`).
 - "mse": minus the mean squared pixel difference.
+- "ncc": OpenCV template matching (normalised cross-correlation) of the goal's centre half anywhere in
+  the frame, at scale 1 (`actwm.planning.policy.match_goal`): tolerant to small shifts; the best stop
+  signal on training scenes (balanced accuracy 0.83 vs 0.73 for SSIM at 64 px, `calibrate`).
 
 A plan's score reduces its L per-frame similarities: "last" (NWM: the final frame) or "max" (the best
 frame along the plan, ties to the earlier frame).
@@ -22,10 +25,11 @@ from einops import rearrange
 
 from actwm.eval.lpips import LPIPS
 from actwm.eval.pixel import ssim_frames
-from actwm.pixels import uint8_to_unit
+from actwm.pixels import uint8_to_unit, unit_to_uint8
 from actwm.planning.interface import Observation
+from actwm.planning.policy import match_goal
 
-METRICS = ("ssim", "mse", "lpips")
+METRICS = ("ssim", "mse", "ncc", "lpips")
 
 
 class GoalSimilarity:
@@ -58,6 +62,9 @@ class GoalSimilarity:
             return ssim_frames(target, frames)
         if self.metric == "mse":
             return -((frames - target) ** 2).mean(dim=(1, 2, 3))
+        if self.metric == "ncc":
+            goal8, frames8 = unit_to_uint8(goal), unit_to_uint8(frames)
+            return torch.tensor([match_goal(f, goal8, scales=(1.0,)).score for f in frames8])
         return 1.0 - self._lpips(target, frames)
 
     def image_similarity(self, rgb: np.ndarray, goal: np.ndarray) -> float:
@@ -104,7 +111,7 @@ class OracleStop:
     is_oracle = True
 
     def __call__(self, observation: Observation, task: Any) -> bool:
-        return bool(task.at_goal())
+        return bool(task.result(stopped=True)["success"])
 
 
 class NeverStop:
