@@ -6,7 +6,10 @@
 The same proposer (the base policy) runs with and without a world model: without one (`imagine` returns
 None) the agent follows the proposer's first plan; with one it imagines every proposal in one batch and
 executes the best-scoring plan's first k actions (iterative proposers refine over several batches first).
-Stopping is the stop rule's decision, checked before each decision; oracle stop rules are flagged.
+Stopping is the agent's own decision: without a world model the stop rule (a calibrated similarity threshold)
+fires before each decision; with one, the agent stops when the "stay" plan (a plan that starts with stop)
+scores best among the imagined futures, allowed once the view passes the stop rule's floor
+(`allows_stay`). Oracle stop rules (flagged in results) fire before each decision in both cases.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from actwm.planning.interface import ImaginedWorld, Observation, Proposer, Scorer, Task
+from actwm.planning.interface import STOP, ImaginedWorld, Observation, Proposer, Scorer, Task
 
 
 @dataclass(frozen=True)
@@ -58,16 +61,24 @@ class Agent:
     ) -> None:
         self.world, self.proposer, self.scorer, self.stop, self.cfg = world, proposer, scorer, stop, cfg
 
-    def decide(self, obs: Observation) -> tuple[np.ndarray, dict[str, Any]]:
-        """One decision: `(L,)` or `(L, D)` chosen plan, and statistics (imagined candidates, best score)."""
+    def decide(self, obs: Observation, task: Task) -> tuple[np.ndarray, dict[str, Any]]:
+        """One decision: `(L,)` or `(L, D)` chosen plan, and statistics (imagined candidates, best score).
+
+        A discrete plan that starts with "stop" (stay here) may win only where the stop rule allows staying
+        (`stop.allows_stay(obs, task)`, e.g. the current view is similar enough to the goal).
+        """
         cfg = self.cfg
         plans = self.proposer.propose(obs, cfg.proposals, cfg.horizon)
         frames = self.world.imagine(obs, plans)
         if frames is None:
             return plans[0], {"imagined": 0, "score": None}
+        allows_stay = getattr(self.stop, "allows_stay", None)
+        stay_ok = allows_stay is None or allows_stay(obs, task)
         best_plan, best_score, imagined = plans[0], -np.inf, 0
         while True:
-            scores = self.scorer.score(obs, plans, frames)
+            scores = np.asarray(self.scorer.score(obs, plans, frames), dtype=np.float64)
+            if not stay_ok and task.vocabulary.kind == "discrete":
+                scores = np.where(plans[:, 0] == STOP, -np.inf, scores)
             imagined += len(plans)
             i = int(np.argmax(scores))
             if scores[i] > best_score:
@@ -88,20 +99,25 @@ class Agent:
         stopped, decisions, imagined, t0 = False, 0, 0, time.perf_counter()
         executed_actions: list[Any] = []
         # 2. decide and act until the stop rule fires or a budget is spent
+        imagines = getattr(self.world, "imagines", True)
         while obs.step < task.budget:
-            if self.stop(obs, task):
+            # without imagination the stop rule decides; with it, "stay" must win a decision (oracle rules: both)
+            if (not imagines or getattr(self.stop, "is_oracle", False)) and self.stop(obs, task):
                 stopped = True
                 break
             if self.cfg.max_decisions is not None and decisions >= self.cfg.max_decisions:
                 break
-            plan, stats = self.decide(obs)
+            plan, stats = self.decide(obs, task)
             decisions += 1
             imagined += stats["imagined"]
-            k = min(self.cfg.execute, task.budget - obs.step)
-            for action in plan[:k]:
+            actions = self._to_execute(task, obs, plan)
+            if not actions:  # the chosen plan starts with "stop": the agent's decision
+                stopped = True
+                break
+            for action in actions:
                 obs = task.step(action)
                 executed_actions.append(np.asarray(action).tolist())
-            self.proposer.advance(k)
+            self.proposer.advance(len(actions))
         # 3. the task's metrics, plus what the planner spent
         result = dict(task.result(stopped))
         result.update(
@@ -112,6 +128,16 @@ class Agent:
             seed=seed,
         )
         return result
+
+    def _to_execute(self, task: Task, obs: Observation, plan: np.ndarray) -> list[Any]:
+        """The first k actions of `plan` (within the budget), cut at its first "stop" (trailing stops pad)."""
+        k = min(self.cfg.execute, task.budget - obs.step)
+        out = []
+        for action in plan[:k]:
+            if task.vocabulary.kind == "discrete" and int(action) == STOP:
+                break
+            out.append(action)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """The agent's full configuration (for result fingerprints)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from actwm.planning.interface import Observation, Vocabulary
+from actwm.planning.interface import STOP, Observation, Vocabulary
 from actwm.planning.proposers import _Base
 
 
@@ -76,36 +76,43 @@ class TemplateMatchPolicy(_Base):
         focal = 0.5 * width / math.tan(math.radians(self.fov_deg) / 2)
         return focal * math.tan(abs(self.vocab.motions[self._left][2]))
 
+    def _plan(self, actions: list[int], horizon: int) -> np.ndarray:
+        """`actions` truncated / padded with "stop" to `(L,)` (trailing stops are padding: the loop executes a
+        plan up to its first stop, and a plan that starts with stop is the decision to stop)."""
+        return np.array((actions + [STOP] * horizon)[:horizon], dtype=np.int64)
+
     def preferred(self, observation: Observation, horizon: int) -> np.ndarray:
-        """The base policy's own plan `(L,)`."""
+        """The base policy's own plan `(L,)`: a short move, padded with stop."""
         if observation.goal is None:
             raise ValueError("proposer 'base' needs a goal image in the observation")
         m = match_goal(observation.rgb, observation.goal)
-        if m.score < self.min_score:
+        self._scanning = m.score < self.min_score
+        if self._scanning:
             if self._scanned >= self.scan_turns:
                 self._scanned = 0
-                return np.full(horizon, self._fwd)
-            return np.full(horizon, self._left)
+                return self._plan([self._fwd, self._fwd], horizon)
+            return self._plan([self._left], horizon)
         self._scanned = 0
-        turns = int(np.clip(round(m.dx / self.px_per_turn(observation.rgb.shape[1])), -horizon, horizon))
+        turns = int(np.clip(round(m.dx / self.px_per_turn(observation.rgb.shape[1])), -3, 3))
         turn = self._right if turns > 0 else self._left
-        return np.array([turn] * abs(turns) + [self._fwd] * (horizon - abs(turns)), dtype=np.int64)
+        return self._plan([turn] * abs(turns) or [self._fwd, self._fwd], horizon)
 
     def macros(self, horizon: int) -> list[np.ndarray]:
-        """ "Turn k times, then walk" for both directions and k = 0..L."""
-        out = []
-        for k in range(horizon + 1):
-            for turn in (self._left, self._right):
-                out.append(np.array([turn] * k + [self._fwd] * (horizon - k), dtype=np.int64))
+        """Structured alternatives: stay; turn k in place; turn a, walk n, turn back (a side step), all <= L."""
+        left, right, fwd = self._left, self._right, self._fwd
+        out = [self._plan([], horizon)]
+        for k in range(1, 5):
+            out += [self._plan([left] * k, horizon), self._plan([right] * k, horizon)]
+        for n in range(1, 5):
+            for a in range(0, 4):
+                for turn, back in ((left, right), (right, left)):
+                    if 2 * a + n <= horizon:
+                        out.append(self._plan([turn] * a + [fwd] * n + [back] * a, horizon))
         return out
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
-        first = self.preferred(observation, horizon)
-        self._scanning = bool(np.all(first == self._left))
-        rows, seen = [first], {first.tobytes()}
-        for plan in self.macros(horizon):
-            if len(rows) >= count:
-                break
+        rows, seen = [], set()
+        for plan in [self.preferred(observation, horizon), *self.macros(horizon)]:
             if plan.tobytes() not in seen:
                 rows.append(plan)
                 seen.add(plan.tobytes())

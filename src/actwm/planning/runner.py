@@ -34,6 +34,9 @@ PROPOSERS = ("base", "cem", "random", "enumerate", "mppi")
 #: smallest with <= 5% false stops: "ncc" 0.604 (stops at 60% of views inside the success region), "ssim"
 #: 0.213 (40%).
 DEFAULT_STOP_THRESHOLDS = {"ncc": 0.604, "ssim": 0.213}
+#: With a world model, "stay here" may win a decision once the view is this similar (the balanced-accuracy
+#: threshold of the same calibration: imagination then shows whether any move looks closer to the goal).
+STAY_FLOORS = {"ncc": 0.491, "ssim": 0.114}
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,13 @@ class PlanRunConfig:
     world_model: str = "none"
     proposer: str = "base"
     proposals: int = 8
-    horizon: int = 3
-    execute: int = 1
+    horizon: int = 10
+    execute: int = 10
     iterations: int = 3
     episodes: int = 10
     seed: int = 0
-    scorer: str = "ssim"
-    reduce: str = "max"
+    scorer: str = "ncc"
+    reduce: str = "last"
     stop_metric: str = "ncc"
     stop_threshold: float | None = None
     oracle_stop: bool = False
@@ -130,7 +133,7 @@ def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
     elif cfg.stop_metric == "never":
         stop = NeverStop()
     else:
-        stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold)
+        stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
     planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
     return Agent(world, build_proposer(cfg), scorer, stop, planner)
 

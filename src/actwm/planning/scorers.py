@@ -92,6 +92,7 @@ class SimilarityStop:
 
     scorer: GoalSimilarity
     threshold: float
+    stay_floor: float | None = None
     is_oracle: bool = False
 
     @property
@@ -103,6 +104,11 @@ class SimilarityStop:
             return False
         return self.scorer.image_similarity(observation.rgb, observation.goal) >= self.threshold
 
+    def allows_stay(self, observation: Observation, task: Any) -> bool:
+        """Whether a world model's "stay here" plan may win: the view is at least `stay_floor` similar."""
+        floor = self.threshold if self.stay_floor is None else self.stay_floor
+        return observation.goal is not None and self.scorer.image_similarity(observation.rgb, observation.goal) >= floor
+
 
 class OracleStop:
     """ORACLE (upper-bound variant, flagged in results): stop when the task says the agent is at the goal."""
@@ -113,6 +119,9 @@ class OracleStop:
     def __call__(self, observation: Observation, task: Any) -> bool:
         return bool(task.result(stopped=True)["success"])
 
+    def allows_stay(self, observation: Observation, task: Any) -> bool:
+        return self(observation, task)
+
 
 class NeverStop:
     """Never stop early: the episode ends when the budget is spent."""
@@ -121,4 +130,7 @@ class NeverStop:
     is_oracle = False
 
     def __call__(self, observation: Observation, task: Any) -> bool:
+        return False
+
+    def allows_stay(self, observation: Observation, task: Any) -> bool:
         return False

@@ -22,6 +22,7 @@ import torch
 from actwm.models.world_model import WorldModel
 from actwm.pixels import signed_to_unit, uint8_to_signed, uint8_to_unit
 from actwm.planning.interface import (
+    STOP,
     ImaginedWorld,
     Observation,
     Task,
@@ -46,6 +47,7 @@ class NoWorld:
 
     name = "none"
     is_oracle = False
+    imagines = False
     vocabularies = ("nav_discrete", "nav3", "ee7")
 
     def bind(self, task: Task) -> None:
@@ -95,10 +97,11 @@ class OracleWorld:
             for plan in plans:
                 sim.restore(snap)
                 frames = []
+                rgb = observation.rgb
                 for action in plan:
-                    rgb = observation.rgb
-                    for env_action in task.env_actions(action):
-                        rgb = task.env.step(env_action)[0]["rgb"]
+                    if not (task.vocabulary.kind == "discrete" and int(action) == STOP):  # stop: no motion
+                        for env_action in task.env_actions(action):
+                            rgb = task.env.step(env_action)[0]["rgb"]
                     frames.append(rgb)
                 videos.append(np.stack(frames))
         finally:
