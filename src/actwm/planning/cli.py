@@ -34,13 +34,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--world-model", default="none", help="none, oracle, a checkpoint directory or http(s)://URL")
     p.add_argument("--proposer", default="base", help=f"one of {', '.join(PROPOSERS)}")
     p.add_argument("--proposals", type=int, default=8, help="M: plans imagined per decision")
-    p.add_argument("--horizon", type=int, default=3, help="L: agent actions per plan")
-    p.add_argument("--execute", type=int, default=1, help="k: actions executed per decision")
+    p.add_argument("--horizon", type=int, default=10, help="L: agent actions per plan")
+    p.add_argument(
+        "--execute", type=int, default=10, help="k: most actions executed per decision (a plan's stop ends it)"
+    )
     p.add_argument("--iterations", type=int, default=3, help="CEM / MPPI iterations")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="picks the episode set and every seed of the run")
     p.add_argument("--scorer", default="ssim", help=f"goal similarity of imagined frames: {', '.join(METRICS)}")
-    p.add_argument("--reduce", default="max", choices=("max", "last"))
+    p.add_argument("--reduce", default="last", choices=("max", "last"))
     p.add_argument("--stop-metric", default="ncc", help="similarity of the stop rule, or 'never'")
     p.add_argument("--stop-threshold", type=float, default=None, help="default: the calibrated one")
     p.add_argument("--oracle-stop", action="store_true", help="ORACLE upper bound: stop when at the goal")

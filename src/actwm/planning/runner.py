@@ -64,7 +64,7 @@ class PlanRunConfig:
     iterations: int = 3
     episodes: int = 10
     seed: int = 0
-    scorer: str = "ncc"
+    scorer: str = "ssim"
     reduce: str = "last"
     stop_metric: str = "ncc"
     stop_threshold: float | None = None
