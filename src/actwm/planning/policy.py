@@ -1,0 +1,125 @@
+"""The base policy: goal-to-view template matching with OpenCV, no world model.
+
+It finds the goal image's centre in the current view (`cv2.matchTemplate`, normalised cross-correlation
+over a few scales), turns towards it and walks forward; when the goal is not in view it scans by turning
+left, and after a full turn without a match walks forward to see elsewhere. As a proposer it returns its
+own plan first, then structured alternatives ("turn k times, then walk") and random plans; without a
+world model the agent follows row 0, with one the world model revises among all rows (World-In-World's
+use of its base VLM).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from actwm.planning.interface import STOP, Observation, Vocabulary
+from actwm.planning.proposers import _Base
+
+
+@dataclass(frozen=True)
+class Match:
+    """Where the goal's centre crop appears in the view: confidence, horizontal offset (px), scale."""
+
+    score: float
+    dx: float
+    scale: float
+
+
+def match_goal(view: np.ndarray, goal: np.ndarray, scales: tuple[float, ...] = (0.7, 0.85, 1.0, 1.2, 1.4)) -> Match:
+    """Locate the centre half of `goal` `(H, W, 3)` uint8 in `view` `(H, W, 3)` uint8.
+
+    Returns the best normalised cross-correlation over `scales`, the match centre's horizontal offset from
+    the view's centre in pixels (positive: to the right), and the scale (> 1: the goal content looks bigger).
+    """
+    h, w = view.shape[:2]
+    crop = goal[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2]
+    best = Match(-1.0, 0.0, 1.0)
+    for s in scales:
+        tw, th = int(round(crop.shape[1] * s)), int(round(crop.shape[0] * s))
+        if tw >= w or th >= h or tw < 8 or th < 8:
+            continue
+        tmpl = cv2.resize(crop, (tw, th), interpolation=cv2.INTER_AREA)
+        res = cv2.matchTemplate(view, tmpl, cv2.TM_CCOEFF_NORMED)
+        _, score, _, loc = cv2.minMaxLoc(res)
+        if score > best.score:
+            best = Match(float(score), loc[0] + tw / 2 - w / 2, s)
+    return best
+
+
+class TemplateMatchPolicy(_Base):
+    """The base policy (discrete nav vocabulary). `fov_deg`: the camera's horizontal field of view.
+
+    Args:
+        min_score: match confidence below which the goal counts as not in view.
+        scan_turns: turns without a match before walking forward (16 = a full turn at 22.5 degrees).
+    """
+
+    name = "base"
+
+    def __init__(self, fov_deg: float = 75.0, min_score: float = 0.55, scan_turns: int = 16) -> None:
+        super().__init__()
+        self.fov_deg, self.min_score, self.scan_turns = fov_deg, min_score, scan_turns
+        self._scanned, self._scanning = 0, False
+
+    def reset(self, vocabulary: Vocabulary, rng: np.random.Generator) -> None:
+        if vocabulary.kind != "discrete" or vocabulary.motion_space != "nav3":
+            raise ValueError(f"proposer 'base' needs the discrete nav vocabulary, got {vocabulary.name!r}")
+        super().reset(vocabulary, rng)
+        self._scanned, self._scanning = 0, False
+        self._fwd, self._left, self._right = (vocabulary.primitives.index(n) for n in ("forward", "left", "right"))
+
+    def px_per_turn(self, width: int) -> float:
+        focal = 0.5 * width / math.tan(math.radians(self.fov_deg) / 2)
+        return focal * math.tan(abs(self.vocab.motions[self._left][2]))
+
+    def _plan(self, actions: list[int], horizon: int) -> np.ndarray:
+        """`actions` truncated / padded with "stop" to `(L,)` (trailing stops are padding: the loop executes a
+        plan up to its first stop, and a plan that starts with stop is the decision to stop)."""
+        return np.array((actions + [STOP] * horizon)[:horizon], dtype=np.int64)
+
+    def preferred(self, observation: Observation, horizon: int) -> np.ndarray:
+        """The base policy's own plan `(L,)`: a short move, padded with stop."""
+        if observation.goal is None:
+            raise ValueError("proposer 'base' needs a goal image in the observation")
+        m = match_goal(observation.rgb, observation.goal)
+        self._scanning = m.score < self.min_score
+        if self._scanning:
+            if self._scanned >= self.scan_turns:
+                self._scanned = 0
+                return self._plan([self._fwd, self._fwd], horizon)
+            return self._plan([self._left], horizon)
+        self._scanned = 0
+        turns = int(np.clip(round(m.dx / self.px_per_turn(observation.rgb.shape[1])), -3, 3))
+        turn = self._right if turns > 0 else self._left
+        return self._plan([turn] * abs(turns) or [self._fwd, self._fwd], horizon)
+
+    def macros(self, horizon: int) -> list[np.ndarray]:
+        """Structured alternatives: stay; turn k in place; turn a, walk n, turn back (a side step), all <= L."""
+        left, right, fwd = self._left, self._right, self._fwd
+        out = [self._plan([], horizon)]
+        for k in range(1, 5):
+            out += [self._plan([left] * k, horizon), self._plan([right] * k, horizon)]
+        for n in range(1, 5):
+            for a in range(0, 4):
+                for turn, back in ((left, right), (right, left)):
+                    if 2 * a + n <= horizon:
+                        out.append(self._plan([turn] * a + [fwd] * n + [back] * a, horizon))
+        return out
+
+    def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
+        rows, seen = [], set()
+        for plan in [self.preferred(observation, horizon), *self.macros(horizon)]:
+            if plan.tobytes() not in seen:
+                rows.append(plan)
+                seen.add(plan.tobytes())
+        if len(rows) < count:
+            rows.extend(self._uniform(count - len(rows), horizon))
+        return np.stack(rows[:count])
+
+    def advance(self, executed: int) -> None:
+        if self._scanning:
+            self._scanned += executed
