@@ -20,13 +20,13 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 
+from actwm.geometry import se2_compose, se2_relative, wrap_angle
 from actwm.sim.common import (
     PinholeCamera,
     SimEnv,
     distinct_colours,
     pattern_texture,
     rotation_to_extrinsics,
-    wrap_angle,
 )
 
 DISCRETE_ACTIONS: dict[str, tuple[float, float, float]] = {
@@ -117,6 +117,8 @@ class NavEnv(SimEnv):
     action_space_name = "nav3"
     action_names = ("dx", "dy", "dyaw")
     state_names = STATE_NAMES
+    snapshot_fields = ("pose", "velocity", "steps")
+    static_world = True  # the robot is kinematic (not a pybullet body): steps never change the pybullet world
 
     def __init__(self, size: int = 64, seed: int | None = None, config: NavConfig | None = None, **kwargs: Any):
         if config is not None and kwargs:
@@ -187,12 +189,15 @@ class NavEnv(SimEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.scene_id = self._next_scene_id(seed)
         super().reset(seed=self.scene_id)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"pose"})
+        if unknown:
+            raise ValueError(f"nav: unknown reset option(s) {unknown}; known: ['pose']")
         rng = np.random.default_rng([self.scene_id, 1])
-        self._fresh_client_if_needed()
-        p.resetSimulation(physicsClientId=self.client)
+        self._new_world()
         self._build_scene(rng)
         self.assets.clear()
-        pose = (options or {}).get("pose")
+        pose = options.get("pose")
         if pose is not None:
             pose = np.asarray(pose, dtype=np.float64)
             if pose.shape != (3,) or not np.all(np.isfinite(pose)):
@@ -210,30 +215,22 @@ class NavEnv(SimEnv):
     def step(self, action: Any):
         if self.scene_id is None:
             raise RuntimeError("nav: call reset() before step()")
-        dx, dy, dyaw = self._check_action(action)
-        x, y, yaw = self.pose
-        c, s = math.cos(yaw), math.sin(yaw)
-        nx, ny = x + c * dx - s * dy, y + s * dx + c * dy
-        n = max(2, int(math.ceil(math.hypot(dx, dy) / 0.04)) + 1)
+        motion = self._check_action(action)
+        x, y, _ = self.pose
+        new = se2_compose(self.pose, motion)
+        n = max(2, int(math.ceil(math.hypot(motion[0], motion[1]) / 0.04)) + 1)
         ts = np.linspace(0.0, 1.0, n)
-        collided = bool(np.any(self._collides(x + ts * (nx - x), y + ts * (ny - y))))
+        collided = bool(np.any(self._collides(x + ts * (new[0] - x), y + ts * (new[1] - y))))
         old = self.pose.copy()
         if not collided:
-            self.pose = np.array([nx, ny, float(wrap_angle(yaw + dyaw))])
-        self.velocity = self._relative_motion(old, self.pose) * self.fps
+            self.pose = new
+        self.velocity = se2_relative(old, self.pose) * self.fps
         self.steps += 1
         obs = self._observe()
         truncated = self.steps >= self.config.max_steps
         return obs, 0.0, False, truncated, self._info(collided=collided)
 
     # -- internals ---------------------------------------------------------------------------------
-    @staticmethod
-    def _relative_motion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Pose b relative to pose a: (dx, dy) in the frame of a, wrapped yaw difference."""
-        c, s = math.cos(a[2]), math.sin(a[2])
-        d = b[:2] - a[:2]
-        return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1], float(wrap_angle(b[2] - a[2]))])
-
     def _collides(self, x: Any, y: Any) -> np.ndarray:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         r = self.config.robot_radius
