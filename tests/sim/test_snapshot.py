@@ -170,3 +170,20 @@ def test_nav_reset_rejects_unknown_options():
             env.reset(seed=1, options={"goal": [0, 0, 0]})
     finally:
         env.close()
+
+
+def test_nav_render_pose_equals_the_observation_at_that_pose_and_free_segment_matches_step():
+    env = make("nav", size=32)
+    try:
+        obs, _ = env.reset(seed=2)
+        u = env.unwrapped
+        pose = obs["pose"].astype(np.float64) + np.array([0.1, -0.05, 0.3])
+        view = u.render_pose(pose)
+        np.testing.assert_array_equal(u.pose.astype(np.float32), obs["pose"])  # the robot did not move
+        moved, _ = env.reset(seed=2, options={"pose": pose})
+        for k in ("rgb", "depth", "segmentation"):
+            np.testing.assert_array_equal(view[k], moved[k])
+        far = pose + np.array([20.0, 0.0, 0.0])  # through a wall: refused by step, not free
+        assert not u.free_segment(pose[:2], far[:2]) and u.free_segment(pose[:2], pose[:2])
+    finally:
+        env.close()

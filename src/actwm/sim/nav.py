@@ -176,6 +176,28 @@ class NavEnv(SimEnv):
             d = min(d, float(fp.distance(x, y)))
         return d
 
+    def free_segment(self, start: Any, end: Any) -> bool:
+        """True when the robot disc can move straight from `start` (x, y) to `end` (x, y): the collision test of
+        `step` (points every <= 4 cm along the segment, both ends included, against walls and structures)."""
+        (x0, y0), (x1, y1) = (np.asarray(v, dtype=np.float64)[:2] for v in (start, end))
+        n = max(2, int(math.ceil(math.hypot(x1 - x0, y1 - y0) / 0.04)) + 1)
+        ts = np.linspace(0.0, 1.0, n)
+        return not bool(np.any(self._collides(x0 + ts * (x1 - x0), y0 + ts * (y1 - y0))))
+
+    def render_pose(self, pose: Any) -> dict[str, np.ndarray]:
+        """Render the current scene from robot pose (x, y, yaw) without moving the robot.
+
+        Returns `rgb` (H, W, 3) uint8, `depth` (H, W) float32, `segmentation` (H, W) int32: exactly what
+        `reset(options={"pose": pose})` would observe (the world is static).
+        """
+        if self.scene_id is None:
+            raise RuntimeError("nav: call reset() before render_pose()")
+        pose = np.asarray(pose, dtype=np.float64)
+        if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+            raise ValueError(f"nav: render_pose needs a finite (x, y, yaw), got {pose}")
+        rgb, depth, seg = self.camera.render(self.client, self.camera_extrinsics(pose))
+        return {"rgb": rgb, "depth": depth, "segmentation": seg}
+
     def camera_extrinsics(self, pose: np.ndarray | None = None) -> np.ndarray:
         """(4, 4) float64 world-to-camera (OpenCV) matrix of the robot camera at `pose` (x, y, yaw)."""
         x, y, yaw = self.pose if pose is None else pose
@@ -216,11 +238,8 @@ class NavEnv(SimEnv):
         if self.scene_id is None:
             raise RuntimeError("nav: call reset() before step()")
         motion = self._check_action(action)
-        x, y, _ = self.pose
         new = se2_compose(self.pose, motion)
-        n = max(2, int(math.ceil(math.hypot(motion[0], motion[1]) / 0.04)) + 1)
-        ts = np.linspace(0.0, 1.0, n)
-        collided = bool(np.any(self._collides(x + ts * (new[0] - x), y + ts * (new[1] - y))))
+        collided = not self.free_segment(self.pose[:2], new[:2])
         old = self.pose.copy()
         if not collided:
             self.pose = new
