@@ -467,7 +467,7 @@ class PushConfig:
 @dataclass(frozen=True, eq=False)
 class PushEpisode:
     """One push-to-target episode: block placements `blocks` (n_blocks, 3) = (x, y, yaw), block 0 is pushed to
-    `target` (x, y); `goal_image` shows the scene with block 0 at the target and the arm at home."""
+    `target` (x, y); `goal_image` shows the scene (target disc drawn) with block 0 on the target, arm at home."""
 
     index: int
     scene_seed: int
@@ -536,7 +536,8 @@ class PushTask:
             if len(blocks) < cfg.manip.n_blocks:
                 continue
             at_goal = [(float(target[0]), float(target[1]), blocks[0][2]), *blocks[1:]]
-            goal = self.env.reset(seed=scene, options={"blocks": at_goal})[0]["rgb"]
+            disc = (float(target[0]), float(target[1]), cfg.tolerance)
+            goal = self.env.reset(seed=scene, options={"blocks": at_goal, "target": disc})[0]["rgb"]
             return PushEpisode(index, int(scene), tuple(blocks), (float(target[0]), float(target[1])), goal)
         return None
 
