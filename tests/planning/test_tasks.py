@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -184,3 +185,19 @@ def test_push_episodes_are_seeded_and_the_oracle_pusher_succeeds():
             task.step(np.zeros(6))
     finally:
         task.close()
+
+
+def test_bad_episodes_raise_before_anything_runs(nav_task, nav_set):
+    with pytest.raises(ValueError, match="episode's goal image"):
+        nav_task.reset(dataclasses.replace(nav_set[0], goal_image=nav_set[0].goal_image[:16]))  # before the sim resets
+    with pytest.raises(ValueError, match="ImageNavEpisode"):
+        nav_task.reset((1, 2, 3))
+    for bad_seed, bad_n in [(-1, 2), (0, 0), (0, 1.5)]:
+        with pytest.raises(ValueError):
+            nav_task.episodes(seed=bad_seed, n=bad_n)
+    fresh = ImageNavTask(ImageNavConfig(size=16))
+    try:
+        with pytest.raises(RuntimeError, match="reset"):
+            fresh.step(0)
+    finally:
+        fresh.close()

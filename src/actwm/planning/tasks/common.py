@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from actwm.planning.interface import get_vocabulary
+from actwm.sim import make
+
 TASK_SCENE_BASE = 2_000_000_000  # task scenes: [TASK_SCENE_BASE, 2**31 - 1)
 _Z95 = 1.959963984540054
 
@@ -144,3 +147,40 @@ def draw_episode_set(task: Any, seed: int, n: int) -> EpisodeSet:
             break
     check_disjoint([e.scene_seed for e in out])
     return EpisodeSet(task.name, int(seed), config_dict(task.config), tuple(out))
+
+
+class SimTask:
+    """Base of the tasks: owns one simulator (`env`), draws episode sets, tracks the current episode.
+
+    Subclasses set `name`, `sim` ("nav" / "manip"), `vocabulary_name` and `sim_config_field` (the field
+    of their config holding the simulator settings) and implement `_draw_episode(index, scene)`.
+    """
+
+    name = ""
+    sim = ""
+    vocabulary_name = ""
+    sim_config_field = ""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.vocabulary = get_vocabulary(self.vocabulary_name)
+        self.budget = int(config.budget)
+        self.image_size = (int(config.size), int(config.size))
+        self.env = make(self.sim, size=config.size, config=getattr(config, self.sim_config_field))
+        self.episode: Any = None
+
+    def episodes(self, seed: int, n: int) -> EpisodeSet:
+        """The fixed episode set `seed` with `n` episodes (same seed -> same set and id)."""
+        return draw_episode_set(self, seed, n)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def _require_episode(self) -> Any:
+        if self.episode is None:
+            raise RuntimeError(f"{self.name}: call reset(episode) first")
+        return self.episode
+
+    def _check_goal_image(self, image: np.ndarray) -> None:
+        if image.shape != (*self.image_size, 3):
+            raise ValueError(f"{self.name}: the episode's goal image is {image.shape[:2]}, not {self.image_size}")

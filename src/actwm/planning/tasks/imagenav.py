@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 
 from actwm.geometry import se2_compose, wrap_angle
-from actwm.planning.interface import FORWARD_M, NAV_PRIMITIVES, TURN_RAD, Observation, get_vocabulary
-from actwm.planning.tasks.common import EpisodeSet, draw_episode_set, image_sha, spl, summarize
-from actwm.sim import make
+from actwm.planning.interface import FORWARD_M, NAV_PRIMITIVES, TURN_RAD, Observation
+from actwm.planning.tasks.common import SimTask, image_sha, spl, summarize
 from actwm.sim.nav import NavConfig
 
 
@@ -111,7 +110,7 @@ def _split(value: float, limit: float) -> list[float]:
     return [value / k] * k
 
 
-class ImageNavTask:
+class ImageNavTask(SimTask):
     """ImageNav on `nav` (World-In-World's IGNav, our sizes): reach the pose the goal image was taken from.
 
     Agent actions (vocabulary "nav_discrete", indices into `NAV_PRIMITIVES`): forward 0.25 m, left / right
@@ -133,20 +132,15 @@ class ImageNavTask:
 
     name = "imagenav"
 
+    sim = "nav"
+    vocabulary_name = "nav_discrete"
+    sim_config_field = "nav"
+
     def __init__(self, config: ImageNavConfig | None = None) -> None:
-        self.config = config or ImageNavConfig()
-        self.vocabulary = get_vocabulary("nav_discrete")
-        self.budget = self.config.budget
-        self.image_size = (self.config.size, self.config.size)
-        self.env = make("nav", size=self.config.size, config=self.config.nav)
-        self.episode: ImageNavEpisode | None = None
+        super().__init__(config or ImageNavConfig())
         self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False}
 
     # -- episode sets --------------------------------------------------------------------------------
-    def episodes(self, seed: int, n: int) -> EpisodeSet:
-        """The fixed episode set `seed` with `n` episodes (same seed -> same set and id)."""
-        return draw_episode_set(self, seed, n)
-
     def _draw_episode(self, index: int, scene: int) -> ImageNavEpisode | None:
         cfg = self.config
         self.env.reset(seed=scene)
@@ -179,11 +173,7 @@ class ImageNavTask:
         """Put the robot at the episode's start in its scene; the first observation carries the goal image."""
         if not isinstance(episode, ImageNavEpisode):
             raise ValueError(f"imagenav: reset() needs an ImageNavEpisode, got {type(episode).__name__}")
-        if episode.goal_image.shape != (*self.image_size, 3):
-            raise ValueError(
-                f"imagenav: the episode's goal image is {episode.goal_image.shape[:2]}, the task observes "
-                f"{self.image_size}"
-            )
+        self._check_goal_image(episode.goal_image)
         self.env.reset(seed=episode.scene_seed, options={"pose": episode.start})
         self.episode = episode
         self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False}
@@ -260,20 +250,12 @@ class ImageNavTask:
         """SR (Wilson 95%), mean SPL (m), SPL in actions, path length and actions (bootstrap 95%)."""
         return summarize(results, ("spl", "spl_actions", "path_length", "actions"))
 
-    def close(self) -> None:
-        self.env.close()
-
     # -- internals -----------------------------------------------------------------------------------
     def _index(self, action: Any) -> int:
         arr = np.asarray(action)
         if arr.ndim != 0:
             raise ValueError(f"imagenav: an agent action is one primitive index, got shape {arr.shape}")
         return int(self.vocabulary.validate(arr.reshape(1, 1), what="imagenav action")[0, 0])
-
-    def _require_episode(self) -> ImageNavEpisode:
-        if self.episode is None:
-            raise RuntimeError("imagenav: call reset(episode) first")
-        return self.episode
 
 
 def _turns(k: int) -> list[str]:

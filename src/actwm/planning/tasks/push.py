@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from actwm.planning.interface import Observation, get_vocabulary
-from actwm.planning.tasks.common import EpisodeSet, draw_episode_set, image_sha, summarize
-from actwm.sim import make
+from actwm.planning.interface import Observation
+from actwm.planning.tasks.common import SimTask, image_sha, summarize
 from actwm.sim.manip import ManipConfig
 
 
@@ -63,7 +62,7 @@ class PushEpisode:
         }
 
 
-class PushTask:
+class PushTask(SimTask):
     """Push-to-target on `manip` (vocabulary "ee7": one agent action = one env step).
 
     Success is scored from the simulator's state (block 0's centre within `tolerance` of the target when the
@@ -73,18 +72,13 @@ class PushTask:
 
     name = "push"
 
-    def __init__(self, config: PushConfig | None = None) -> None:
-        self.config = config or PushConfig()
-        self.vocabulary = get_vocabulary("ee7")
-        self.budget = self.config.budget
-        self.image_size = (self.config.size, self.config.size)
-        self.env = make("manip", size=self.config.size, config=self.config.manip)
-        self.episode: PushEpisode | None = None
-        self._books = {"issued": 0, "stopped": False}
+    sim = "manip"
+    vocabulary_name = "ee7"
+    sim_config_field = "manip"
 
-    def episodes(self, seed: int, n: int) -> EpisodeSet:
-        """The fixed episode set `seed` with `n` episodes (same seed -> same set and id)."""
-        return draw_episode_set(self, seed, n)
+    def __init__(self, config: PushConfig | None = None) -> None:
+        super().__init__(config or PushConfig())
+        self._books = {"issued": 0, "stopped": False}
 
     def _draw_episode(self, index: int, scene: int) -> PushEpisode | None:
         cfg = self.config
@@ -128,8 +122,7 @@ class PushTask:
         """Build the episode's scene with the target disc; the arm starts at home with the gripper open."""
         if not isinstance(episode, PushEpisode):
             raise ValueError(f"push: reset() needs a PushEpisode, got {type(episode).__name__}")
-        if episode.goal_image.shape != (*self.image_size, 3):
-            raise ValueError(f"push: the episode's goal image is {episode.goal_image.shape[:2]}, not {self.image_size}")
+        self._check_goal_image(episode.goal_image)
         target = (*episode.target, self.config.tolerance)
         self.env.reset(seed=episode.scene_seed, options={"blocks": episode.blocks, "target": target})
         self.episode = episode
@@ -194,14 +187,6 @@ class PushTask:
     def summary(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """SR (Wilson 95%) and mean steps and final distance (bootstrap 95%)."""
         return summarize(results, ("steps", "distance_to_target"))
-
-    def close(self) -> None:
-        self.env.close()
-
-    def _require_episode(self) -> PushEpisode:
-        if self.episode is None:
-            raise RuntimeError("push: call reset(episode) first")
-        return self.episode
 
 
 class PushOracle:
