@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
+# the largest float32 below pi (float32(pi) = 3.14159274 > pi)
+_PI32_INSIDE = float(np.nextafter(np.float32(np.pi), np.float32(0)))
 
 
 def _lib(x: np.ndarray | torch.Tensor):
@@ -31,6 +33,20 @@ def wrap_angle(a: Array) -> Array:
     if isinstance(a, torch.Tensor):
         return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
     return np.mod(np.asarray(a, dtype=np.float64) + np.pi, 2 * np.pi) - np.pi
+
+
+def wrap_angle_float32(a: Array) -> Array:
+    """Wrap radians to `[-pi, pi)` and round to float32 without leaving that range.
+
+    `float32(pi)` is larger than pi, so a wrapped angle within 1e-7 of -pi (or just below +pi) would round to
+    a float32 outside `[-pi, pi)` and wrap to the other side when read back (a 2 pi jump); such values become
+    the nearest float32 inside the range (+-3.1415925). Same kind as `a` (float32).
+    """
+    if isinstance(a, torch.Tensor):
+        w = wrap_angle(a.double()).float()
+        return w.clamp(-_PI32_INSIDE, _PI32_INSIDE)
+    w = wrap_angle(a).astype(np.float32)
+    return np.clip(w, np.float32(-_PI32_INSIDE), np.float32(_PI32_INSIDE))
 
 
 def se2_compose(a: Array, b: Array) -> Array:

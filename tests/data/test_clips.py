@@ -5,10 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from actwm.data.clips import ClipDataset, gather_windows, se2_compose, transform_actions
-from actwm.data.gnm import nav_actions, to_local_coords, wrap_angle
+from actwm.actions import gather_windows, transform_actions
+from actwm.data.clips import ClipDataset
+from actwm.data.gnm import nav_actions, to_local_coords
 from actwm.data.lerobot import LeRobotWriter
 from actwm.episode import Episode
+from actwm.geometry import se2_compose, wrap_angle
 
 
 def _nav_episode(t: int, seed: int, smooth, scene: str, split: str) -> tuple[Episode, np.ndarray]:
@@ -107,7 +109,7 @@ def test_normalisation(nav_store):
     np.testing.assert_allclose(
         std[3]["actions"].numpy(), (raw[3]["actions"].numpy() - st["mean"]) / st["std"], rtol=1e-5, atol=1e-6
     )
-    nwm = ClipDataset(root, context=1, horizon=4, normalise="nwm")
+    nwm = ClipDataset(root, context=1, horizon=4, normalise="nwm_scale")  # our per-step deltas at NWM's scale
     assert nwm.metric_spacing == 0.3
     a, b = raw[3]["actions"].numpy(), nwm[3]["actions"].numpy()
     np.testing.assert_allclose(b[:, :2], a[:, :2] / 0.3 * 2 / np.array([7.5, 8.0]), rtol=1e-5)
@@ -172,3 +174,50 @@ def test_uncached_items_decode_only_the_clip(nav_store):
         a, b = cached[k], nocache[k]
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["actions"], b["actions"])
     assert not nocache._cache
+
+
+def test_items_carry_camera_and_joints_of_a_manip_store(tmp_path):
+    from actwm.batch import Batch
+    from actwm.sim.scripted import record_episode
+
+    w = LeRobotWriter(tmp_path / "manip", fps=10.0, action_space="ee7", frames_per_file=20)
+    eps = [record_episode("manip", seed=s, frames=9, size=32) for s in (0, 1)]
+    for ep in eps:
+        w.add_episode(ep)
+    w.finalize()
+    ds = ClipDataset(tmp_path / "manip", context=1, horizon=3, stride=2, split=None, size=16, normalise="none")
+    assert ds.joint_columns == list(range(9))  # q0..q6, finger_left, finger_right
+    for k in (0, len(ds) - 1):
+        item = ds[k]
+        ep, idx = eps[item["episode_index"]], item["start"] + np.arange(4) * 2
+        assert item["intrinsics"].shape == (4, 3, 3) and item["extrinsics"].shape == (4, 4, 4)
+        np.testing.assert_array_equal(item["extrinsics"].numpy(), ep.extras["extrinsics"][idx])
+        np.testing.assert_array_equal(item["joints"].numpy(), ep.state[idx, :9])
+        k32 = ep.extras["intrinsics"][idx].astype(np.float64)  # 32 px -> 16 px: u -> (u + 0.5) / 2 - 0.5
+        np.testing.assert_allclose(item["intrinsics"][:, :2, :2].numpy(), k32[:, :2, :2] / 2, rtol=1e-6)
+        np.testing.assert_allclose(item["intrinsics"][:, :2, 2].numpy(), (k32[:, :2, 2] + 0.5) / 2 - 0.5, rtol=1e-6)
+    batch = Batch.from_collated(next(iter(DataLoader(ds, batch_size=2))))
+    assert batch.intrinsics.shape == (2, 4, 3, 3) and batch.joints.shape == (2, 4, 9)
+    full = ClipDataset(tmp_path / "manip", context=1, horizon=3, split=None)  # full size: intrinsics as stored
+    np.testing.assert_array_equal(full[0]["intrinsics"].numpy(), eps[0].extras["intrinsics"][:4])
+
+
+def test_resized_intrinsics_follow_the_resized_image():
+    # a blob drawn at the projection of a 3-D point in a 40x56 frame; after resize_square to 24 px its centroid
+    # sits where the resized intrinsics project the same point (checks the resize maths against the pixels)
+    from actwm.data.clips import resize_intrinsics, resize_square
+    from actwm.geometry import project_points
+
+    h, w = 40, 56
+    k = np.array([[50.0, 0.0, 27.0], [0.0, 48.0, 21.0], [0.0, 0.0, 1.0]])
+    e = np.eye(4)
+    point = np.array([[0.31, -0.12, 2.0]])
+    u, v = project_points(point, k, e)[0][0]
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 255 * np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 2.5**2))
+    frames = torch.from_numpy(np.repeat(img[None, None], 3, 1).round().astype(np.uint8))
+    small = resize_square(frames, 24)[0, 0].double()
+    yy, xx = np.mgrid[0:24, 0:24]
+    cu, cv = (small * torch.from_numpy(xx)).sum() / small.sum(), (small * torch.from_numpy(yy)).sum() / small.sum()
+    pu, pv = project_points(point, resize_intrinsics(k, (h, w), 24), e)[0][0]
+    assert abs(cu - pu) < 0.05 and abs(cv - pv) < 0.05, (cu, pu, cv, pv)

@@ -75,3 +75,33 @@ def test_onex_short_video_and_bad_states(tmp_path):
     make_shard(tmp_path / "b", 0, [1] * 6, state_rows=5)
     with pytest.raises(ValueError, match=r"states_0.bin: holds 500 bytes, expected 600"):
         OneXDataset(tmp_path / "b")
+
+
+def test_onex_shard_files_stay_inside_the_folder(tmp_path):
+    make_shard(tmp_path / "outside", 0, [1] * 4)
+    make_shard(tmp_path / "onex", 0, [1] * 4)
+    assert len(OneXDataset(tmp_path / "onex")) == 1
+    states = tmp_path / "onex" / "robot_states" / "states_0.bin"
+    states.unlink()
+    states.symlink_to(tmp_path / "outside" / "robot_states" / "states_0.bin")  # leads out of the dataset
+    with pytest.raises(ValueError, match=r"states_0.bin: path 'robot_states/states_0.bin' leads outside"):
+        OneXDataset(tmp_path / "onex")
+
+
+def test_onex_in_a_hugging_face_cache_snapshot_is_read(tmp_path):
+    # huggingface_hub's cache: snapshots/<rev>/<file> are links into the repository's blobs/; that is allowed,
+    # a link out of the repository's cache folder is not
+    repo = tmp_path / "datasets--1x--worldmodel"
+    make_shard(repo / "blobs" / "staging", 0, [1] * 4)
+    snap = repo / "snapshots" / "abc123"
+    for f in (repo / "blobs" / "staging").rglob("*.*"):
+        link = snap / f.relative_to(repo / "blobs" / "staging")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(f)
+    assert len(OneXDataset(snap)) == 1
+    make_shard(tmp_path / "outside", 0, [1] * 4)
+    states = snap / "robot_states" / "states_0.bin"
+    states.unlink()
+    states.symlink_to(tmp_path / "outside" / "robot_states" / "states_0.bin")
+    with pytest.raises(ValueError, match="leads outside"):
+        OneXDataset(snap)

@@ -57,3 +57,15 @@ def test_recon_bad_inputs(tmp_path):
     make_recon(tmp_path / "short.hdf5", yaw_len=3)
     with pytest.raises(ValueError, match=r"short.hdf5: mismatched lengths"):
         ReconDataset(tmp_path / "short.hdf5").episode(0)
+
+
+def test_recon_files_stay_inside_the_folder(tmp_path):
+    root, outside = tmp_path / "recon", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    make_recon(root / "a.hdf5")
+    make_recon(outside / "secret.hdf5")
+    assert len(ReconDataset(root)) == 1
+    (root / "b.hdf5").symlink_to(outside / "secret.hdf5")  # a file that leads out of the dataset
+    with pytest.raises(ValueError, match=r"b.hdf5: path 'b.hdf5' leads outside"):
+        ReconDataset(root)

@@ -1,21 +1,21 @@
 """Clip sampler: fixed-length clips of frames + actions from a LeRobot store, for training and evaluation.
 
 A clip has `n = context + horizon` frames taken every `step` stored frames (`step = stride`, or
-`fps / target_fps` when `target_fps` is given; it must be a whole number). Actions per clip frame:
+`fps / target_fps` when `target_fps` is given; it must be a whole number). Actions per clip frame follow
+`action_mode` (`delta` or `cumulative`), computed from the stored rows by `actwm.actions` (see its module
+docstring for the conventions), then normalised by `ClipDataset.normaliser` (an `actwm.actions.ActionNormaliser`):
+`std` = (a - mean) / std, with mean/std from `meta/stats.json` (all episodes) for delta actions at the stored
+rate, otherwise computed from the training episodes' stored actions under the same transform; `nwm` (nav3
+only) = NWM exactly (`cumulative`: `normalize_data` of the cumulative xy in metric-spacing units; `delta`:
+NWM's `get_delta_np` over those, i.e. deltas in the clip's first-frame coordinates, row 0 keeping
+`normalize_data(0)`, yaw differenced from the wrapped cumulative yaw, 2 pi jumps included; the clip's frame 0
+plays NWM's current frame); `nwm_scale` (nav3) = our per-step deltas (or cumulative poses) at NWM's scale
+(xy / spacing * 2 / (max - min), no offset); `none` = metres/radians as stored.
 
-- `delta`: row k takes clip frame k to clip frame k+1; the `step` stored rows in between are composed
-  (SE(2) composition for `nav3`, a sum otherwise; absolute dimensions such as the `ee7` gripper command
-  and every `humanoid25` dimension take the last stored row). The last row looks past the clip and is
-  zero where the episode ends.
-- `cumulative`: row k is the pose of clip frame k relative to clip frame 0, in frame 0's robot frame
-  (row 0 zeros; SE(2) for `nav3`, cumulative sums otherwise, absolute dimensions the value that led
-  to frame k).
-
-Normalisation: `std` = (a - mean) / std, from `meta/stats.json` (all episodes) for delta actions at
-the stored rate, otherwise computed from the training episodes' stored actions under the same transform; `nwm` (nav3
-only) = NWM's normalisation: xy / metric spacing, then min-max with
-min (-2.5, -4), max (5, 4) to [-1, 1] (for deltas only the scale 2/(max-min) applies, which equals NWM's
-differences of normalised positions); yaw unchanged; `none` = metres/radians as stored.
+Items also carry, when the store has them, camera `intrinsics` `(n, 3, 3)` (adjusted to the item's resized
+frames), `extrinsics` `(n, 4, 4)` and the arm's `joints` `(n, J)` (the state columns named `q<i>`, then the
+fingers), at the video's frame indices, read from the parquet columns (no extra decoding); keys match
+`actwm.batch.Batch`.
 
 Splits are by episode or scene, never by frame: `split_by="stored"` uses the stored `split` column
 (falling back to a deterministic hash of the episode when no episode has one), `"episode"` hashes the
@@ -36,14 +36,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from actwm.data.gnm import NWM_ACTION_MAX, NWM_ACTION_MIN, wrap_angle
+from actwm.actions import ACTION_MODES, NORMALISATIONS, ActionNormaliser, gather_windows, transform_actions
 from actwm.data.lerobot import LeRobotDataset
 
-ACTION_MODES = ("delta", "cumulative")
-NORMALISATIONS = ("std", "nwm", "none")
 SPLIT_BY = ("stored", "episode", "scene")
-# dimensions that hold absolute commands/targets rather than increments
-ABSOLUTE_DIMS: dict[str, tuple[int, ...] | str] = {"ee7": (6,), "humanoid25": "all"}
 
 
 @dataclass(frozen=True)
@@ -88,64 +84,6 @@ class ClipConfig:
         return self.context + self.horizon
 
 
-# ------------------------------------------------------------------------------------------ SE(2) math
-
-
-def se2_compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Compose planar motions `(..., 3)`: first `a`, then `b` expressed in the frame reached by `a`."""
-    c, s = np.cos(a[..., 2]), np.sin(a[..., 2])
-    x = a[..., 0] + c * b[..., 0] - s * b[..., 1]
-    y = a[..., 1] + s * b[..., 0] + c * b[..., 1]
-    return np.stack([x, y, wrap_angle(a[..., 2] + b[..., 2])], -1)
-
-
-def _absolute_mask(space: str, d: int) -> np.ndarray:
-    mask = np.zeros(d, dtype=bool)
-    spec = ABSOLUTE_DIMS.get(space)
-    if spec == "all":
-        mask[:] = True
-    elif spec:
-        mask[list(spec)] = True
-    return mask
-
-
-def gather_windows(raw: np.ndarray, starts: np.ndarray, n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stored rows per clip step: `(B, n, step, D)` and a validity mask `(B, n, step)` (False past the end)."""
-    t = len(raw)
-    idx = starts[:, None, None] + (np.arange(n) * step)[None, :, None] + np.arange(step)[None, None, :]
-    valid = idx < t
-    return raw[np.minimum(idx, t - 1)], valid
-
-
-def transform_actions(windows: np.ndarray, valid: np.ndarray, space: str, mode: str) -> np.ndarray:
-    """`(B, n, step, D)` stored rows -> `(B, n, D)` clip actions (float64), see module docstring."""
-    windows = windows.astype(np.float64)
-    d = windows.shape[-1]
-    absolute = _absolute_mask(space, d)
-    inc = np.where(valid[..., None], windows, 0.0)
-    if space == "nav3":
-        delta = inc[:, :, 0]
-        for j in range(1, inc.shape[2]):
-            delta = se2_compose(delta, inc[:, :, j])
-    else:
-        delta = inc.sum(2)
-    if absolute.any():
-        last = np.maximum(valid.sum(2) - 1, 0)  # last valid stored row per clip step
-        picked = np.take_along_axis(windows, last[:, :, None, None].repeat(d, -1), 2)[:, :, 0]
-        delta[..., absolute] = picked[..., absolute]
-    if mode == "delta":
-        return delta
-    cum = np.zeros_like(delta)
-    for k in range(1, delta.shape[1]):
-        if space == "nav3":
-            cum[:, k] = se2_compose(cum[:, k - 1], delta[:, k - 1])
-        else:
-            cum[:, k] = cum[:, k - 1] + delta[:, k - 1]
-    if absolute.any():
-        cum[:, 1:, absolute] = delta[:, :-1, absolute]
-    return cum
-
-
 def hash_split(key: str, test_fraction: float, seed: int) -> str:
     """Deterministic 'train'/'test' label of `key`."""
     h = int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:13], 16) / float(16**13)
@@ -159,7 +97,12 @@ class ClipDataset(Dataset):
     """Clips from a LeRobot store (v3.0 or v2.1) as a torch Dataset.
 
     Item: `video` `(n, 3, H, W)` float32 in [0, 1]; `actions` `(n, D)` float32; `state` `(n, S)` float32;
-    `episode_index`, `start` (stored frame index of clip frame 0) ints; with `n = context + horizon`.
+    where the store has them `intrinsics` `(n, 3, 3)` (for the item's resized frames), `extrinsics`
+    `(n, 4, 4)` world-to-camera and `joints` `(n, J)` float32 (keys of `actwm.batch.Batch`); `episode_index`,
+    `start` (stored frame index of clip frame 0) ints; with `n = context + horizon`.
+
+    Attributes: `normaliser` (`actwm.actions.ActionNormaliser`: what the model must store to read these
+    actions), `joint_columns` (state indices of `joints`).
     """
 
     def __init__(self, root: str | Path | LeRobotDataset, **kwargs: Any) -> None:
@@ -176,15 +119,14 @@ class ClipDataset(Dataset):
             raise ValueError(f"{self.root}: no episodes in split {cfg.split!r} (splits: {sorted(set(self.labels))})")
         self.episodes = [i for i, lab in enumerate(self.labels) if cfg.split is None or lab == cfg.split]
         span = (cfg.num_frames - 1) * self.step + 1
+        self.joint_columns = joint_columns(self.store.features.get("observation.state", {}).get("names"))
         self._actions: dict[int, np.ndarray] = {}
-        self._states: dict[int, np.ndarray] = {}
+        self._per_frame: dict[int, dict[str, np.ndarray]] = {}  # state, intrinsics, extrinsics, joints
         index: list[tuple[int, int]] = []
         selected = set(self.episodes)
         for i in range(len(self.store)):  # training episodes too: they give the normalisation statistics
-            if self.labels[i] != "train" and i not in selected:
-                continue
-            arr = self.store.episode_arrays(i)
-            self._actions[i], self._states[i] = arr["action"], arr["state"]
+            if self.labels[i] == "train" or i in selected:
+                self._load_arrays(i)
         for i in self.episodes:
             t = self.store.episode_lengths[i]
             index += [(i, s) for s in range(0, t - span + 1, cfg.start_every)]
@@ -194,12 +136,29 @@ class ClipDataset(Dataset):
                 f"in the {len(self.episodes)} episodes of split {cfg.split!r}"
             )
         self.index = index
-        self.metric_spacing = self._metric_spacing() if cfg.normalise == "nwm" else None
-        self.action_mean, self.action_std = self._action_stats()
+        self.metric_spacing = self._metric_spacing() if cfg.normalise in ("nwm", "nwm_scale") else None
+        self.normaliser = self._build_normaliser()
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cache_bytes = 0
 
     # -- setup --------------------------------------------------------------------------------------
+
+    def _load_arrays(self, i: int) -> None:
+        """Actions and the per-frame arrays items carry (parquet columns only: no decoding)."""
+        arr = self.store.episode_arrays(i)
+        self._actions[i] = arr["action"]
+        per = {"state": np.ascontiguousarray(arr["state"], dtype=np.float32)}
+        if "intrinsics" in arr:
+            k = np.asarray(arr["intrinsics"], np.float32)
+            if self.config.size is not None:
+                h, w = self.store.features[self.store.video_key]["shape"][:2]
+                k = resize_intrinsics(k, (h, w), self.config.size)
+            per["intrinsics"] = k
+        if "extrinsics" in arr:
+            per["extrinsics"] = np.asarray(arr["extrinsics"], np.float32)
+        if self.joint_columns:
+            per["joints"] = per["state"][:, self.joint_columns]
+        self._per_frame[i] = per
 
     def _resolve_step(self) -> int:
         cfg = self.config
@@ -253,11 +212,12 @@ class ClipDataset(Dataset):
         train = [i for i in self._actions if self.labels[i] == "train"] or list(self._actions)
         return [self._actions[i] for i in train]
 
-    def _action_stats(self) -> tuple[np.ndarray, np.ndarray]:
+    def _build_normaliser(self) -> ActionNormaliser:
+        """The `ActionNormaliser` of this dataset's `normalise` and `action_mode` (statistics for `std`)."""
         cfg = self.config
         d = next(iter(self._actions.values())).shape[1]
         if cfg.normalise != "std":
-            return np.zeros(d), np.ones(d)
+            return ActionNormaliser.build(cfg.normalise, cfg.action_mode, d, metric_spacing=self.metric_spacing)
         st = self.store.stats.get("action")
         if cfg.action_mode == "delta" and self.step == 1 and st and "mean" in st and "std" in st:
             mean, std = np.asarray(st["mean"], np.float64), np.asarray(st["std"], np.float64)
@@ -274,7 +234,17 @@ class ClipDataset(Dataset):
             allrows = np.concatenate(rows)
             mean, std = allrows.mean(0), allrows.std(0)
         std = np.where(std > 1e-8, std, 1.0)
-        return mean, std
+        return ActionNormaliser.build("std", cfg.action_mode, d, mean=mean, std=std)
+
+    @property
+    def action_mean(self) -> np.ndarray:
+        """`(D,)` the normaliser's per-dimension centre (`loc`; NWM's delta uses another one in row 0)."""
+        return np.asarray(self.normaliser.loc)
+
+    @property
+    def action_std(self) -> np.ndarray:
+        """`(D,)` the normaliser's per-dimension scale."""
+        return np.asarray(self.normaliser.scale)
 
     # -- items --------------------------------------------------------------------------------------
 
@@ -285,38 +255,16 @@ class ClipDataset(Dataset):
         """Normalised `(n, D)` float32 actions of the clip starting at stored frame `start`."""
         cfg = self.config
         w, v = gather_windows(self._actions[episode], np.array([start]), cfg.num_frames, self.step)
-        a = transform_actions(w, v, self.action_space, cfg.action_mode)[0]
-        return self.normalise_actions(a).astype(np.float32)
+        a = transform_actions(w, v, self.action_space, self.normaliser.convention)[0]
+        return self.normaliser.normalise(a).astype(np.float32)
 
-    def normalise_actions(self, a: np.ndarray) -> np.ndarray:
-        """Apply this dataset's normalisation to raw clip actions `(..., D)`."""
-        cfg = self.config
-        if cfg.normalise == "std":
-            return (a - self.action_mean) / self.action_std
-        if cfg.normalise == "nwm":
-            a = np.array(a, dtype=np.float64, copy=True)
-            lo, hi = np.asarray(NWM_ACTION_MIN), np.asarray(NWM_ACTION_MAX)
-            xy = a[..., :2] / self.metric_spacing
-            a[..., :2] = xy * 2.0 / (hi - lo) if cfg.action_mode == "delta" else (xy - lo) / (hi - lo) * 2.0 - 1.0
-            return a
-        return a
+    def normalise_actions(self, a: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Apply this dataset's normaliser to raw clip actions `(..., n, D)` (in `normaliser.convention`)."""
+        return self.normaliser.normalise(a)
 
-    def denormalise_actions(self, a: np.ndarray) -> np.ndarray:
+    def denormalise_actions(self, a: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Inverse of `normalise_actions`."""
-        cfg = self.config
-        if cfg.normalise == "std":
-            return a * self.action_std + self.action_mean
-        if cfg.normalise == "nwm":
-            a = np.array(a, dtype=np.float64, copy=True)
-            lo, hi = np.asarray(NWM_ACTION_MIN), np.asarray(NWM_ACTION_MAX)
-            xy = (
-                a[..., :2] * (hi - lo) / 2.0
-                if cfg.action_mode == "delta"
-                else (a[..., :2] + 1.0) / 2.0 * (hi - lo) + lo
-            )
-            a[..., :2] = xy * self.metric_spacing
-            return a
-        return a
+        return self.normaliser.denormalise(a)
 
     def _frames(self, episode: int) -> torch.Tensor:
         """Decoded (and resized) frames `(T, 3, H, W)` uint8 of an episode, via the LRU cache."""
@@ -350,15 +298,14 @@ class ClipDataset(Dataset):
     def __getitem__(self, k: int) -> dict[str, Any]:
         episode, start = self.index[k]
         idx = start + np.arange(self.config.num_frames) * self.step
-        frames = self._clip_frames(episode, idx)
-        state = self._states[episode][idx]
-        return {
-            "video": frames.float().div_(255.0),
+        item: dict[str, Any] = {
+            "video": self._clip_frames(episode, idx).float().div_(255.0),
             "actions": torch.from_numpy(self.clip_actions(episode, start)),
-            "state": torch.from_numpy(np.ascontiguousarray(state, dtype=np.float32)),
-            "episode_index": int(episode),
-            "start": int(start),
         }
+        for key, arr in self._per_frame[episode].items():  # state, then camera and joints where stored
+            item[key] = torch.from_numpy(np.ascontiguousarray(arr[idx]))
+        item["episode_index"], item["start"] = int(episode), int(start)
+        return item
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -373,14 +320,42 @@ class ClipDataset(Dataset):
         return out
 
 
+def _resize_plan(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """`resize_square`'s intermediate size `(nh, nw)` and crop offsets `(top, left)`."""
+    scale = size / min(h, w)
+    nh, nw = max(size, int(math.ceil(h * scale - 1e-6))), max(size, int(math.ceil(w * scale - 1e-6)))
+    return nh, nw, (nh - size) // 2, (nw - size) // 2
+
+
+def resize_intrinsics(intrinsics: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
+    """Intrinsics `(..., 3, 3)` of `(h, w)` frames -> those of the frames `resize_square(.., size)` gives.
+
+    OpenCV pixels (integer values at pixel centres): a resize by `s` maps `u -> (u + 0.5) s - 0.5`
+    (`align_corners=False`), the crop subtracts its offset.
+    """
+    h, w = hw
+    nh, nw, top, left = _resize_plan(h, w, size)
+    sx, sy = nw / w, nh / h
+    a = np.array([[sx, 0.0, 0.5 * sx - 0.5 - left], [0.0, sy, 0.5 * sy - 0.5 - top], [0.0, 0.0, 1.0]])
+    return (a @ np.asarray(intrinsics, np.float64)).astype(np.asarray(intrinsics).dtype)
+
+
+def joint_columns(names: list[str] | None) -> list[int]:
+    """Indices of the arm's joint positions in `observation.state` (by name): `q<i>` in order of i, then the
+    fingers / gripper (`finger*`, `gripper*`); [] when the state has no such names (e.g. nav)."""
+    if not names:
+        return []
+    arm = sorted((int(n[1:]), i) for i, n in enumerate(names) if n[:1] == "q" and n[1:].isdigit())
+    hand = [i for i, n in enumerate(names) if n.startswith(("finger", "gripper"))]
+    return [i for _, i in arm] + hand if arm else []
+
+
 def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
     """`(T, 3, H, W)` uint8 -> `(T, 3, size, size)` uint8: shorter side to `size`, centre crop."""
     t, c, h, w = frames.shape
-    scale = size / min(h, w)
-    nh, nw = max(size, int(math.ceil(h * scale - 1e-6))), max(size, int(math.ceil(w * scale - 1e-6)))
+    nh, nw, top, left = _resize_plan(h, w, size)
     x = torch.nn.functional.interpolate(
         frames.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False
     )
-    top, left = (nh - size) // 2, (nw - size) // 2
     x = x[:, :, top : top + size, left : left + size]
     return x.round_().clamp_(0, 255).to(torch.uint8)

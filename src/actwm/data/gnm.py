@@ -5,37 +5,32 @@ Layout::
     <dataset>/<traj>/0.jpg .. (T-1).jpg, traj_data.pkl     pickle: {"position": (T, 2) metres, "yaw": (T,) rad}
     data_splits/<dataset>/{train,test}/traj_names.txt       one trajectory name per line
 
-Actions are derived as NWM does (`to_local_coords(positions, curr_pos, curr_yaw) =
+Stored actions use NWM's robot frame (`to_local_coords(positions, curr_pos, curr_yaw) =
 (positions - curr_pos) @ R(curr_yaw)` with `R(y) = [[cos y, -sin y], [sin y, cos y]]`, i.e. the world
-displacement rotated by -yaw into the robot frame: x forward, y left). Row t of what we store is the
-motion from frame t to t+1 in the robot frame of frame t: `(p[t+1] - p[t]) @ R(yaw[t])` in metres and
-`wrap(yaw[t+1] - yaw[t])` in (-pi, pi]; the last row is zeros. NWM divides xy by the dataset's metric
-waypoint spacing (`METRIC_SPACING`) before its min-max normalisation; we keep metres in storage, put the
-spacing in the episode meta, and let `actwm.data.clips` apply NWM's normalisation on request.
+displacement rotated by -yaw into the robot frame: x forward, y left) but are per-step, not NWM's: row t is
+the motion from frame t to t+1 in the robot frame of frame t, `(p[t+1] - p[t]) @ R(yaw[t])` in metres and
+`wrap_angle(yaw[t+1] - yaw[t])` in [-pi, pi) (`actwm.geometry`, NWM's range), float32 kept inside that range;
+the last row is zeros. Composing rows t..t+k-1 gives NWM's `_compute_actions` row k of a clip starting at t
+(the pose of frame t+k in frame t's robot frame). NWM divides xy by the dataset's metric waypoint spacing
+(`METRIC_SPACING`) before its min-max normalisation; we keep metres in storage, put the spacing in the
+episode meta, and `actwm.data.clips` (normalise="nwm") reproduces NWM's normalised cumulative actions and
+its deltas exactly (see `actwm.actions`).
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from actwm.data.safety import inside_root, load_data_pickle
 from actwm.episode import Episode
+from actwm.geometry import wrap_angle_float32
 from actwm.video import read_image
 
 METRIC_SPACING = {"recon": 0.25, "scand": 0.38, "tartan_drive": 0.72, "sacson": 0.255, "go_stanford": 0.12}
 GNM_FPS = 4.0  # GNM/ViNT processing resamples every dataset to 4 Hz
-NWM_ACTION_MIN = (-2.5, -4.0)
-NWM_ACTION_MAX = (5.0, 4.0)
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Wrap angles to (-pi, pi]."""
-    a = np.asarray(a, dtype=np.float64)
-    w = np.mod(a + np.pi, 2 * np.pi) - np.pi  # [-pi, pi)
-    return np.where(w == -np.pi, np.pi, w)
 
 
 def yaw_rotmat(yaw: float) -> np.ndarray:
@@ -52,7 +47,8 @@ def to_local_coords(positions: np.ndarray, curr_pos: np.ndarray, curr_yaw: float
 def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Per-step actions `(T, 3)` float32 (dx, dy [m], dyaw [rad]) from `position (T, 2)`, `yaw (T,)`.
 
-    Row t takes frame t to t+1 in the robot frame of frame t; the last row is zeros.
+    Row t takes frame t to t+1 in the robot frame of frame t (dyaw wrapped to [-pi, pi) and kept there in
+    float32); the last row is zeros.
     """
     p = np.asarray(position, dtype=np.float64)[:, :2]
     y = np.asarray(yaw, dtype=np.float64).reshape(-1)
@@ -63,8 +59,10 @@ def nav_actions(position: np.ndarray, yaw: np.ndarray) -> np.ndarray:
         c, s = np.cos(y[:-1]), np.sin(y[:-1])
         out[:-1, 0] = d[:, 0] * c + d[:, 1] * s  # row vector @ R(yaw)
         out[:-1, 1] = -d[:, 0] * s + d[:, 1] * c
-        out[:-1, 2] = wrap_angle(y[1:] - y[:-1])
-    return out.astype(np.float32)
+    out = out.astype(np.float32)
+    if t > 1:
+        out[:-1, 2] = wrap_angle_float32(y[1:] - y[:-1])
+    return out
 
 
 def nav_episode(
@@ -96,20 +94,20 @@ def nav_episode(
     )
 
 
-def _frame_files(folder: Path) -> list[Path]:
+def _frame_files(folder: Path, root: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.stem.isdigit()]
+    for f in files:  # a symlinked image must not lead outside the dataset
+        inside_root(root, f.relative_to(root), str(f))
     return sorted(files, key=lambda p: int(p.stem))
 
 
 def load_traj_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read `traj_data.pkl` -> (position (T, 2) float64, yaw (T,) float64), validating fields."""
+    """Read `traj_data.pkl` -> (position (T, 2) float64, yaw (T,) float64), validating fields.
+
+    The pickle is read with `actwm.data.safety.load_data_pickle` (numpy arrays and plain containers only)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing traj_data.pkl")
-    try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path}: cannot unpickle ({exc})") from exc
+    data = load_data_pickle(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a dict with 'position' and 'yaw', got {type(data).__name__}")
     for key in ("position", "yaw"):
@@ -159,25 +157,33 @@ class GNMDataset:
         self.dataset = dataset or self.root.name
         self.fps = float(fps)
         self.metric_spacing = metric_spacing if metric_spacing is not None else METRIC_SPACING.get(self.dataset)
-        self.split_of: dict[str, str] = {}
-        sdir = self._find_splits(splits_dir)
-        if sdir is not None:
-            for split in sorted(p.name for p in sdir.iterdir() if (p / "traj_names.txt").is_file()):
-                for name in read_split_file(sdir / split / "traj_names.txt"):
-                    if name in self.split_of and self.split_of[name] != split:
-                        raise ValueError(
-                            f"{sdir}: trajectory {name!r} is listed in both {self.split_of[name]!r} and {split!r}"
-                        )
-                    self.split_of[name] = split
-            missing = [n for n in self.split_of if not (self.root / n).is_dir()]
-            if missing:
-                raise FileNotFoundError(f"{sdir}: lists trajectories missing under {self.root}: {missing[:5]}")
+        self.splits_dir = self._find_splits(splits_dir)
+        self.split_of = self._read_splits(self.splits_dir) if self.splits_dir is not None else {}
+        if self.splits_dir is not None:
             self.names = sorted(self.split_of)
-        else:
-            self.names = sorted(p.name for p in self.root.iterdir() if (p / "traj_data.pkl").is_file())
+        else:  # every trajectory folder (hidden folders and data_splits aside)
+            self.names = sorted(
+                p.name for p in self.root.iterdir() if p.is_dir() and p.name != "data_splits" and p.name[0] != "."
+            )
         if not self.names:
             raise ValueError(f"{self.root}: no trajectory folders with traj_data.pkl")
-        self.splits_dir = sdir
+        where = self.splits_dir or self.root
+        for name in self.names:  # each must stay inside the root and hold its pickle: no silent partial conversion
+            folder = inside_root(self.root, name, f"{where}: trajectory {name!r}")
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{where}: lists trajectory {name!r}, missing under {self.root}")
+            if not (folder / "traj_data.pkl").is_file():
+                raise FileNotFoundError(f"{folder / 'traj_data.pkl'}: missing (trajectory {name!r})")
+
+    def _read_splits(self, sdir: Path) -> dict[str, str]:
+        """Trajectory name -> split label from `<sdir>/<split>/traj_names.txt`."""
+        split_of: dict[str, str] = {}
+        for split in sorted(p.name for p in sdir.iterdir() if (p / "traj_names.txt").is_file()):
+            for name in read_split_file(sdir / split / "traj_names.txt"):
+                if name in split_of and split_of[name] != split:
+                    raise ValueError(f"{sdir}: trajectory {name!r} is listed in both {split_of[name]!r} and {split!r}")
+                split_of[name] = split
+        return split_of
 
     def _find_splits(self, splits_dir: str | Path | None) -> Path | None:
         if splits_dir is not None:
@@ -200,9 +206,9 @@ class GNMDataset:
 
     def episode(self, i: int) -> Episode:
         name = self.names[i]
-        folder = self.root / name
+        folder = inside_root(self.root, name, f"{self.splits_dir or self.root}: trajectory {name!r}")
         pos, yaw = load_traj_data(folder / "traj_data.pkl")
-        files = _frame_files(folder)
+        files = _frame_files(folder, self.root)
         if len(files) != len(pos):
             raise ValueError(f"{folder}: {len(files)} images but traj_data.pkl has {len(pos)} positions")
         if [int(p.stem) for p in files] != list(range(len(files))):

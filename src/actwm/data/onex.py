@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from actwm.data.safety import inside_root
 from actwm.episode import Episode
 from actwm.io import read_json
 
@@ -37,10 +38,11 @@ class _Segment:
 
 
 def _find(root: Path, name: str) -> Path:
+    """The first file called `name` below `root`; it must not lead outside `root` (symlinks)."""
     hits = sorted(root.rglob(name))
     if not hits:
         raise FileNotFoundError(f"{root}: {name} not found (1X raw v2.0 shard files)")
-    return hits[0]
+    return inside_root(root, hits[0].relative_to(root), str(hits[0]))
 
 
 def _read_bin(path: Path, dtype: type, n: int, width: int | None) -> np.ndarray:
@@ -66,6 +68,8 @@ class OneXDataset:
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: 1X data folder not found")
         metas = sorted(self.root.rglob("metadata_*.json"), key=lambda p: _shard_key(p.stem[len("metadata_") :]))
+        for m in metas:
+            inside_root(self.root, m.relative_to(self.root), str(m))
         if not metas:
             raise ValueError(f"{self.root}: no metadata_<shard>.json files (1X raw v2.0 layout)")
         self.shards: dict[str, dict[str, object]] = {}

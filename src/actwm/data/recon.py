@@ -1,7 +1,8 @@
 """RECON HDF5 trajectories (one `.hdf5` file per trajectory).
 
 Fields read: `jackal/position` (T, 3) metres (x, y used), `jackal/yaw` (T,) radians,
-`images/rgb_left` (T,) JPEG bytes. Actions follow NWM (see `actwm.data.gnm.nav_actions`).
+`images/rgb_left` (T,) JPEG bytes. Actions follow NWM (see `actwm.data.gnm.nav_actions`). Files are found by
+listing the folder; none may lead outside it (a symlink out of the folder is an error).
 The frame rate is not stored in the files; RECON's native rate is taken as 3 Hz (override with `fps`).
 """
 
@@ -14,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from actwm.data.gnm import METRIC_SPACING, nav_episode
+from actwm.data.safety import inside_root
 from actwm.episode import Episode
 
 RECON_FPS = 3.0
@@ -50,6 +52,8 @@ class ReconDataset:
             self.files = [self.root]
         elif self.root.is_dir():
             self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in (".hdf5", ".h5"))
+            for f in self.files:  # a symlinked file must not lead outside the folder
+                inside_root(self.root, f.relative_to(self.root), str(f))
         else:
             raise FileNotFoundError(f"{self.root}: RECON file or folder not found")
         if not self.files:

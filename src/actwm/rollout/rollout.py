@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from actwm.data.clips import transform_actions
+from actwm.actions import ActionNormaliser, transform_actions
 from actwm.models.world_model import WorldModel
 
 
@@ -52,17 +51,18 @@ def model_window(wm: WorldModel, window: int | None = None) -> int:
     return w
 
 
-def to_model_actions(wm: WorldModel, raw: torch.Tensor) -> torch.Tensor:
-    """Raw per-step actions `(batch, frames, D)` -> normalised model actions `(batch, frames, D)`.
+def to_model_actions(wm: WorldModel, raw: torch.Tensor, normaliser: ActionNormaliser | None = None) -> torch.Tensor:
+    """Raw per-step actions `(batch, frames, D)` -> normalised model actions `(batch, frames, D)` float32.
 
-    Converts to the model's `action_mode` relative to the first frame (SE(2) composition for nav3).
+    Converts to the normaliser's convention relative to the first frame (SE(2) composition for nav3) and
+    normalises, in torch on `raw`'s device (no host round trip). `normaliser`: default the `std` normaliser of
+    the model's `action_space` statistics in the model's `action_mode`.
     """
     wm.action_space.validate(raw, "raw actions")
-    arr = raw.detach().cpu().double().numpy()
-    valid = np.ones(arr.shape[:2] + (1,), dtype=bool)
-    converted = transform_actions(arr[:, :, None, :], valid, wm.action_space.name, wm.config.action_mode)
-    out = torch.from_numpy(converted).to(raw.device, torch.float32)
-    return wm.action_space.normalise(out)
+    norm = normaliser or ActionNormaliser.from_action_space(wm.action_space, wm.config.action_mode)
+    valid = torch.ones(raw.shape[:2] + (1,), dtype=torch.bool, device=raw.device)
+    converted = transform_actions(raw[:, :, None, :], valid, wm.action_space.name, norm.convention)
+    return norm.normalise(converted.to(torch.float32))  # float32 normalisation, as before
 
 
 def _chunk_bounds(total: int, window: int, k: int) -> list[tuple[int, int, int]]:
