@@ -1,15 +1,21 @@
 """Video and image-sequence I/O shared by data, rollout and evaluation.
 
 Frames are uint8 numpy arrays of shape `(frames, height, width, 3)` (RGB) unless stated otherwise.
-mp4 goes through PyAV (libx264); GIF through Pillow. Writers are atomic.
+mp4 goes through PyAV (libx264); GIF through Pillow. Writers are atomic. This module is the one home of mp4
+encoding and decoding in actwm.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
+import av
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from actwm.io import atomic_path
 
@@ -26,70 +32,170 @@ def _check_frames(frames: np.ndarray, what: str) -> np.ndarray:
     return frames
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
-    """Write `(frames, height, width, 3)` uint8 RGB to an H.264 mp4, atomically.
+# libx264 settings shared by every mp4 actwm writes. B-frames / lookahead / mb-tree made libx264's output vary
+# from run to run on small frames (measured at 32-64 px); without them it is deterministic, so a resumed
+# dataset write equals an uninterrupted one byte for byte.
+_X264_OPTIONS = {"preset": "veryfast", "threads": "1", "bf": "0", "x264-params": "rc-lookahead=0:no-mbtree=1"}
 
-    Odd sizes are padded by one pixel (yuv420p needs even sides); readers crop back only if told.
+
+class Mp4Writer:
+    """Incremental H.264 writer of one mp4 (frames appended in calls to `write`); atomic on `close()`.
+
+    Args:
+        path: destination; nothing appears there until `close()` succeeds.
+        fps: frame rate (stored as a rational with denominator <= 1001).
+        height, width: frame size (even for yuv420p).
+        crf: quality (0 = lossless coding); gop: keyframe interval (None: libx264's default).
+        pix_fmt: "yuv420p" or "yuv444p".
     """
-    import av
 
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        height: int,
+        width: int,
+        *,
+        crf: int = 18,
+        gop: int | None = None,
+        pix_fmt: str = "yuv420p",
+    ) -> None:
+        self._ctx = atomic_path(path)
+        tmp = self._ctx.__enter__()
+        try:
+            self._container = av.open(str(tmp), mode="w", format="mp4")
+            rate = Fraction(fps).limit_denominator(1001)
+            self._stream = self._container.add_stream("libx264", rate=rate)
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+            options = {"crf": str(crf), **_X264_OPTIONS}
+            if gop is not None:
+                options["g"] = str(gop)
+            self._stream.options = options
+            self._stream.codec_context.time_base = 1 / rate
+        except BaseException:
+            self._ctx.__exit__(RuntimeError, RuntimeError("open failed"), None)
+            raise
+        self._n = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append `(frames, height, width, 3)` uint8 RGB frames."""
+        for frame in frames:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf.pts = self._n
+            self._n += 1
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and move the finished file into place."""
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Drop the file being written (its temp file is removed)."""
+        with contextlib.suppress(Exception):
+            self._container.close()
+        with contextlib.suppress(Exception):
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
+    """Write `(frames, height, width, 3)` uint8 RGB to an H.264 yuv420p mp4, atomically (even sides needed)."""
     frames = _check_frames(frames, str(path))
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: H.264 yuv420p needs even height and width, got {h}x{w}")
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            # no B-frames / lookahead / mb-tree: libx264 is then deterministic on small frames (see data.lerobot)
-            stream.options = {
-                "crf": str(crf),
-                "preset": "veryfast",
-                "bf": "0",
-                "threads": "1",
-                "x264-params": "rc-lookahead=0:no-mbtree=1",
-            }
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+    writer = Mp4Writer(path, fps, h, w, crf=crf)
+    try:
+        writer.write(frames)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
 
-def read_video(path: str | Path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode frames `[start, stop)` of a video. Returns `((frames, height, width, 3) uint8, fps)`.
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says, without decoding: frame count (0 if unknown), rate, size."""
 
-    Raises ValueError naming the file when it cannot be decoded or holds fewer frames than asked.
-    """
-    import av
+    frames: int
+    fps: float
+    height: int
+    width: int
 
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Open a video and read its stream metadata (no decoding). Raises naming the file when it cannot be opened."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such video file")
-    out: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            s = container.streams.video[0]
+            fps = float(s.average_rate or s.base_rate or 0.0)
+            n = int(s.frames or 0)
+            if not n and s.duration is not None and fps:
+                n = int(round(float(s.duration * s.time_base) * fps))
+            return VideoInfo(frames=n, fps=fps, height=int(s.height), width=int(s.width))
+    except (av.error.FFmpegError, IndexError) as exc:  # type: ignore[attr-defined]
+        raise ValueError(f"{path}: cannot open video ({exc})") from exc
+
+
+def iter_video(
+    path: str | Path, start: int = 0, stop: int | None = None, *, fps: float | None = None
+) -> Iterator[np.ndarray]:
+    """Decode frames `[start, stop)` of a video one at a time, as `(height, width, 3)` uint8 RGB.
+
+    Frame `i` is the one shown at time `i / fps` after the stream's start (`fps`: the stream's average rate
+    unless given, e.g. a LeRobot store's `info.json` fps). For `start > 0` the decoder seeks to the keyframe
+    before it; the first decoded frame's index comes from its timestamp, later ones are counted.
+    Raises FileNotFoundError / ValueError naming the file when it is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    if start < 0 or (stop is not None and stop <= start):
+        raise ValueError(f"{path}: bad frame range [{start}, {stop})")
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.base_rate or 0.0)
-            for i, frame in enumerate(container.decode(stream)):
-                if i < start:
-                    continue
-                if stop is not None and i >= stop:
+            rate = float(fps or stream.average_rate or stream.base_rate or 0.0)
+            tb, t0 = float(stream.time_base), float(stream.start_time or 0) * float(stream.time_base)
+            idx: int | None = 0
+            if start > 0 and rate > 0:
+                container.seek(int((start / rate + t0) / tb), stream=stream, backward=True, any_frame=False)
+                idx = None  # known from the first frame's timestamp
+            for frame in container.decode(stream):
+                if idx is None:
+                    if frame.pts is None:
+                        raise ValueError(f"{path}: frame without timestamp after a seek")
+                    idx = int(round((float(frame.pts) * tb - t0) * rate))
+                if stop is not None and idx >= stop:
                     break
-                out.append(frame.to_ndarray(format="rgb24"))
+                if idx >= start:
+                    yield frame.to_ndarray(format="rgb24")
+                idx += 1
     except (av.error.FFmpegError, IndexError) as exc:  # type: ignore[attr-defined]
         raise ValueError(f"{path}: cannot decode video ({exc})") from exc
+
+
+def read_video(
+    path: str | Path, start: int = 0, stop: int | None = None, *, fps: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode frames `[start, stop)` of a video (see `iter_video`). Returns `((frames, height, width, 3) uint8,
+    fps)`. Raises ValueError naming the file when it holds fewer frames than asked."""
+    out = list(iter_video(path, start, stop, fps=fps))
     if stop is not None and len(out) < stop - start:
-        raise ValueError(f"{path}: asked for frames [{start}, {stop}) but the video has only {start + len(out)}")
+        raise ValueError(f"{path}: asked for frames [{start}, {stop}) but decoded only {len(out)} of them")
     if not out:
         raise ValueError(f"{path}: no frames decoded")
-    return np.stack(out), fps
+    return np.stack(out), float(fps or video_info(path).fps)
 
 
 def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> None:
     """Write `(frames, height, width, 3)` uint8 RGB to an animated GIF, atomically."""
-    from PIL import Image
-
     frames = _check_frames(frames, str(path))
     images = [Image.fromarray(f) for f in frames]
     with atomic_path(path) as tmp:
@@ -98,8 +204,6 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> None:
 
 def write_frames(directory: str | Path, frames: np.ndarray, suffix: str = ".png") -> list[Path]:
     """Write frames as `000000.png, 000001.png, ...` in `directory` (each atomically)."""
-    from PIL import Image
-
     frames = _check_frames(frames, str(directory))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -114,8 +218,6 @@ def write_frames(directory: str | Path, frames: np.ndarray, suffix: str = ".png"
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read one image as `(height, width, 3)` uint8 RGB; a truncated or corrupt file raises ValueError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     try:
         with Image.open(path) as img:

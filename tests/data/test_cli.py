@@ -91,9 +91,9 @@ def test_convert_and_info_cli(tmp_path, capsys, make_gnm):
     assert info["episodes"] == 3 and info["frames"] == 18 and info["fps"] == 4.0 and info["action_space"] == "nav3"
     assert info["splits"] == {"train": 2, "test": 1} and info["metric_spacing"] == 0.25
     assert len(info["stats"]["action"]["mean"]) == 3
-    assert main(["convert", "--from", "bag", str(src), str(tmp_path / "x")]) == 1
+    assert main(["convert", "--from", "bag", str(src), str(tmp_path / "x")]) == 2
     assert "unknown source format 'bag'" in capsys.readouterr().err
-    assert main(["info", str(tmp_path / "missing")]) == 1
+    assert main(["info", str(tmp_path / "missing")]) == 2
     assert "missing/meta/info.json" in capsys.readouterr().err
 
 
@@ -175,6 +175,159 @@ def test_simulate_slower_robot_from_cli(tmp_path, capsys):
                 "--no-progress",
             ]
         )
-        == 1
+        == 2
     )
     assert "nav world only" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ broken stores and bad options
+
+
+@pytest.fixture
+def store(tmp_path, make_ep):
+    """A small finished store of 3 episodes in 2 data/video files."""
+    from actwm.data.lerobot import LeRobotWriter
+
+    w = LeRobotWriter(tmp_path / "store", fps=5.0, action_space="nav3", frames_per_file=16)
+    for i in range(3):
+        w.add_episode(make_ep(8, seed=i))
+    return w.finalize()
+
+
+def _info_error(path, capsys) -> str:
+    rc = main(["info", str(path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_info_reports_a_renamed_action_column(store, capsys):
+    import pyarrow.parquet as pq
+
+    f = store / "data/chunk-000/file-001.parquet"
+    pq.write_table(pq.read_table(f).rename_columns(["act" if c == "action" else c for c in pq.read_schema(f).names]), f)
+    err = _info_error(store, capsys)
+    assert "file-001.parquet" in err and "'action'" in err
+
+
+def test_info_reports_a_truncated_parquet(store, capsys):
+    f = store / "data/chunk-000/file-000.parquet"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    assert "data/chunk-000/file-000.parquet: cannot read parquet" in _info_error(store, capsys)
+
+
+def test_info_reports_missing_and_truncated_videos_and_extras(store, capsys):
+    video = store / "videos/observation.images.front/chunk-000/file-001.mp4"
+    data = video.read_bytes()
+    video.unlink()
+    assert "file-001.mp4: no such video file" in _info_error(store, capsys)
+    video.write_bytes(data[: len(data) // 3])
+    assert "file-001.mp4" in _info_error(store, capsys)
+    video.write_bytes(data)
+    npz = store / "extras/observation.depth/chunk-000/file-000.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert "observation.depth/chunk-000/file-000.npz: cannot read npz" in _info_error(store, capsys)
+
+
+def test_info_of_a_sound_store_passes(store, capsys):
+    assert main(["info", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 3
+
+
+SIM = ["simulate", "nav", "--episodes", "1", "--frames", "3"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*SIM, "--out", "{FILE}"], "exists and is not a directory"),
+        ([*SIM, "--out", "{FILE}/sub"], "is not a directory"),
+        ([*SIM, "--out", "/proc/actwm-test/out"], "/proc/actwm-test/out: not writable"),  # even for root
+        ([*SIM, "--size", "0", "--out", "{DIR}"], "--size"),
+        ([*SIM, "--crf", "99", "--out", "{DIR}"], "--crf"),
+        ([*SIM, "--frames-per-file", "0", "--out", "{DIR}"], "--frames-per-file"),
+        (["convert", "--from", "lerobot", "{STORE}", "{FILE}"], "exists and is not a directory"),
+        (["convert", "--from", "lerobot", "--fps", "0", "{STORE}", "{DIR}"], "--fps"),
+        (["convert", "--from", "lerobot", "{STORE}", "{STORE}"], "is the source itself"),
+    ],
+)
+def test_bad_options_give_one_line_and_no_output(tmp_path, store, capsys, argv, message):
+    (tmp_path / "file").write_text("not a directory")
+    subs = {"{FILE}": str(tmp_path / "file"), "{DIR}": str(tmp_path / "new"), "{STORE}": str(store)}
+    argv = [subs.get(a, a.replace("{FILE}", subs["{FILE}"])) for a in argv]
+    before = sorted(p for p in tmp_path.rglob("*"))
+    assert main([*argv, "--no-progress"] if argv[0] == "simulate" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "no partial output"
+
+
+def test_episode_out_of_range_is_a_clear_error(store):
+    from actwm.data.lerobot import LeRobotDataset
+
+    ds = LeRobotDataset(store)
+    with pytest.raises(ValueError, match=r"episode 7 out of range \(0\.\.2\)"):
+        ds.episode(7)
+    with pytest.raises(IndexError):  # still an IndexError for code that iterates by index
+        ds.episode_arrays(-1)
+
+
+def test_convert_sigkilled_inside_the_first_file_resumes(tmp_path, make_gnm):
+    """Killed before any file set was committed (its mp4 half-encoded in a temp file): the re-run cleans the temp
+    file, resumes and gives the same store as one clean run."""
+    import subprocess
+    import sys
+
+    from actwm.data.convert import convert
+
+    src, _ = make_gnm(tmp_path, n=3, t=6, test=(2,))
+    code = (
+        "import os, signal, sys\n"
+        "from actwm.data.convert import convert\n"
+        "def hook(i, ep):\n"
+        "    if i == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "convert('gnm', sys.argv[1], sys.argv[2], frames_per_file=100, progress=False, on_episode=hook)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "res")], capture_output=True, timeout=120
+    )
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert json.loads((tmp_path / "res" / PROGRESS_FILE).read_text())["num_episodes"] == 0
+    assert list((tmp_path / "res").rglob(".*.tmp*")), "the killed writer's temp mp4 is there to be cleaned"
+    convert("gnm", src, tmp_path / "res", frames_per_file=100, progress=False)
+    convert("gnm", src, tmp_path / "ref", frames_per_file=100, progress=False)
+    assert not list((tmp_path / "res").rglob(".*.tmp*"))
+    for f in sorted(p for p in (tmp_path / "ref").rglob("*") if p.is_file()):
+        assert f.read_bytes() == (tmp_path / "res" / f.relative_to(tmp_path / "ref")).read_bytes(), f
+
+
+def _set(path: list, value):
+    def edit(info):
+        for key in path[:-1]:
+            info = info[key]
+        info[path[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "names"),
+    [
+        (_set(["actwm"], []), "'actwm'"),
+        (_set(["actwm", "extra_features"], [1]), "actwm.extra_features"),
+        (_set(["features", "action", "shape"], "abc"), "'action'"),
+        (_set(["features", "observation.images.front", "shape"], ["a"]), "observation.images.front"),
+        (_set(["features", "observation.pose", "actwm", "storage"], "pickle"), "observation.pose"),
+        (_set(["features", "observation.pose", "actwm", "array_shape"], [7]), "observation.pose"),
+        (_set(["features", "observation.state", "shape"], [9]), "observation.state"),
+    ],
+)
+def test_info_reports_malformed_features(store, capsys, edit, names):
+    """Malformed feature descriptions in info.json: one line naming the file and the feature, never a traceback
+    or a summary of a store that cannot be read."""
+    info = json.loads((store / "meta/info.json").read_text())
+    edit(info)
+    (store / "meta/info.json").write_text(json.dumps(info))
+    err = _info_error(store, capsys)
+    assert ("info.json" in err or "file-000.parquet" in err) and names in err, err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from actwm.data.convert import write_episodes
 from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter
+from actwm.data.lerobot.format import read_tasks
 from actwm.episode import Episode
 from actwm.video import write_mp4
 
@@ -61,7 +63,7 @@ def test_v3_layout_follows_templates(tmp_path, episodes):
     for col in ("observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index"):
         assert col in data.column_names
     assert data.column("index").to_pylist()[0] == 21  # global frame index continues across files
-    assert pq.read_table(tmp_path / "ds/meta/tasks.parquet").column_names == ["task_index", "task"]
+    assert pq.read_table(tmp_path / "ds/meta/tasks.parquet").column_names == ["task_index", "task"]  # index last
     assert not (tmp_path / "ds" / PROGRESS_FILE).exists()
 
 
@@ -269,6 +271,7 @@ def test_crash_inside_flush_resumes(tmp_path, make_ep, monkeypatch):
     for i in range(5):
         np.testing.assert_array_equal(a.episode(i).frames, b.episode(i).frames)
         np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
+        _assert_same_frames(b.episode(i).frames, eps[i].frames, f"resumed episode {i}")
 
 
 def test_convert_v21_to_v3(tmp_path, make_ep):
@@ -282,3 +285,174 @@ def test_convert_v21_to_v3(tmp_path, make_ep):
     for i in range(3):
         np.testing.assert_array_equal(dst.episode(i).actions, src.episode(i).actions)
         assert dst.episode_meta(i)["task"] == "push the block"
+        _assert_same_frames(dst.episode(i).frames, eps[i].frames, f"converted episode {i}")
+
+
+def _assert_same_frames(decoded: np.ndarray, written: np.ndarray, what: str) -> None:
+    """Decoded frames equal the written ones up to codec error, frame by frame: the fixture's brightness rises 6
+    per frame, so a shifted, dropped or reordered frame moves a frame's mean error to >= 6 / 255."""
+    assert decoded.shape == written.shape, what
+    per_frame = np.abs(decoded.astype(float) - written).mean((1, 2, 3))
+    assert per_frame.max() < 3.0, f"{what}: per-frame mean abs error {per_frame.round(2)}"
+
+
+def _tasked(make_ep, tasks: list[str]) -> list[Episode]:
+    eps = [make_ep(6 + i, seed=i, extras=False) for i in range(len(tasks))]
+    for e, task in zip(eps, tasks):
+        e.meta["task"] = task
+    return eps
+
+
+def test_tasks_parquet_reads_as_lerobot_reads_it(tmp_path, make_ep):
+    """lerobot loads meta/tasks.parquet with `pd.read_parquet` and takes the task string from the index:
+    `meta.tasks.iloc[task_index].name` per frame, `tasks.loc[task].task_index` in `get_task_index`."""
+    pd = pytest.importorskip("pandas")  # a test dependency (pip install -e .[test])
+    eps = _tasked(make_ep, ["push the block", "", "open the drawer", "push the block"])
+    _write(tmp_path / "ds", eps)
+    tasks = pd.read_parquet(tmp_path / "ds/meta/tasks.parquet")  # lerobot's load_tasks
+    assert tasks.index.name == "task" and list(tasks.columns) == ["task_index"]
+    assert [tasks.iloc[i].name for i in range(3)] == ["push the block", "", "open the drawer"]
+    assert int(tasks.loc["open the drawer"].task_index) == 2 and int(tasks.loc[""].task_index) == 1
+    for f in sorted((tmp_path / "ds/data").rglob("*.parquet")):  # lerobot's __getitem__: the frame's task string
+        d = pq.read_table(f).to_pydict()
+        for ti, ei in zip(d["task_index"], d["episode_index"]):
+            assert tasks.iloc[ti].name == eps[ei].meta["task"]
+    # the file is the one lerobot itself writes (DataFrame with a "task" index, saved by to_parquet)
+    ref = pd.DataFrame({"task_index": range(3)}, index=pd.Index(["push the block", "", "open the drawer"], name="task"))
+    ref.to_parquet(tmp_path / "ref.parquet")
+    pd.testing.assert_frame_equal(tasks, pd.read_parquet(tmp_path / "ref.parquet"))
+    ours, theirs = pq.read_schema(tmp_path / "ds/meta/tasks.parquet"), pq.read_schema(tmp_path / "ref.parquet")
+    assert ours.names == theirs.names
+    assert (
+        json.loads(ours.metadata[b"pandas"])["index_columns"] == json.loads(theirs.metadata[b"pandas"])["index_columns"]
+    )
+    assert LeRobotDataset(tmp_path / "ds").episode_meta(2)["task"] == "open the drawer"
+
+
+def test_reader_reads_every_tasks_layout(tmp_path):
+    """Our reader reads lerobot's named index, lerobot 0.4's unnamed index and actwm's old plain columns."""
+    strings = ["push", "", "open"]
+    layouts = {
+        "plain": pa.table({"task_index": [0, 1, 2], "task": strings}),
+        "unnamed_index": pa.table({"task_index": [0, 1, 2], "__index_level_0__": strings}),
+    }
+    pd = pytest.importorskip("pandas")
+    layouts["pandas_named"] = pa.Table.from_pandas(
+        pd.DataFrame({"task_index": range(3)}, index=pd.Index(strings, name="task"))
+    )
+    layouts["pandas_unnamed"] = pa.Table.from_pandas(pd.DataFrame({"task_index": range(3)}, index=strings))
+    for name, table in layouts.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        assert read_tasks(tmp_path / f"{name}.parquet") == {0: "push", 1: "", 2: "open"}, name
+    pq.write_table(pa.table({"task_index": [0]}), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="bad.parquet"):
+        read_tasks(tmp_path / "bad.parquet")
+
+
+def test_frame_index_and_timestamp_follow_lerobot(tmp_path, episodes):
+    """frame_index is 0..T-1 within each episode, timestamp = frame_index / fps, index is global and dense."""
+    ds = _write(tmp_path / "ds", episodes, frames_per_file=25)
+    seen = 0
+    for i, r in enumerate(ds._episodes):
+        table = pq.read_table(ds._data_file(r)).to_pydict()
+        rows = [k for k, e in enumerate(table["episode_index"]) if e == i]
+        t = len(episodes[i])
+        assert len(rows) == t
+        frame_index = np.array([table["frame_index"][k] for k in rows])
+        np.testing.assert_array_equal(frame_index, np.arange(t))
+        np.testing.assert_array_equal([table["timestamp"][k] for k in rows], (np.arange(t) / 5.0).astype(np.float32))
+        np.testing.assert_array_equal([table["index"][k] for k in rows], np.arange(seen, seen + t))
+        assert (r["dataset_from_index"], r["dataset_to_index"]) == (seen, seen + t)
+        seen += t
+
+
+# ------------------------------------------------------------------------------- hostile datasets
+
+
+def _edit_info(root: Path, edit) -> None:
+    info = json.loads((root / "meta/info.json").read_text())
+    edit(info)
+    (root / "meta/info.json").write_text(json.dumps(info))
+
+
+def _outside_files(tmp_path: Path, inside: list[Path]) -> list[Path]:
+    return [p for p in tmp_path.rglob("*") if p.is_file() and not any(p.is_relative_to(d) for d in inside)]
+
+
+def test_hostile_extra_feature_cannot_write_outside_the_output(tmp_path, make_ep):
+    """A source whose info.json names an extra feature with a '../' key: convert must refuse it, not write
+    `extras/observation./../../../../outside/...npz` outside the destination."""
+    from actwm.data.convert import convert
+
+    src = tmp_path / "src"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+    data = src / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(data)
+    hostile = "/../../../../outside"
+    column = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(6 * 32 * 32, np.float32)), 32 * 32)
+    pq.write_table(table.append_column(hostile, column), data)
+
+    def add_feature(info):
+        info["features"][hostile] = {
+            "dtype": "float32",
+            "shape": [32 * 32],
+            "names": None,
+            "actwm": {"extra_key": hostile, "array_shape": [32, 32], "storage": "parquet"},
+        }
+
+    _edit_info(src, add_feature)
+    before = set(_outside_files(tmp_path, [src]))
+    with pytest.raises(ValueError, match=r"info.json.*'/\.\./\.\./\.\./\.\./outside'"):
+        convert("lerobot", src, tmp_path / "work" / "dst", progress=False)
+    assert set(_outside_files(tmp_path, [src])) == before, "nothing may be written, least of all outside dst"
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "message"),
+    [
+        ("data_path", "../outside/{chunk_index}-{file_index}.parquet", "leaves the dataset"),
+        ("data_path", "data/chunk-{chunk_index:03d}/../../../outside/{file_index}.parquet", "leaves the dataset"),
+        ("video_path", "{ABS}/{video_key}-{chunk_index}-{file_index}.mp4", "not a relative path"),
+        ("data_path", "data/{chunk_index.__class__}/{file_index}.parquet", "allowed fields"),
+        ("video_path", "videos/{video_key}/{0}.mp4", "allowed fields"),
+    ],
+)
+def test_hostile_path_templates_are_refused(tmp_path, make_ep, field, template, message):
+    """Templates that point outside the root are refused even when the file they name exists there."""
+    src = tmp_path / "ds"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+    template = template.replace("{ABS}", str(tmp_path / "abs"))
+    ds = LeRobotDataset(src)
+    r = ds._episodes[0]
+    # plant a real copy of the file where the hostile template points, so only the check can stop the read
+    vk = ds.video_key
+    values = {"chunk_index": 0, "file_index": 0, "video_key": vk}
+    with contextlib.suppress(KeyError, IndexError, AttributeError, ValueError):
+        target = (src / template.format(**values)) if not template.startswith("/") else Path(template.format(**values))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ds._data_file(r) if field == "data_path" else ds._video_file(r)[0], target)
+    _edit_info(src, lambda info: info.__setitem__(field, template))
+    with pytest.raises(ValueError, match=rf"info.json.*{field}.*{message}|info.json.*{message}"):
+        LeRobotDataset(src).episode(0)
+
+
+def test_hostile_video_key_is_refused(tmp_path, make_ep):
+    src = tmp_path / "ds"
+    _write(src, [make_ep(6, seed=0, extras=False)])
+
+    def rename(info):
+        info["features"]["../../x"] = info["features"].pop("observation.images.front")
+        info["actwm"]["video_key"] = "../../x"
+
+    _edit_info(src, rename)
+    with pytest.raises(ValueError, match=r"info.json.*'\.\./\.\./x' is not allowed"):
+        LeRobotDataset(src)
+
+
+def test_writer_refuses_extra_keys_that_leave_the_root(tmp_path, make_ep):
+    ep = make_ep(6, seed=0, extras=False)
+    ep.extras["/../../../x"] = np.zeros((6, 32, 32), np.float32)
+    w = LeRobotWriter(tmp_path / "out" / "ds", fps=5.0, action_space="nav3")
+    with pytest.raises(ValueError, match=r"'observation\./\.\./\.\./\.\./x' is not allowed"):
+        w.add_episode(ep)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x").exists()

@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from actwm.data.convert import FORMATS, convert, simulate
+from actwm.data.lerobot import LeRobotDataset
+
+EXIT_BAD_INPUT = 2  # as actwm's error boundary (actwm.errors): one line on stderr, exit 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,10 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def info_summary(path: Path) -> dict:
-    """Episodes, frames, fps, action space, splits and statistics of a LeRobot store."""
-    from actwm.data.lerobot import LeRobotDataset
+    """Episodes, frames, fps, action space, splits and statistics of a LeRobot store.
 
+    Checks every file first (`LeRobotDataset.verify`): a broken store raises ValueError / FileNotFoundError
+    naming the broken file instead of being summarised as fine.
+    """
     ds = LeRobotDataset(path)
+    ds.verify()
     splits = Counter(s or "(none)" for s in ds.splits())
     lengths = ds.episode_lengths
     stats = {k: {s: v for s, v in st.items() if s in ("mean", "std", "min", "max")} for k, st in ds.stats.items()}
@@ -178,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(summary, indent=2))
             else:
                 _print_info(summary)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm data {args.cmd}: error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:  # expected failures: one line naming the file or option
+        print(f"actwm data {args.cmd}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -7,12 +7,24 @@ finishes the dataset. The result equals an uninterrupted run's.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from actwm.data.lerobot import PROGRESS_FILE, LeRobotDataset, LeRobotWriter, committed_episodes, is_complete
+from actwm.data.gnm import GNM_FPS, GNMDataset
+from actwm.data.lerobot import (
+    PROGRESS_FILE,
+    LeRobotDataset,
+    LeRobotWriter,
+    check_output_dir,
+    check_writer_settings,
+    committed_episodes,
+    is_complete,
+)
+from actwm.data.onex import OneXDataset
+from actwm.data.recon import RECON_FPS, ReconDataset
 from actwm.episode import Episode
 from actwm.io import read_json
 
@@ -33,23 +45,17 @@ def open_source(
 ) -> Any:
     """Open `src` with the reader of format `fmt` (gnm, recon, 1x, lerobot)."""
     src = Path(src)
+    if fmt not in FORMATS:
+        raise ValueError(f"{src}: unknown source format {fmt!r}; known formats: {', '.join(FORMATS)}")
     if not src.exists():
         raise FileNotFoundError(f"{src}: source not found")
     if fmt == "gnm":
-        from actwm.data.gnm import GNM_FPS, GNMDataset
-
         return GNMDataset(src, dataset=dataset, splits_dir=splits_dir, fps=fps or GNM_FPS)
     if fmt == "recon":
-        from actwm.data.recon import RECON_FPS, ReconDataset
-
         return ReconDataset(src, fps=fps or RECON_FPS)
     if fmt == "1x":
-        from actwm.data.onex import OneXDataset
-
         return OneXDataset(src)
-    if fmt == "lerobot":
-        return LeRobotDataset(src)
-    raise ValueError(f"{src}: unknown source format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    return LeRobotDataset(src)
 
 
 def _iter_from(reader: Any, start: int) -> Iterator[Episode]:
@@ -118,28 +124,23 @@ def convert(
     """Convert `src` (format `fmt`) into a LeRobot v3.0 store at `dst`; resumes a partial `dst`.
 
     `split` labels episodes that carry no split of their own (e.g. `--split test` for a 1X val folder).
+    Bad options, an unusable `dst` or an unreadable source raise ValueError / FileNotFoundError before
+    anything is written.
     """
-    dst = Path(dst)
+    # 1. options and paths, before any work
+    check_writer_settings(frames_per_file=frames_per_file, crf=crf, pix_fmt=pix_fmt)
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a positive number, got {fps}")
+    dst = check_output_dir(dst, "destination")
+    if dst.resolve() == Path(src).resolve():
+        raise ValueError(f"destination {dst}: is the source itself; choose another directory")
+    # 2. the source, and the job a partial or complete destination must have been written for
     reader = open_source(fmt, src, dataset=dataset, fps=fps, splits_dir=splits_dir)
-    job = {
-        "convert": fmt,
-        "source": str(Path(src).resolve()),
-        "dataset": dataset,
-        "split": split,
-        "fps": fps,
-        "episodes": len(reader),
-    }
+    job = {"convert": fmt, "source": str(Path(src).resolve()), "dataset": dataset, "split": split, "fps": fps}
+    job["episodes"] = len(reader)
     if is_complete(dst, job):
         return dst
     skip = committed_episodes(dst)
-    spacing = getattr(reader, "metric_spacing", None) or getattr(reader, "info", {}).get("actwm", {}).get(
-        "metric_spacing"
-    )
-    info_extra: dict[str, Any] = {"source_format": fmt, "source": str(src)}
-    if getattr(reader, "dataset", None):
-        info_extra["dataset"] = reader.dataset
-    if spacing is not None:
-        info_extra["metric_spacing"] = float(spacing)
 
     def episodes() -> Iterator[Episode]:
         for ep in _iter_from(reader, skip):
@@ -147,22 +148,32 @@ def convert(
                 ep.meta["split"] = split
             yield ep
 
+    # 3. the episodes not yet committed
+    writer_kwargs = {"frames_per_file": frames_per_file, "crf": crf, "pix_fmt": pix_fmt, "job": job}
+    writer_kwargs["info_extra"] = _source_info(reader, fmt, src)
     return write_episodes(
         dst,
         episodes(),
         total=len(reader),
         skip=skip,
-        writer_kwargs={
-            "frames_per_file": frames_per_file,
-            "info_extra": info_extra,
-            "crf": crf,
-            "pix_fmt": pix_fmt,
-            "job": job,
-        },
+        writer_kwargs=writer_kwargs,
         progress=progress,
         on_episode=on_episode,
         desc=f"convert {fmt}",
     )
+
+
+def _source_info(reader: Any, fmt: str, src: str | Path) -> dict[str, Any]:
+    """What info.json records about a converted source (format, path, dataset name, metric spacing)."""
+    spacing = getattr(reader, "metric_spacing", None) or getattr(reader, "info", {}).get("actwm", {}).get(
+        "metric_spacing"
+    )
+    info: dict[str, Any] = {"source_format": fmt, "source": str(src)}
+    if getattr(reader, "dataset", None):
+        info["dataset"] = reader.dataset
+    if spacing is not None:
+        info["metric_spacing"] = float(spacing)
+    return info
 
 
 def simulation_seeds(episodes: int, test_episodes: int, seed: int) -> list[tuple[int, str]]:
@@ -201,14 +212,12 @@ def simulate(
     Video defaults to near-lossless yuv444p/crf 0 (~0.4/255 mean error): simulated renders are the ground
     truth a world model learns, and at 32-64 px yuv420p/crf 18 lost 6-9/255 on their textures.
     """
-    from actwm.sim import record_episodes
-
-    if kind not in ("nav", "manip"):
-        raise ValueError(f"simulate: unknown world {kind!r}; choose nav or manip")
-    if frames < 2:
-        raise ValueError(f"simulate: --frames must be >= 2, got {frames}")
-    out = Path(out)
+    # 1. options and paths, before any work
+    _check_simulate_options(kind, frames, size)
+    check_writer_settings(frames_per_file=frames_per_file, crf=crf, pix_fmt=pix_fmt)
+    out = check_output_dir(out, "--out")
     plan = simulation_seeds(episodes, test_episodes, seed)
+    # 2. the job a partial or complete --out must have been written for
     job = {
         "simulate": kind,
         "episodes": episodes,
@@ -223,37 +232,39 @@ def simulate(
         return out
     skip = committed_episodes(out)
     todo = plan[skip:]
-
-    def gen() -> Iterator[Episode]:
-        if todo:
-            yield from record_episodes(
-                kind,
-                seeds=[s for s, _ in todo],
-                frames=frames,
-                size=size,
-                progress=False,
-                policy_kwargs=policy_kwargs,
-                env_kwargs=env_kwargs,
-            )
-
-    info_extra: dict[str, Any] = {"source_format": "actwm.sim", "world": kind, "size": size}
+    # 3. record the episodes not yet committed
+    sim_kwargs = {"frames": frames, "size": size, "policy_kwargs": policy_kwargs, "env_kwargs": env_kwargs}
+    writer_kwargs = {"frames_per_file": frames_per_file, "crf": crf, "pix_fmt": pix_fmt, "job": job}
+    writer_kwargs["info_extra"] = {"source_format": "actwm.sim", "world": kind, "size": size}
     return write_episodes(
         out,
-        _label_splits(gen(), todo),
+        _label_splits(_record(kind, [s for s, _ in todo], sim_kwargs), todo),
         total=len(plan),
         skip=skip,
-        writer_kwargs={
-            "frames_per_file": frames_per_file,
-            "info_extra": info_extra,
-            "robot_type": f"actwm.sim.{kind}",
-            "crf": crf,
-            "pix_fmt": pix_fmt,
-            "job": job,
-        },
+        writer_kwargs={**writer_kwargs, "robot_type": f"actwm.sim.{kind}"},
         progress=progress,
         on_episode=on_episode,
         desc=f"simulate {kind}",
     )
+
+
+def _check_simulate_options(kind: str, frames: int, size: int) -> None:
+    if kind not in ("nav", "manip"):
+        raise ValueError(f"simulate: unknown world {kind!r}; choose nav or manip")
+    if frames < 2:
+        raise ValueError(f"simulate: --frames must be >= 2, got {frames}")
+    if size < 8:
+        raise ValueError(f"simulate: --size must be >= 8 pixels, got {size}")
+
+
+def _record(kind: str, seeds: list[int], sim_kwargs: dict[str, Any]) -> Iterator[Episode]:
+    """Episodes of world `kind` for `seeds` (none if empty), from actwm.sim's scripted explorer."""
+    if not seeds:
+        return
+    # lazy: actwm.sim loads pybullet and gymnasium (~2.5 s), which reading or converting data never needs
+    from actwm.sim import record_episodes
+
+    yield from record_episodes(kind, seeds=seeds, progress=False, **sim_kwargs)
 
 
 def _label_splits(episodes: Iterator[Episode], plan: list[tuple[int, str]]) -> Iterator[Episode]:
