@@ -156,11 +156,16 @@ class BackboneAdapter(nn.Module):
             add = self.contribution(site, target, args)
             if add is None:
                 return None
-            if index is None:
-                return target + add
-            return (*output[:index], target + add, *output[index + 1 :])
+            new = self.apply_output(site, mod, args, target, add)
+            return new if index is None else (*output[:index], new, *output[index + 1 :])
 
         self._handles.append(module.register_forward_hook(hook))
+
+    def apply_output(
+        self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
+    ) -> torch.Tensor:
+        """The new output of an output site: `target + add` (adapters may recompute `target` more exactly)."""
+        return target + add
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """Parameters the adapter introduces (trained with the action encoder), e.g. SVD's null context."""

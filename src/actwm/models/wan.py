@@ -47,7 +47,11 @@ class WanAdapter(BackboneAdapter):
     def __init__(self, transformer: nn.Module, text_tokens: int = 1, image_encoder: nn.Module | None = None) -> None:
         super().__init__(transformer)
         cfg = transformer.config
+        self._broadcast = 0  # tokens per frame while a call's per-sample timesteps are broadcast by us, else 0
+        self._temb_sample: torch.Tensor | None = None  # that call's per-sample time embedding (B, C)
         transformer.register_forward_pre_hook(self._per_token_timesteps, with_kwargs=True)
+        transformer.register_forward_hook(self._end_call)
+        transformer.condition_embedder.time_proj.register_forward_hook(self._exact_time_proj)
         self.concat_condition = cfg.in_channels != cfg.out_channels
         self.mask_channels = cfg.in_channels - 2 * cfg.out_channels if self.concat_condition else 0
         if self.concat_condition and self.mask_channels < 1:
@@ -108,20 +112,56 @@ class WanAdapter(BackboneAdapter):
         return repeat(emb, "b f c -> b (f n) c", n=target.shape[1] // f)
 
     def _per_token_timesteps(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
-        """Forward pre-hook: per-sample timesteps `(B,)` -> `(B, tokens)` while a conditioning is active."""
+        """Transformer pre-hook: per-sample timesteps `(B,)` -> `(B, tokens)` while a conditioning is active.
+
+        Per-token timesteps `(B, S)` (ours, `expand_timesteps=True`) must have one per token: a pipeline that
+        assumes another patch size (WanImageToVideoPipeline's expand mode assumes 2x2) gets a clear error.
+        """
+        self._broadcast, self._temb_sample = 0, None
         if self.active is None or not self.active.branches:
             return None
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
-        if timestep.ndim != 1:
-            return None
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         pt, ph, pw = module.config.patch_size
         _, _, f, h, w = hidden.shape
         tokens = (f // pt) * (h // ph) * (w // pw)
+        if timestep.ndim == 2 and timestep.shape[1] != tokens:
+            raise ValueError(
+                f"Wan: got per-token timesteps for {timestep.shape[1]} tokens, but the transformer (patch {pt}x{ph}x"
+                f"{pw}) makes {tokens}; diffusers' expand_timesteps mode assumes a 2x2 spatial patch"
+            )
+        if timestep.ndim != 1:
+            return None
+        self._broadcast = tokens // (f // pt)
         timestep = repeat(timestep.expand(hidden.shape[0]), "b -> b n", n=tokens)
         if "timestep" in kwargs:
             return args, dict(kwargs, timestep=timestep)
         return (args[0], timestep, *args[2:]), kwargs
+
+    def _end_call(self, module: nn.Module, args: tuple, output: object) -> None:
+        self._broadcast, self._temb_sample = 0, None
+
+    def apply_output(
+        self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
+    ) -> torch.Tensor:
+        """In a broadcast call, the time embedding is computed on the per-sample rows (as the bare backbone does,
+        bit for bit) and then spread over the tokens."""
+        if not self._broadcast:
+            return target + add
+        self._temb_sample = module.forward(inputs[0][:, 0])  # (B, C): forward() skips this hook
+        return self._temb_sample.unsqueeze(1).to(target.dtype) + add
+
+    def _exact_time_proj(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """time_proj hook in a broadcast call: the bare per-sample projection plus the (per-frame) change the
+        branches make, so zero contributions leave the modulation bit-identical to the bare backbone's."""
+        if not self._broadcast or self._temb_sample is None:
+            return None
+        n, x = self._broadcast, args[0]  # (B, S, C) = act(temb + contributions)
+        frames = x[:, ::n]  # (B, f, C): tokens of a frame share their row
+        base = self.backbone.condition_embedder.act_fn(self._temb_sample.to(x.dtype))  # (B, C)
+        bare = module.forward(base)  # (B, 6C), the bare backbone's GEMM
+        delta = module.forward(frames) - module.forward(repeat(base, "b c -> b f c", f=frames.shape[1]))
+        return repeat(bare.unsqueeze(1) + delta, "b f c -> b (f n) c", n=n)
 
     def condition(
         self, first_frame: torch.Tensor, first_latent: torch.Tensor, padded_latents: torch.Tensor | None = None
