@@ -1,6 +1,7 @@
 """The typed batch that carries a clip from the dataset to the loss, `generate` and rollouts.
 
-Ground floor: imports nothing from actwm. A dataset item is a dict of tensors (so DataLoader's default
+Ground floor: imports nothing from actwm above the ground floor (only `actwm.pixels`).
+A dataset item is a dict of tensors (so DataLoader's default
 collation works, also across worker processes); `Batch.from_collated` turns the collated dict into this
 type once, at the trainer's door. A new input (joint states, camera calibration, a KVAF video) is one more
 optional field here and one more key in the dataset item: the trainer, loss and rollouts pass the batch on.
@@ -13,8 +14,12 @@ from typing import Any
 
 import torch
 
+from actwm.pixels import unit_to_signed
+
 # dataset-item keys that hold optional per-clip tensors, in field order
 OPTIONAL_KEYS = ("state", "intrinsics", "extrinsics", "joints")
+# float pixels may overshoot [0, 1] by resampling round-off this much before they count as the wrong range
+PIXEL_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -85,8 +90,14 @@ class Batch:
             if key not in item:
                 raise ValueError(f"dataset items must hold {key!r}; got keys {sorted(item)}")
         video = item["video"]
-        if video.is_floating_point() and (video.min() < 0 or video.max() > 1):
-            raise ValueError("dataset item 'video' must hold pixels in [0, 1] (the batch maps them to [-1, 1])")
+        if not isinstance(video, torch.Tensor) or not isinstance(item["actions"], torch.Tensor):
+            raise ValueError("dataset items' 'video' and 'actions' must be tensors")
+        if not video.is_floating_point():
+            raise ValueError(f"dataset item 'video' must be float pixels in [0, 1], got dtype {video.dtype}")
+        if video.numel():
+            lo, hi = torch.aminmax(video)
+            if float(lo) < -PIXEL_TOLERANCE or float(hi) > 1 + PIXEL_TOLERANCE:
+                raise ValueError("dataset item 'video' must hold pixels in [0, 1] (the batch maps them to [-1, 1])")
         optional = {k: item[k] for k in OPTIONAL_KEYS if item.get(k) is not None}
         meta = {k: v for k, v in item.items() if k not in ("video", "actions", *OPTIONAL_KEYS)}
-        return cls(video=video.float() * 2 - 1, actions=item["actions"].float(), meta=meta, **optional)
+        return cls(video=unit_to_signed(video.float()), actions=item["actions"].float(), meta=meta, **optional)

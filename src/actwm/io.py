@@ -1,7 +1,9 @@
 """Atomic file writing: every file actwm writes appears whole or not at all.
 
-A temp file is written in the destination directory, flushed and fsync'ed, then renamed over the
-target (`os.replace` is atomic on POSIX and Windows within one filesystem).
+A temp file is written in the destination directory, flushed and fsync'ed, given the mode any file the
+user creates gets (`0o666 & ~umask`; `mkstemp` alone makes it 0600), then renamed over the target
+(`os.replace` is atomic on POSIX and Windows within one filesystem). A writer killed mid-file leaves the
+previous target intact and a hidden temp file (`.NAME.XXXXXXXX.tmpSUFFIX`) that `remove_temp_files` cleans.
 """
 
 from __future__ import annotations
@@ -9,9 +11,49 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
+
+# mkstemp's random part is 8 characters of [a-z0-9_]; see `atomic_path` for the whole name
+_TEMP_RE = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.[^./]*)?$")
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (read from /proc where possible; else set and restored under a lock)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def is_temp_file(path: str | os.PathLike) -> bool:
+    """True for the name of a temp file `atomic_path` creates (a leftover when its writer was killed)."""
+    return bool(_TEMP_RE.match(Path(path).name))
+
+
+def remove_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete `atomic_path` leftovers directly inside `directory` (not recursive); returns what was removed.
+
+    Only call this where no other process is writing into `directory` at the same time.
+    """
+    directory = Path(directory)
+    removed = []
+    if directory.is_dir():
+        for p in directory.iterdir():
+            if is_temp_file(p) and p.is_file() and not p.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -30,6 +72,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

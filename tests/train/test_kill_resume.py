@@ -75,7 +75,8 @@ def test_sigkill_then_resume(tmp_path, store):
 
     done = ckpt.list_checkpoints(out)
     assert done, "the first checkpoint appeared before the kill"
-    for d in done:  # every visible checkpoint is whole and loadable
+    for d in done:  # every visible checkpoint is whole, matches its checksums and loads
+        assert ckpt.verify(d) is None, d
         WorldModel.load(d)
         assert ckpt.load_train_state(d)["step"] == ckpt.step_of(d)
     # debris of a write interrupted at the worst moment must be ignored and cleaned
@@ -90,6 +91,7 @@ def test_sigkill_then_resume(tmp_path, store):
     reference = train(cfg.replace(out=str(tmp_path / "ref"), resume=False), progress=False)
     assert resumed.start_step == ckpt.step_of(done[-1]) >= 5
     assert not junk.exists()
+    assert sorted(str(p.relative_to(out)) for p in out.rglob(".*")) == []  # no leftovers of the killed writer
     assert resumed.losses == reference.losses and len(resumed.losses) == STEPS
     a = torch.load(ckpt.find_latest(out) / ckpt.TRAIN_STATE, weights_only=True)
     assert a["step"] == STEPS

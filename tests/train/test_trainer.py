@@ -186,3 +186,22 @@ def test_bf16_autocast_on_cpu(tmp_path):
     ds = DictDataset(n=2, frames=5, size=16)
     result = train(cfg_for(tmp_path, steps=2, mixed_precision="bf16"), dataset=ds, progress=False)
     assert all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_model_stats_come_from_the_dataset_normaliser(tmp_path):
+    """The model's action statistics are read from the dataset's normaliser object, not probed."""
+    from types import SimpleNamespace
+
+    ds = DictDataset(n=2, frames=5, size=16, action_space="nav3")
+    ds.normaliser = SimpleNamespace(loc=[0.1, -0.2, 0.3], scale=[2.0, 0.5, 1.5], first_loc=None)
+    ds.normalise_actions = lambda a: a * 3.0  # a probe of this map would give std 1/3
+    trainer = Trainer(cfg_for(tmp_path, steps=1), dataset=ds, progress=False)
+    assert trainer.wm.action_space.name == "nav3"
+    assert list(trainer.wm.action_space.mean) == pytest.approx([0.1, -0.2, 0.3])
+    assert list(trainer.wm.action_space.std) == pytest.approx([2.0, 0.5, 1.5])
+    ds.normaliser = SimpleNamespace(loc=[0.0, 0.0], scale=[1.0, 1.0], first_loc=None)
+    with pytest.raises(ValueError, match="normaliser"):
+        Trainer(cfg_for(tmp_path / "b", steps=1), dataset=ds, progress=False)
+    ds.normaliser = SimpleNamespace(loc=[0.0] * 3, scale=[1.0] * 3, first_loc=[0.5, 0.0, 0.0])  # NWM's delta
+    with pytest.raises(ValueError, match="row-0 offset"):
+        Trainer(cfg_for(tmp_path / "c", steps=1), dataset=ds, progress=False)

@@ -6,12 +6,15 @@ Layout under the run directory::
     checkpoints/step-0000100/model.safetensors   live (non-EMA) weights
     checkpoints/step-0000100/train_state.pt      optimizer, scheduler, EMA, step, losses, RNG states
     checkpoints/step-0000100/train_config.json   the TrainConfig of the run
+    checkpoints/step-0000100/checksums.json      size and sha256 of every file above
     checkpoints/latest                           text: the name of the newest complete checkpoint
 
 A checkpoint is written into a hidden temp directory (`.tmp-step-...`), every file fsync'ed, and only
 then renamed to `step-XXXXXXX` (a directory rename is atomic), after which `latest` is rewritten
 atomically. Old checkpoints are renamed to `.del-...` before removal. A run killed at any moment thus
-leaves only complete checkpoints plus hidden leftovers, which `clean_partial` removes.
+leaves only complete checkpoints plus hidden leftovers, which `clean_partial` removes. A checkpoint
+damaged afterwards (a truncated copy, a flipped bit) fails `verify` against its `checksums.json`;
+`resume_candidate` then sets it aside as `corrupt-step-...` and resumes from the previous good one.
 `train_state.pt` holds only tensors and plain Python containers and is read with
 `torch.load(weights_only=True)`.
 """
@@ -19,7 +22,9 @@ leaves only complete checkpoints plus hidden leftovers, which `clean_partial` re
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import pickle  # only for its UnpicklingError: train_state.pt is read with torch.load(weights_only=True)
 import random
 import re
 import shutil
@@ -29,14 +34,17 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 
-from actwm.io import atomic_write_json, atomic_write_text, read_json
+from actwm.io import atomic_write_json, atomic_write_text, read_json, remove_temp_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 TRAIN_STATE = "train_state.pt"
 TRAIN_CONFIG = "train_config.json"
+MANIFEST = "checksums.json"
 REQUIRED = ("config.json", "model.safetensors", TRAIN_STATE, TRAIN_CONFIG)
+CORRUPT_PREFIX = "corrupt-"
 _STEP_RE = re.compile(r"^step-(\d{7,})$")
 
 
@@ -79,15 +87,80 @@ def find_latest(run_dir: str | os.PathLike) -> Path | None:
 
 
 def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
-    """Remove leftovers of interrupted writes/deletions (`.tmp-*`, `.del-*`); returns what was removed."""
+    """Remove leftovers of interrupted writes/deletions (`.tmp-*`, `.del-*` and `atomic_path`'s
+    `.latest.*.tmp`); returns what was removed."""
     root = Path(run_dir) / CHECKPOINTS
-    removed = []
+    removed = remove_temp_files(root)
     if root.is_dir():
         for p in root.iterdir():
             if p.name.startswith((".tmp-", ".del-")):
                 _remove(p)
                 removed.append(p)
     return removed
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(ckpt_dir: Path) -> None:
+    """`checksums.json`: `{file: {"bytes": n, "sha256": hex}}` of every other file in `ckpt_dir`."""
+    files = sorted(p for p in ckpt_dir.iterdir() if p.is_file() and p.name != MANIFEST)
+    atomic_write_json(ckpt_dir / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files})
+
+
+def verify(ckpt_dir: str | os.PathLike) -> str | None:
+    """Why checkpoint `ckpt_dir` cannot be resumed from (a missing file, a size or checksum that differs
+    from `checksums.json`, an unreadable file), or None when it is sound. Checkpoints written before
+    manifests existed are checked by reading their training state and weights header."""
+    path = Path(ckpt_dir)
+    missing = [f for f in REQUIRED if not (path / f).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if (path / MANIFEST).is_file():
+        try:
+            manifest = read_json(path / MANIFEST)
+        except ValueError as exc:
+            return str(exc)
+        for name in REQUIRED:
+            entry = manifest.get(name) if isinstance(manifest, dict) else None
+            if not isinstance(entry, dict):
+                return f"{MANIFEST} has no entry for {name}"
+            size = (path / name).stat().st_size
+            if size != entry.get("bytes"):
+                return f"{name} has {size} bytes, {entry.get('bytes')} were written"
+            if _sha256(path / name) != entry.get("sha256"):
+                return f"{name} differs from the bytes written (sha256 mismatch)"
+        return None
+    try:  # no manifest: at least both binary files must parse
+        load_train_state(path)
+        with safe_open(str(path / "model.safetensors"), framework="pt") as fh:
+            list(fh.keys())
+    except (ValueError, RuntimeError, EOFError, OSError, SafetensorError) as exc:
+        return f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    return None
+
+
+def resume_candidate(run_dir: str | os.PathLike, warn: Callable[[str], Any]) -> Path | None:
+    """The newest checkpoint that passes `verify`; each newer one that fails is renamed to
+    `corrupt-step-...` (kept for inspection, ignored from then on) with one `warn(line)` about it."""
+    for path in reversed(list_checkpoints(run_dir)):
+        reason = verify(path)
+        if reason is None:
+            return path
+        aside = path.parent / f"{CORRUPT_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, aside)
+        older = [p.name for p in list_checkpoints(run_dir)]
+        fallback = f"resuming from {older[-1]}" if older else "no older checkpoint: starting from step 0"
+        warn(f"checkpoint {path} is corrupt ({reason}); moved to {aside.name}; {fallback}")
+    return None
 
 
 def _remove(p: Path) -> None:
@@ -141,6 +214,7 @@ def save_checkpoint(
         save_model(tmp)
         torch.save(train_state, tmp / TRAIN_STATE)
         atomic_write_json(tmp / TRAIN_CONFIG, train_config)
+        write_manifest(tmp)
         _fsync_tree(tmp)
         if final.exists():  # a stale checkpoint of the same step (e.g. from a run that was not resumed)
             trash = root / f".del-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -169,11 +243,17 @@ def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
 
 
 def load_train_state(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read `train_state.pt` safely (`weights_only=True`, on CPU)."""
+    """Read `train_state.pt` safely (`weights_only=True`, on CPU); a damaged file is a ValueError naming it."""
     path = Path(ckpt_dir) / TRAIN_STATE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing training state")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable training state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or "step" not in state:
+        raise ValueError(f"{path}: not a training state (no 'step')")
+    return state
 
 
 def read_json_safe(path: str | os.PathLike) -> dict[str, Any]:
@@ -239,6 +319,10 @@ __all__ = [
     "list_checkpoints",
     "find_latest",
     "clean_partial",
+    "verify",
+    "write_manifest",
+    "resume_candidate",
+    "MANIFEST",
     "save_checkpoint",
     "prune",
     "load_train_state",

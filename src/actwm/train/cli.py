@@ -24,7 +24,11 @@ import typing
 from dataclasses import fields
 from typing import Any
 
+from accelerate import PartialState
+
+from actwm.io import read_json
 from actwm.train.config import PRESETS, TrainConfig, field_types
+from actwm.train.trainer import train
 
 _HELP = {
     "data": "LeRobot store root",
@@ -110,8 +114,6 @@ def resolve_config(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace]:
     args = build_parser().parse_args(argv)
     values: dict[str, Any] = TrainConfig.preset(args.preset).to_dict() if args.preset else {}
     if args.config:
-        from actwm.io import read_json
-
         loaded = read_json(args.config)
         if not isinstance(loaded, dict):
             raise ValueError(f"{args.config}: expected a JSON object of TrainConfig fields")
@@ -140,15 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    from actwm.train.trainer import train
-
     try:
         result = train(cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:
         print(f"actwm train: error: {exc}", file=sys.stderr)
         return 2
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         print(
             f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.losses[-1]:.4f}"

@@ -21,16 +21,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DISTRIBUTED = ("auto", "ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
-NORMALISATIONS = ("std", "nwm", "none")
+NORMALISATIONS = ("std", "nwm", "nwm_scale", "none")  # = actwm.actions.NORMALISATIONS on the "ground" branch
 
 
 @dataclass
@@ -180,11 +183,9 @@ class TrainConfig:
             )
         if self.mixed_precision == "fp16" and self.cpu:
             raise ValueError("TrainConfig.mixed_precision: 'fp16' needs a GPU; use 'bf16' or 'no' with cpu=True")
-        from actwm.models.world_model import PRESETS
-
-        if self.model not in PRESETS and self.model != "tiny":
+        if self.model not in MODEL_PRESETS and self.model != "tiny":
             raise ValueError(
-                f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(PRESETS)}"
+                f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(MODEL_PRESETS)}"
             )
 
     # -- derived -----------------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def _at_least(name: str, value: int, lo: int) -> None:
 
 def _matches(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_matches(value, h) for h in typing.get_args(hint))
     if hint is type(None):
         return value is None
@@ -338,7 +339,7 @@ def _matches(value: Any, hint: Any) -> bool:
 
 def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if hint is type(None):
         return "None"
