@@ -105,3 +105,32 @@ def test_demo_config_rejects_bad_sampling_settings():
         DemoConfig(mixed_precision="fp16")
     assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("bf16", "no")
+
+
+def test_loss_curve_continues_passive_steps_into_action(tmp_path):
+    """The action stage starts from the passive model: one curve over optimizer steps 10..N_p, N_p+10..,
+    beside the from-scratch curve."""
+    from actwm.demo.report import loss_series, plot_losses
+
+    for name, steps in (("passive", [10, 20, 30]), ("action", [10, 20]), ("scratch", [10, 20, 30, 40, 50])):
+        (tmp_path / name).mkdir()
+        rows = "".join(f"{s},{1.0 / s}\n" for s in steps)
+        (tmp_path / name / "metrics.csv").write_text("step,loss\n" + rows)
+    runs = {n: tmp_path / n for n in ("passive", "action", "scratch")}
+    series = loss_series(runs)
+    assert series["EgoWM: passive, then action"] == ([10, 20, 30, 40, 50], [0.1, 0.05, 1 / 30, 0.1, 0.05])
+    assert series["from scratch (actions from step 0)"][0] == [10, 20, 30, 40, 50]
+    assert plot_losses(runs, tmp_path / "losses.png", passive_steps=30) == series
+
+
+def test_report_plots_fit_a_1280_px_page(demo):
+    from PIL import Image
+
+    from actwm.demo.report import MAX_FIGURE_PX
+
+    cfg, _ = demo
+    for name in ("metrics.png", "losses.png"):
+        with Image.open(Path(cfg.out) / "assets" / name) as img:
+            assert img.width <= MAX_FIGURE_PX <= 1280 - 2 * 60, (name, img.width)  # body width + page margins
+    html = (Path(cfg.out) / "report.html").read_text()
+    assert f"max-width:{MAX_FIGURE_PX}px" in html and "max-width:100%" in html

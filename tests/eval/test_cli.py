@@ -213,6 +213,7 @@ def test_set_metric_is_aggregated_over_sequences_per_horizon(tmp_path, monkeypat
     """A set metric (FVD-like) gets the lists of gt / pred clips frames 1..h of every sequence."""
     import torch
 
+    import actwm.eval.engine as engine
     import actwm.eval.metrics as metrics
 
     seen = []
@@ -225,7 +226,7 @@ def test_set_metric_is_aggregated_over_sequences_per_horizon(tmp_path, monkeypat
             return float(torch.stack([(g - p).abs().mean() for g, p in zip(gts, preds)]).mean())
 
     real_get = metrics.get_metric
-    monkeypatch.setattr(metrics, "get_metric", lambda name, **kw: FakeSet() if name == "fvd" else real_get(name, **kw))
+    monkeypatch.setattr(engine, "get_metric", lambda name, **kw: FakeSet() if name == "fvd" else real_get(name, **kw))
     gt, pred = make_dirs(tmp_path, pred_shift=3)
     code, out = run(tmp_path, gt, pred, "--metrics", "psnr,fvd", "--horizons", "2,4")
     assert code == 0
@@ -277,3 +278,61 @@ def test_sam2_tracker_through_the_cli(tmp_path):
     assert res["sequences"]["a"]["scs_info"]["tracker"] == res["meta"]["tracker"]
     assert 0.0 <= res["aggregate"]["scs"]["2"] <= 100.0
     assert "sam2(sam2.1_hiera_tiny.pt@64)" in (tmp_path / "o.csv").read_text()
+
+
+def test_unwritable_output_is_refused_before_computing(tmp_path, capsys, monkeypatch):
+    """A writable --plot and an unwritable --csv: one error naming --csv, nothing computed, nothing written."""
+    import actwm.eval.cli as cli
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("evaluated before checking the output paths")
+
+    monkeypatch.setattr(cli, "evaluate", no_compute)
+    gt, pred = make_dirs(tmp_path)
+    (tmp_path / "file.txt").write_text("not a directory")
+    plot = tmp_path / "plot.png"
+    code, out = run(
+        tmp_path, gt, pred, "--metrics", "psnr", "--plot", str(plot), "--csv", str(tmp_path / "file.txt/o.csv")
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--csv" in err and "is not a directory" in err
+    assert not plot.exists() and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_outputs_are_written_all_or_none(tmp_path, capsys, monkeypatch):
+    """A failure while writing the second output leaves no plot, no CSV, no JSON and no temp file."""
+    import actwm.eval.cli as cli
+
+    def full_disk(results):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "results_csv", full_disk)
+    gt, pred = make_dirs(tmp_path)
+    plot, csv_path = tmp_path / "plot.png", tmp_path / "out.csv"
+    code, out = run(
+        tmp_path, gt, pred, "--metrics", "psnr", "--horizons", "2,4", "--plot", str(plot), "--csv", str(csv_path)
+    )
+    assert code == 2 and "nothing was written" in capsys.readouterr().err
+    assert not plot.exists() and not csv_path.exists() and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_temp_files_of_a_killed_run_are_cleaned(tmp_path):
+    """A writer SIGKILLed inside `atomic_path` leaves a 0-byte hidden temp file; the next eval removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    gt, pred = make_dirs(tmp_path)
+    kill = (
+        "import os, signal\nfrom actwm.io import atomic_path\n"
+        f"with atomic_path({str(tmp_path / 'out.json')!r}):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", kill], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    assert len(left) == 1 and left[0].stat().st_size == 0
+    code, out = run(tmp_path, gt, pred, "--metrics", "psnr", "--horizons", "2,4")
+    assert code == 0 and out.is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]

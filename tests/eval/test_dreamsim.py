@@ -61,14 +61,26 @@ def dreamsim_dir(tmp_path_factory):
     return root, peft_model.eval()
 
 
-def test_adapter_layout_is_dreamsim_like(dreamsim_dir):
+def test_official_layout_loads_and_merges_like_peft(dreamsim_dir):
+    """actwm's loader on the official file layout (checkpoints/dino_vitbase16_pretrain.pth + the PEFT
+    adapter directory) merges every LoRA pair, Conv2d patch embedding included, exactly as peft's own
+    `merge_and_unload` does; the DINO projection head's LoRA is the one part left out."""
+    import copy
+
     from safetensors.torch import load_file
 
-    root, _ = dreamsim_dir
+    root, peft_model = dreamsim_dir
     keys = set(load_file(str(root / "dino_vitb16_single_lora" / "adapter_model.safetensors")))
-    assert "base_model.model.extractor_list.0.model.blocks.0.attn.qkv.lora_A.weight" in keys
     assert "base_model.model.extractor_list.0.model.patch_embed.proj.lora_B.weight" in keys  # a Conv2d
     assert "base_model.model.extractor_list.0.proj.lora_A.weight" in keys  # ignored head
+    ours = DreamSim.from_pretrained(weights=root).vit.state_dict()
+    merged = copy.deepcopy(peft_model).merge_and_unload().extractor_list[0].model.state_dict()
+    assert set(ours) == set(merged)
+    for name, value in merged.items():
+        assert torch.allclose(ours[name], value, atol=1e-6), name
+    base = _tiny_vit().state_dict()
+    changed = {n for n in base if not torch.equal(base[n], ours[n])}
+    assert "patch_embed.proj.weight" in changed and "blocks.1.mlp.fc2.weight" in changed
 
 
 def test_merged_lora_matches_peft(dreamsim_dir):

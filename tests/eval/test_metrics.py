@@ -152,3 +152,26 @@ def test_weights_search_and_wrapped_checkpoints(tmp_path, monkeypatch):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth"):
         load_state_dict(tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_ssim_is_scikit_image_valid_region_ssim(size):
+    """Standard SSIM (Wang et al.; scikit-image): the map's valid region only, not a padded border."""
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    gt, pred = _pair(frames=3, size=size, noise=0.1, seed=size)
+    pred[1] = (0.7 * gt[1] + 0.3 * torch.rand_like(gt[1])).clamp(0, 1)  # structure change, not only noise
+    values = get_metric("ssim")(gt, pred)
+    for t in range(3):
+        ref = structural_similarity(
+            gt[t].permute(1, 2, 0).double().numpy(),
+            pred[t].permute(1, 2, 0).double().numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=-1,
+        )
+        assert values[t].item() == pytest.approx(ref, abs=1e-4)
+    assert np.ptp(values.numpy()) > 0.01  # the frames differ enough for the check to mean something

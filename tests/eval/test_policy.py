@@ -85,3 +85,18 @@ def test_cli_errors(tmp_path, capsys):
     assert "needs columns 'pred' (or 'sim') and 'real'" in capsys.readouterr().err
     assert main(["--csv", str(tmp_path / "missing.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "pred, message",
+    [("0.1,5", "--pred: success rate #2 is 5.0"), ("-3,0.5", "--pred: success rate #1 is -3.0"), ("0.1,nan", "nan")],
+)
+def test_cli_rejects_rates_outside_0_1(tmp_path, capsys, pred, message):
+    out = tmp_path / "pe.json"
+    assert main([f"--pred={pred}", "--real", "0.2,0.4", "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "[0, 1]" in err and not out.exists()
+    table = tmp_path / "rates.csv"
+    table.write_text("pred,real\n0.2,0.5\n0.4,1.5\n")
+    assert main(["--csv", str(table)]) == 2
+    assert "rates.csv, column real: success rate #2 is 1.5" in capsys.readouterr().err

@@ -1,89 +1,46 @@
 """`actwm eval`: score predicted videos against ground truth, per sequence and per horizon.
 
-Everything is computed first; the JSON, CSV and plot are written (atomically) only when every sequence
-succeeded, so a failed run leaves no partial results behind.
+A thin caller of `actwm.eval.engine.evaluate`: 1. check the options and that every output path can be
+written (before any computing); 2. evaluate; 3. write the plot, CSV and JSON all or none (each through a temp
+file; the temps are renamed only when every one of them was written). Temp files left by a killed run are
+removed by the next run that writes the same outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
-import math
+import json
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from actwm.eval.engine import FRAME_CONVENTION, EvalConfig, evaluate
+from actwm.eval.plots import plot_horizons
+from actwm.io import atomic_path
 
-from actwm.eval.sequences import side_file_hint
-from actwm.io import atomic_write_json, atomic_write_text
-
-__all__ = ["main", "EvalOptions", "run_eval", "build_parser"]
-
-FRAME_CONVENTION = (
-    "frames 0..context-1 are the given context; horizon h = predicted frames context..context+h-1 "
-    "(with one context frame: frames 1..h); 'aggregate' holds the mean over those frames, 'aggregate_at' "
-    "the value at frame context+h-1; sequences are averaged with equal weight"
-)
+__all__ = ["main", "EvalOptions", "run_eval", "build_parser", "results_csv", "write_results", "FRAME_CONVENTION"]
 
 
 @dataclass
 class EvalOptions:
-    """Validated `actwm eval` settings (see `build_parser` for the meaning of each)."""
+    """`actwm eval` settings: the two sequence folders, the output paths and what to compute."""
 
     gt: Path
     pred: Path
-    metrics: list[str]
-    horizons: list[int]
     json_out: Path
+    config: EvalConfig
     csv_out: Path | None = None
     plot_out: Path | None = None
-    prompts: Path | None = None
-    structures: str = "auto"
-    tracker: str = "classical"
-    trim: str = "auto"
-    context: int = 1
-    resize: int | None = None
-    sam2_model: str = "facebook/sam2.1-hiera-tiny"
-    sam2_config: str | None = None
-    sam2_image_size: int | None = None
-    device: str = "cpu"
-    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_objects: int = 8
-    min_area: int = 16
-    progress: bool = True
 
-    def __post_init__(self) -> None:
-        from actwm.eval.metrics import available_metrics
-
-        known = ["scs", *available_metrics()]
-        if not self.metrics:
-            raise ValueError("--metrics: give at least one metric")
-        bad = [m for m in self.metrics if m not in known]
-        if bad:
-            raise ValueError(f"--metrics: unknown metric(s) {bad}; available: {', '.join(known)}")
-        if len(set(self.metrics)) != len(self.metrics):
-            raise ValueError(f"--metrics: duplicate names in {self.metrics}")
-        if not self.horizons or any(h < 1 for h in self.horizons):
-            raise ValueError(f"--horizons: need positive integers, got {self.horizons}")
-        self.horizons = sorted(set(self.horizons))
-        if self.context < 1:
-            raise ValueError(f"--context must be >= 1, got {self.context}")
-        if self.structures not in ("prompts", "segmentation", "auto"):
-            raise ValueError(f"--structures must be prompts, segmentation or auto, got {self.structures!r}")
-        if self.structures == "prompts" and self.prompts is None and "scs" in self.metrics:
-            raise ValueError("--structures prompts needs --prompts FILE")
-        if self.tracker not in ("classical", "sam2"):
-            raise ValueError(f"--tracker must be classical or sam2, got {self.tracker!r}")
-        if self.trim not in ("auto", "flow", "depth", "none"):
-            raise ValueError(f"--trim must be auto, flow, depth or none, got {self.trim!r}")
-        if self.resize is not None and self.resize < 8:
-            raise ValueError(f"--resize must be >= 8 pixels, got {self.resize}")
-        for name in self.metric_options:
-            if name not in self.metrics or name == "scs":
-                raise ValueError(f"--metric-option {name}.*: {name!r} is not one of the requested --metrics")
+    def outputs(self) -> dict[str, Path]:
+        """`{option: path}` of every requested output."""
+        named = {"--json": self.json_out, "--csv": self.csv_out, "--plot": self.plot_out}
+        return {k: Path(v) for k, v in named.items() if v is not None}
 
 
 def _parse_ints(text: str, flag: str) -> list[int]:
@@ -192,14 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:
     structures = args.structures or ("prompts" if args.prompts else "auto")
-    return EvalOptions(
-        gt=args.gt,
-        pred=args.pred,
+    config = EvalConfig(
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
         horizons=_parse_ints(args.horizons, "--horizons"),
-        json_out=args.json_out,
-        csv_out=args.csv_out,
-        plot_out=args.plot_out,
         prompts=args.prompts,
         structures=structures,
         tracker=args.tracker,
@@ -215,248 +167,39 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         min_area=args.min_area,
         progress=not args.no_progress,
     )
+    opts = EvalOptions(args.gt, args.pred, args.json_out, config, args.csv_out, args.plot_out)
+    check_outputs(opts.outputs())
+    return opts
 
 
-# --------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------ outputs
 
 
-def _to_tensor(frames: np.ndarray):
-    """`(T, H, W, 3)` uint8 -> `(T, 3, H, W)` float32 in [0, 1]."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(kept)) if kept else None
-
-
-class _Evaluator:
-    def __init__(self, opts: EvalOptions) -> None:
-        from actwm.eval.metrics import get_metric
-
-        self.opts = opts
-        self.metrics = {}
-        for name in opts.metrics:
-            if name == "scs":
-                continue
-            options: dict[str, Any] = {}
-            if opts.resize and name not in ("fvd", "fid"):  # set metrics keep their network's input size
-                options["resize"] = opts.resize
-            options.update(opts.metric_options.get(name, {}))
-            self.metrics[name] = get_metric(name, **options)
-        self.tracker = None
-        self.prompts = None
-        if "scs" in opts.metrics:
-            from actwm.eval.trackers import get_tracker
-
-            if opts.tracker == "sam2":
-                self.tracker = get_tracker(
-                    "sam2",
-                    model=opts.sam2_model,
-                    config=opts.sam2_config,
-                    device=opts.device,
-                    image_size=opts.sam2_image_size,
-                )
-            else:
-                self.tracker = get_tracker("classical")
-            if opts.structures == "prompts":
-                from actwm.eval.prompts import load_prompts
-
-                self.prompts = load_prompts(opts.prompts)
-
-    # ---- SCS -------------------------------------------------------------------------------------
-
-    def _structures(self, pair) -> tuple[np.ndarray, list[Any]]:
-        from actwm.eval import prompts as P
-
-        anchor = self.opts.context - 1
-        frame = pair.gt[anchor]
-        if self.opts.structures == "prompts":
-            assert self.prompts is not None
-            if pair.name not in self.prompts:
-                raise ValueError(f"sequence {pair.name!r}: no entry in the prompts file {self.opts.prompts}")
-            masks = P.masks_from_prompts(frame, self.prompts[pair.name], seq=pair.name, segmenter=self.tracker)
-            return masks, list(range(len(masks)))
-        if self.opts.structures == "segmentation":
-            if "segmentation" not in pair.extras:
-                raise ValueError(
-                    f"sequence {pair.name!r}: --structures segmentation needs "
-                    f"{side_file_hint(pair.gt_path, 'segmentation')}"
-                )
-            static = pair.meta.get("static_ids")
-            masks, ids = P.structures_from_segmentation(
-                pair.extras["segmentation"][anchor],
-                static_ids=static,
-                min_area=self.opts.min_area,
-                max_objects=self.opts.max_objects,
-            )
-            if len(masks) == 0:
-                raise ValueError(
-                    f"sequence {pair.name!r}: no segmented structure of >= {self.opts.min_area} px on frame {anchor}"
-                )
-            return masks, ids
-        masks = P.structures_auto(frame, min_area=self.opts.min_area, max_objects=self.opts.max_objects)
-        if len(masks) == 0:
-            raise ValueError(
-                f"sequence {pair.name!r}: automatic selection found no structure of >= {self.opts.min_area} px"
-            )
-        return masks, list(range(len(masks)))
-
-    def _trim(self, pair):
-        from actwm.eval.trim import TrimResult, depth_trim_point, flow_trim_point
-
-        anchor = self.opts.context - 1
-        geometry = all(k in pair.extras for k in ("depth", "intrinsics", "extrinsics"))
-        method = self.opts.trim
-        if method == "auto":
-            method = "depth" if geometry else "flow"
-        if method == "none":
-            return TrimResult(len(pair.gt), np.zeros(0, np.int64), "none")
-        if method == "depth":
-            if not geometry:
-                raise ValueError(
-                    f"sequence {pair.name!r}: --trim depth needs depth, intrinsics and extrinsics side files "
-                    f"(e.g. {side_file_hint(pair.gt_path, 'depth')})"
-                )
-            ex = pair.extras
-            # with a segmentation, background pixels (id < 0: sky, nothing hit) are not scene points
-            valid0 = ex["segmentation"][anchor] >= 0 if "segmentation" in ex else None
-            r = depth_trim_point(
-                ex["depth"][anchor:], ex["intrinsics"][anchor:], ex["extrinsics"][anchor:], valid0=valid0
-            )
-        else:
-            r = flow_trim_point(pair.gt[anchor:])
-        return TrimResult(r.trim + anchor, r.visible, r.method)
-
-    def _scs(self, pair) -> tuple[dict, dict, dict]:
-        from actwm.eval.scs import structural_consistency
-
-        masks0, ids = self._structures(pair)
-        trim = self._trim(pair)
-        res = structural_consistency(
-            pair.gt, pair.pred, masks0, self.tracker, context=self.opts.context, trim=trim.trim
-        )
-        mean, at = res.by_horizon(self.opts.horizons)
-        info = {
-            "tracker": res.tracker,
-            "structures": self.opts.structures,
-            "num_objects": res.num_objects,
-            "object_ids": [int(i) for i in ids],
-            "object_areas": [int(m.sum()) for m in masks0],
-            "trim": trim.trim,
-            "trim_method": trim.method,
-            "per_frame": [None if np.isnan(row).all() else round(float(row.mean()) * 100, 4) for row in res.iou],
-        }
-        return mean, at, info
-
-    # ---- one sequence ----------------------------------------------------------------------------
-
-    def sequence(self, pair) -> tuple[dict, dict[str, Any]]:
-        from actwm.eval.scs import scores_by_horizon
-
-        c = self.opts.context
-        need = c + max(self.opts.horizons)
-        if len(pair.gt) < need:
-            raise ValueError(
-                f"sequence {pair.name!r}: has {len(pair.gt)} frames but horizon {max(self.opts.horizons)} with "
-                f"{c} context frame(s) needs {need}"
-            )
-        out: dict[str, Any] = {"num_frames": int(len(pair.gt)), "pred_included_context": pair.pred_included_context}
-        at_out: dict[str, Any] = {}
-        sets: dict[str, Any] = {}
-        gt_t = pred_t = None
-        for name in self.opts.metrics:
-            if name == "scs":
-                mean, at, info = self._scs(pair)
-                out["scs"], at_out["scs"], out["scs_info"] = mean, at, info
-                continue
-            metric = self.metrics[name]
-            if gt_t is None:
-                gt_t, pred_t = _to_tensor(pair.gt[:need]), _to_tensor(pair.pred[:need])
-            if metric.kind == "set":
-                sets[name] = (gt_t, pred_t)
-                continue
-            try:
-                vals = metric(gt_t[c:], pred_t[c:]).detach().cpu().double().numpy()
-            except ValueError as exc:
-                raise ValueError(f"sequence {pair.name!r}: {name}: {exc}") from exc
-            per_frame = np.concatenate([np.full(c, np.nan), vals])
-            out[name], at_out[name] = scores_by_horizon(
-                per_frame, context=c, trim=len(per_frame), horizons=self.opts.horizons
-            )
-        out["at"] = at_out
-        return out, sets
+def check_outputs(outputs: dict[str, Path]) -> None:
+    """Raise ValueError naming the option when an output path cannot be written (nothing is created)."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ValueError(f"{option} {path}: the same file as {seen[resolved]}")
+        seen[resolved] = option
+        if path.is_dir():
+            raise ValueError(f"{option} {path}: is a directory")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise ValueError(f"{option} {path}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{option} {path}: {parent} is not writable")
 
 
-def run_eval(opts: EvalOptions) -> dict[str, Any]:
-    """Compute all results (nothing is written); returns the JSON-ready dict."""
-    from tqdm import tqdm
-
-    from actwm.eval.sequences import load_pair, match_sequences
-
-    ev = _Evaluator(opts)
-    pairs, unmatched = match_sequences(opts.gt, opts.pred)
-    if ev.prompts is not None:
-        unknown = sorted(set(ev.prompts) - {n for n, _, _ in pairs})
-        if unknown:
-            print(f"actwm eval: prompts given for unknown sequence(s) {unknown} (ignored)", file=sys.stderr)
-    if unmatched:
-        print(f"actwm eval: predictions without ground truth ignored: {unmatched}", file=sys.stderr)
-    sequences: dict[str, Any] = {}
-    set_videos: dict[str, tuple[list, list]] = {}
-    for name, gt_path, pred_path in tqdm(
-        pairs, desc="actwm eval", unit="seq", disable=not opts.progress, file=sys.stderr
-    ):
-        pair = load_pair(name, gt_path, pred_path, context=opts.context)
-        sequences[name], sets = ev.sequence(pair)
-        for metric, (g, p) in sets.items():
-            set_videos.setdefault(metric, ([], []))
-            set_videos[metric][0].append(g)
-            set_videos[metric][1].append(p)
-    aggregate: dict[str, dict[str, float | None]] = {}
-    aggregate_at: dict[str, dict[str, float | None]] = {}
-    notes: list[str] = []
-    c = opts.context
-    for name in opts.metrics:
-        hs = [str(h) for h in opts.horizons]
-        if name in ev.metrics and ev.metrics[name].kind == "set":
-            gts, preds = set_videos[name]
-            aggregate[name] = {}
-            for h in opts.horizons:
-                try:
-                    aggregate[name][str(h)] = float(
-                        ev.metrics[name]([g[c : c + h] for g in gts], [p[c : c + h] for p in preds])
-                    )
-                except ValueError as exc:
-                    aggregate[name][str(h)] = None
-                    notes.append(f"{name} at horizon {h}: not computed ({exc})")
-            continue
-        aggregate[name] = {h: _mean([sequences[s][name][h] for s in sequences]) for h in hs}
-        aggregate_at[name] = {h: _mean([sequences[s]["at"][name][h] for s in sequences]) for h in hs}
-    for note in notes:
-        print(f"actwm eval: {note}", file=sys.stderr)
-    tracker_name = ev.tracker.name if ev.tracker is not None else None
-    meta = {
-        "tracker": tracker_name,
-        "metrics": opts.metrics,
-        "num_sequences": len(sequences),
-        "resize": opts.resize,
-        "context": opts.context,
-        "horizons": opts.horizons,
-        "structures": opts.structures if "scs" in opts.metrics else None,
-        "trim": opts.trim if "scs" in opts.metrics else None,
-        "higher_is_better": {n: (True if n == "scs" else bool(ev.metrics[n].higher_is_better)) for n in opts.metrics},
-        "kinds": {n: ("scs" if n == "scs" else ev.metrics[n].kind) for n in opts.metrics},
-        "scales": {"scs": "0-100 (mean mask IoU x 100)"} if "scs" in opts.metrics else {},
-        "frame_convention": FRAME_CONVENTION,
-        "gt": str(opts.gt),
-        "pred": str(opts.pred),
-        "unmatched_predictions": unmatched,
-        "notes": notes,
-    }
-    return {"aggregate": aggregate, "aggregate_at": aggregate_at, "sequences": sequences, "meta": meta}
+def stale_temps(path: Path) -> list[Path]:
+    """Temp files of `actwm.io.atomic_path` for `path` (`.STEM.XXXX.tmpSUFFIX`) that a killed run left."""
+    if not path.parent.is_dir():
+        return []
+    prefix, suffix = f".{path.stem}.", f".tmp{path.suffix}"
+    return [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)]
 
 
 def results_csv(results: dict[str, Any]) -> str:
@@ -482,22 +225,38 @@ def results_csv(results: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_results(results: dict[str, Any], opts: EvalOptions) -> None:
-    """Write plot, CSV and JSON (JSON last), each atomically."""
-    if opts.plot_out is not None:
-        from actwm.eval.plots import plot_horizons
+def _plot(results: dict[str, Any], path: Path) -> None:
+    meta = results["meta"]
+    plot_horizons(
+        results["aggregate"],
+        path,
+        at=results["aggregate_at"],
+        higher_is_better=meta["higher_is_better"],
+        title=f"{meta['num_sequences']} sequences" + (f", SCS tracker {meta['tracker']}" if meta["tracker"] else ""),
+    )
 
-        plot_horizons(
-            results["aggregate"],
-            opts.plot_out,
-            at=results["aggregate_at"],
-            higher_is_better=results["meta"]["higher_is_better"],
-            title=f"{results['meta']['num_sequences']} sequences"
-            + (f", SCS tracker {results['meta']['tracker']}" if results["meta"]["tracker"] else ""),
-        )
-    if opts.csv_out is not None:
-        atomic_write_text(opts.csv_out, results_csv(results))
-    atomic_write_json(opts.json_out, results)
+
+def write_results(results: dict[str, Any], opts: EvalOptions) -> None:
+    """Write the plot, CSV and JSON all or none: each goes to a temp file first; the temps are renamed over
+    the targets only after every one was written (on any error all temps are removed)."""
+    for path in opts.outputs().values():
+        for stale in stale_temps(path):
+            stale.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:  # entered JSON first, so that it is renamed last (LIFO)
+            temps = {opt: stack.enter_context(atomic_path(path)) for opt, path in opts.outputs().items()}
+            if "--plot" in temps:
+                _plot(results, temps["--plot"])
+            if "--csv" in temps:
+                temps["--csv"].write_text(results_csv(results), encoding="utf-8")
+            temps["--json"].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot write the results ({exc}); nothing was written") from exc
+
+
+def run_eval(opts: EvalOptions) -> dict[str, Any]:
+    """Compute all results (nothing is written); returns the JSON-ready dict."""
+    return evaluate(opts.gt, opts.pred, opts.config)
 
 
 def _summary(results: dict[str, Any]) -> str:
@@ -516,18 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        opts = options_from_args(args)
-        results = run_eval(opts)
-        write_results(results, opts)
+        opts = options_from_args(args)  # 1. options and output paths
+        results = run_eval(opts)  # 2. compute everything
+        write_results(results, opts)  # 3. all outputs or none
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"actwm eval: error: {exc}", file=sys.stderr)
         return 2
+    for note in results["meta"]["notes"]:
+        print(f"actwm eval: {note}", file=sys.stderr)
     print(_summary(results))
-    print(
-        f"wrote {opts.json_out}"
-        + (f", {opts.csv_out}" if opts.csv_out else "")
-        + (f", {opts.plot_out}" if opts.plot_out else "")
-    )
+    print(f"wrote {', '.join(str(p) for p in opts.outputs().values())}")
     return 0
 
 

@@ -34,6 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from actwm.eval import pixel
+from actwm.eval.dreamsim import DreamSim
+from actwm.eval.fid import FID
+from actwm.eval.fvd import FVD
+from actwm.eval.lpips import LPIPS
 
 MetricKind = Literal["frame", "set"]
 
@@ -138,8 +142,6 @@ def _lpips(
     batch_size: int = 16,
     device: str | None = None,
 ) -> FrameMetric:
-    from actwm.eval.lpips import LPIPS
-
     model = LPIPS.from_pretrained(net=net, weights=weights, heads=heads).to(device or "cpu")
     return FrameMetric("lpips", False, model.distance, resize, batch_size, device)
 
@@ -153,8 +155,6 @@ def _controllability(
     device: str | None = None,
 ) -> FrameMetric:
     """World-In-World (ch. 1, 8) controllability: ``1 - LPIPS(gt, pred)`` per frame; higher is better."""
-    from actwm.eval.lpips import LPIPS
-
     model = LPIPS.from_pretrained(net=net, weights=weights, heads=heads).to(device or "cpu")
     return FrameMetric("controllability", True, lambda g, p: 1.0 - model.distance(g, p), resize, batch_size, device)
 
@@ -166,8 +166,6 @@ def _dreamsim(
     batch_size: int = 8,
     device: str | None = None,
 ) -> FrameMetric:
-    from actwm.eval.dreamsim import DreamSim
-
     model = DreamSim.from_pretrained(weights=weights, hub=hub).to(device or "cpu")
     return FrameMetric("dreamsim", False, model.distance, resize, batch_size, device)
 
@@ -180,8 +178,6 @@ def _fvd(
     batch_size: int = 4,
     device: str | None = None,
 ) -> SetMetric:
-    from actwm.eval.fvd import FVD
-
     model = FVD.from_pretrained(weights=weights, hub=hub, resize=resize, feature=feature, batch_size=batch_size)
     model.to(device or "cpu")
     return SetMetric("fvd", False, model.compute)
@@ -195,8 +191,6 @@ def _fid(
     batch_size: int = 32,
     device: str | None = None,
 ) -> SetMetric:
-    from actwm.eval.fid import FID
-
     model = FID.from_pretrained(weights=weights, hub=hub, resize=resize, feature=feature, batch_size=batch_size)
     model.to(device or "cpu")
     return SetMetric("fid", False, model.compute)

@@ -33,7 +33,14 @@ import numpy as np
 
 from actwm.io import atomic_write_json
 
-__all__ = ["pearson", "mmrv", "rank_violations", "main"]
+__all__ = ["pearson", "mmrv", "rank_violations", "check_rates", "main"]
+
+
+def check_rates(values: Sequence[float], what: str) -> None:
+    """Raise ValueError naming `what` and the value when a success rate is NaN or outside [0, 1]."""
+    for i, v in enumerate(values):
+        if not (0.0 <= float(v) <= 1.0):  # also false for NaN
+            raise ValueError(f"{what}: success rate #{i + 1} is {float(v)!r}; success rates must be in [0, 1]")
 
 
 def _pair(pred_success: Sequence[float], real_success: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +53,7 @@ def _pair(pred_success: Sequence[float], real_success: Sequence[float]) -> tuple
     if len(pred) < 2:
         raise ValueError(f"need at least 2 policies to compare, got {len(pred)}")
     if not (np.isfinite(pred).all() and np.isfinite(real).all()):
-        raise ValueError("success rates must be finite numbers")
+        raise ValueError(f"success rates must be finite numbers, got pred {pred.tolist()} and real {real.tolist()}")
     return pred, real
 
 
@@ -114,6 +121,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[float], list[float]]:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{path}, line {i}: pred/real must be numbers, got {row}") from exc
             names.append(row.get("policy") or f"policy_{len(names)}")
+    check_rates(pred, f"{path}, column {pred_col}")
+    check_rates(real, f"{path}, column real")
     return names, pred, real
 
 
@@ -138,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.real is None:
                 raise ValueError("--pred needs --real")
             pred, real = _floats(args.pred, "--pred"), _floats(args.real, "--real")
+            check_rates(pred, "--pred")
+            check_rates(real, "--real")
             names = [f"policy_{i}" for i in range(len(pred))]
         result = {
             "pearson": pearson(pred, real),

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from actwm.eval.trackers import MaskTracker
+from actwm.eval.tracker_base import MaskTracker
 
 __all__ = ["mask_iou", "SCSResult", "structural_consistency", "scores_by_horizon"]
 

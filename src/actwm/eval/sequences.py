@@ -34,7 +34,15 @@ import numpy as np
 from actwm.io import read_json
 from actwm.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames
 
-__all__ = ["SequencePair", "list_sequences", "match_sequences", "load_pair", "load_extras", "EXTRA_KEYS"]
+__all__ = [
+    "SequencePair",
+    "list_sequences",
+    "match_sequences",
+    "make_pair",
+    "load_pair",
+    "load_extras",
+    "EXTRA_KEYS",
+]
 
 EXTRA_KEYS = ("segmentation", "depth", "intrinsics", "extrinsics")
 _FILE_SIDE = {
@@ -127,24 +135,51 @@ def side_file_hint(gt_path: Path, key: str) -> Path:
 
 @dataclass
 class SequencePair:
-    """A matched pair. `gt`, `pred`: `(T, H, W, 3)` uint8, same shape; `extras`/`meta`: side files."""
+    """A matched pair. `gt`, `pred`: `(T, H, W, 3)` uint8, same shape; `extras`/`meta`: side data.
+
+    `gt_path` is the ground-truth folder or video the pair was read from (None for in-memory data).
+    """
 
     name: str
     gt: np.ndarray
     pred: np.ndarray
-    gt_path: Path
+    gt_path: Path | None
     pred_included_context: bool
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def side_hint(self, key: str) -> str:
+        """Where the side data `key` is expected (a file next to the ground truth, or an `evaluate` argument)."""
+        if self.gt_path is None:
+            return f"evaluate(..., {key}=...)"
+        return str(_side_path(self.gt_path, key))
 
-def load_pair(name: str, gt_path: Path, pred_path: Path, *, context: int = 1) -> SequencePair:
-    """Read and check one pair; raises ValueError naming the sequence on any mismatch."""
-    try:
-        gt = read_frames(gt_path)
-        pred = read_frames(pred_path)
-    except ValueError as exc:
-        raise ValueError(f"sequence {name!r}: {exc}") from exc
+
+def _check_frames(name: str, what: str, frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"sequence {name!r}: {what} must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def make_pair(
+    name: str,
+    gt: np.ndarray,
+    pred: np.ndarray,
+    *,
+    context: int = 1,
+    extras: dict[str, np.ndarray] | None = None,
+    meta: dict[str, Any] | None = None,
+    gt_path: Path | None = None,
+) -> SequencePair:
+    """Check one pair and put the context in front of a prediction that lacks it.
+
+    Args:
+        gt: `(T, H, W, 3)` uint8 ground truth; pred: the same shape, or `(T - context, H, W, 3)` (predicted
+            frames only). extras: side arrays keyed by `EXTRA_KEYS`, first axis = T. meta: e.g. `static_ids`.
+    Raises ValueError naming the sequence on any mismatch.
+    """
+    gt, pred = _check_frames(name, "ground truth", gt), _check_frames(name, "prediction", pred)
     if gt.shape[1:] != pred.shape[1:]:
         raise ValueError(
             f"sequence {name!r}: frame sizes differ: ground truth {gt.shape[2]}x{gt.shape[1]} vs "
@@ -163,11 +198,25 @@ def load_pair(name: str, gt_path: Path, pred_path: Path, *, context: int = 1) ->
             f"sequence {name!r}: lengths differ: ground truth has {len(gt)} frames, prediction {len(pred)} "
             f"(expected {len(gt)} with the context frames or {len(gt) - context} without)"
         )
+    extras = {k: np.asarray(v) for k, v in (extras or {}).items() if v is not None}
+    unknown = sorted(set(extras) - set(EXTRA_KEYS))
+    if unknown:
+        raise ValueError(f"sequence {name!r}: unknown side data {unknown}; known: {list(EXTRA_KEYS)}")
+    for key, arr in extras.items():
+        if len(arr) != len(gt):
+            raise ValueError(f"sequence {name!r}: {key} has {len(arr)} frames but the video has {len(gt)}")
+    for key in ("segmentation", "depth"):
+        if key in extras and extras[key].shape[1:] != gt.shape[1:3]:
+            raise ValueError(f"sequence {name!r}: {key} is {extras[key].shape[1:]} but frames are {gt.shape[1:3]}")
+    return SequencePair(name, gt, pred, gt_path, included, extras, dict(meta or {}))
+
+
+def load_pair(name: str, gt_path: Path, pred_path: Path, *, context: int = 1) -> SequencePair:
+    """Read and check one pair from disk (frames and side files); raises ValueError naming the sequence."""
+    try:
+        gt = read_frames(gt_path)
+        pred = read_frames(pred_path)
+    except ValueError as exc:
+        raise ValueError(f"sequence {name!r}: {exc}") from exc
     extras, meta = load_extras(name, gt_path, len(gt))
-    if "segmentation" in extras and extras["segmentation"].shape[1:] != gt.shape[1:3]:
-        raise ValueError(
-            f"sequence {name!r}: segmentation is {extras['segmentation'].shape[1:]} but frames are {gt.shape[1:3]}"
-        )
-    if "depth" in extras and extras["depth"].shape[1:] != gt.shape[1:3]:
-        raise ValueError(f"sequence {name!r}: depth is {extras['depth'].shape[1:]} but frames are {gt.shape[1:3]}")
-    return SequencePair(name, gt, pred, gt_path, included, extras, meta)
+    return make_pair(name, gt, pred, context=context, extras=extras, meta=meta, gt_path=gt_path)

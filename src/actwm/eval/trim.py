@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from actwm.eval.trackers import FlowConfig, compute_flow, consistent_flow
+from actwm.eval.flow import FlowConfig, compute_flow, consistent_flow
 from actwm.geometry import backproject_depth, project_points
 
 __all__ = ["TrimResult", "flow_trim_point", "depth_trim_point"]

@@ -1,0 +1,114 @@
+"""The demo's settings: `DemoConfig` (sizes, budgets, sampling) and the precision it resolves to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+DEFAULT_OUT = "actwm_out/demo"
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and budgets of the demo (defaults fit 15 minutes on 2 CPU cores; `quick()` about 3)."""
+
+    out: str = DEFAULT_OUT
+    size: int = 32
+    train_episodes: int = 48
+    test_episodes: int = 8
+    episode_frames: int = 64
+    robot_speed: float = 0.08
+    robot_turn_rate: float = 0.1
+    # Anti-aliased renders (3x3 supersampling): at 32 px, plain renders alias and shimmer as the robot moves,
+    # so even the next frame is hard to predict (copying frame 0 scored 14.7 dB at t+1; 17.0 dB supersampled).
+    supersample: int = 3
+    # Wan 2.1 I2V's channel-concat first frame: lower loss and +0.6 dB over frame-0 replacement (wan2.1-tiny)
+    # at equal steps in our runs.
+    model: str = "wan2.1-i2v-tiny"
+    spatial: int = 2
+    layers: int = 2
+    heads: int = 6
+    features: str = "sincos"
+    hidden_dim: int = 128
+    # Sine-cosine action features at angular frequencies 1..max_freq per (normalised) unit; EgoWM-style 100 makes
+    # hash-like features of unit-scale actions, 10 varies smoothly over the range the robot covers.
+    max_freq: float = 10.0
+    passive_steps: int = 600
+    action_steps: int = 3200
+    scratch: bool = True
+    batch_size: int = 8
+    lr: float = 1e-3
+    # EgoWM trains the action module at 10x a 1e-5 base lr. At this demo's 1e-3 base lr, 10x (1e-2) collapsed
+    # the tiny encoder to a constant (embedding std across actions -> 0, no action effect); 3x did not.
+    action_lr_mult: float = 3.0
+    # Flow-matching training times ~ sigmoid(N(logit_mean, 1)). Actions decide the coarse layout, which is set at
+    # high noise: logit_mean 1.5 (mostly t > 0.5) made the tiny model pick up actions at all; 2.0 widened the
+    # gap further (2.5 did not).
+    logit_mean: float = 2.0
+    # 10% of action-stage clips train with the action embedding zeroed (the passive stage's input), so the model
+    # keeps the action-free prediction that classifier-free guidance on actions extrapolates away from.
+    action_dropout: float = 0.1
+    # Rollouts use `uncond + guidance * (cond - uncond)` on actions at flow times t in `guidance_interval`
+    # (where the layout forms); metrics.json also reports guidance 1.
+    guidance: float = 2.0
+    guidance_interval: tuple[float, float] = (0.3, 1.0)
+    # "auto": bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16 or AMX; about 15% faster training
+    # here, same gap), float32 elsewhere (emulated bf16 would be slower); or "bf16" / "no".
+    mixed_precision: str = "auto"
+    horizon: int = 8
+    eval_frames: int = 17
+    eval_clips: int = 24
+    sample_steps: int = 10
+    horizons: tuple[int, ...] = (2, 4, 8, 16)
+    scs: bool = True
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def quick(cls, **kw: Any) -> "DemoConfig":
+        base = dict(
+            train_episodes=12,
+            test_episodes=3,
+            episode_frames=40,
+            passive_steps=150,
+            action_steps=250,
+            scratch=False,
+            eval_clips=6,
+            sample_steps=6,
+        )
+        return cls(**{**base, **kw})
+
+    def __post_init__(self) -> None:
+        if self.eval_frames < 2 or self.episode_frames < self.eval_frames:
+            raise ValueError("DemoConfig: need 2 <= eval_frames <= episode_frames")
+        if max(self.horizons) > self.eval_frames - 1:
+            raise ValueError(f"DemoConfig.horizons {self.horizons} exceed eval_frames - 1 = {self.eval_frames - 1}")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise ValueError(
+                f"DemoConfig.mixed_precision: must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}"
+            )
+        if not 0.0 <= self.guidance_interval[0] < self.guidance_interval[1]:
+            raise ValueError(
+                f"DemoConfig.guidance_interval: must be (lo, hi) with 0 <= lo < hi, got {self.guidance_interval}"
+            )
+        if self.guidance < 1.0:
+            raise ValueError(f"DemoConfig.guidance: must be >= 1 (1 = no guidance), got {self.guidance}")
+        if not 0.0 <= self.action_dropout < 1.0:
+            raise ValueError(f"DemoConfig.action_dropout: must be in [0, 1), got {self.action_dropout}")
+        if self.guidance > 1.0 and self.action_dropout == 0.0:
+            raise ValueError(
+                "DemoConfig.guidance > 1 needs action_dropout > 0 (the action-free prediction it extrapolates from)"
+            )
+
+
+def resolve_precision(setting: str) -> str:
+    """`auto` -> "bf16" on a CPU with native bf16 matmuls (AVX512-BF16 or AMX), else "no"."""
+    if setting != "auto":
+        return setting
+    try:
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # private helpers; assume no native bf16 if a torch build lacks them
+        native = False
+    return "bf16" if native else "no"

@@ -1,0 +1,252 @@
+"""`actwm demo`'s pipeline: an ordered list of stages over one shared `DemoState`.
+
+Default stages (`DEFAULT_STAGES`):
+
+1. simulate a `nav` dataset in pybullet: training scenes and disjoint held-out scenes (LeRobot v3.0);
+2. passive stage: a tiny real-backbone video model learns to generate video from action-free clips;
+3. action stage: EgoWM fine-tuning from the passive model (action encoder at `action_lr_mult` x the lr);
+4. from-scratch comparison: actions from the first step, for the same total number of steps (it trains
+   in a second process on the second core while stages 2-3 run);
+5. roll out held-out clips under their true actions and under shuffled actions (autoregressive chunks), with
+   classifier-free guidance on actions and again without;
+6. score the rollouts in memory with `actwm.eval.engine.evaluate` (PSNR, SSIM, SCS with the simulator's
+   segmentation): the code `actwm eval` runs on the written folders;
+7. write `DIR/metrics.json` and `DIR/report.html` (side-by-side videos, metric-vs-horizon plots).
+
+Adding a stage: write `def my_stage(state: DemoState) -> None` that reads what earlier stages left in
+`state` (`data`, `models`, `clips`, `summary`), times its work with `state.clock.run(...)`, and puts its
+results in `state.metrics[...]` (merged into metrics.json) and HTML in `state.sections` (added to
+report.html); then run `run_demo(cfg, stages=insert_stage(DEFAULT_STAGES, "report", ("plan", my_stage)))`
+or insert it into `DEFAULT_STAGES`. Each stage should skip work whose output exists (resumable).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from actwm.demo import report
+from actwm.demo.config import DemoConfig
+from actwm.demo.stages import (
+    _scratch_in_child,
+    eval_clips,
+    round_or_none,
+    score_rollouts,
+    simulate_data,
+    summarise,
+    train_stage,
+    write_rollouts,
+)
+from actwm.io import atomic_write_json, read_json
+
+__all__ = ["DemoState", "StageClock", "DEFAULT_STAGES", "insert_stage", "run_demo"]
+
+
+class StageClock:
+    """Wall time and peak resident memory per stage, written to `DIR/timings.json`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stages: dict[str, dict[str, float]] = read_json(path)["stages"] if path.is_file() else {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        print(f"\n== {name} ==", flush=True)
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        prev = self.stages.get(name, {})  # a resumed stage adds to the time it already spent
+        self.stages[name] = {
+            "seconds": round(prev.get("seconds", 0.0) + time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(max(peak_mb, prev.get("peak_rss_mb", 0.0)), 1),
+        }
+        self._write()
+        return result
+
+    def record(self, name: str, seconds: float, peak_rss_mb: float) -> None:
+        """A stage measured elsewhere (a child process); not counted in the wall-clock total."""
+        prev = self.stages.get(name, {})
+        self.stages[name] = {
+            "seconds": round(prev.get("seconds", 0.0) + seconds, 2),
+            "peak_rss_mb": round(max(peak_rss_mb, prev.get("peak_rss_mb", 0.0)), 1),
+            "parallel": True,
+        }
+        self._write()
+
+    def _write(self) -> None:
+        wall = sum(s["seconds"] for s in self.stages.values() if not s.get("parallel"))
+        atomic_write_json(self.path, {"stages": self.stages, "total_seconds": round(wall, 2)})
+
+
+@dataclass
+class DemoState:
+    """What the stages share. `metrics` and `sections` collect extra results for metrics.json / report.html."""
+
+    cfg: DemoConfig
+    out: Path
+    clock: StageClock
+    data: Path | None = None
+    models: dict[str, Path] = field(default_factory=dict)
+    clips: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+
+Stage = Callable[[DemoState], None]
+
+
+def stage_simulate(state: DemoState) -> None:
+    """1. the dataset."""
+    state.data = state.clock.run("1 simulate", simulate_data, state.cfg, state.out)
+
+
+def stage_train(state: DemoState) -> None:
+    """2-4. passive then action training here; from scratch in a second process at the same time."""
+    cfg, out, clock = state.cfg, state.out, state.clock
+    pool = scratch = None
+    if cfg.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
+        pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        scratch = pool.submit(
+            _scratch_in_child, cfg, state.data, out / "runs" / "scratch", cfg.passive_steps + cfg.action_steps
+        )
+        print("from-scratch comparison training in a second process", flush=True)
+    runs = out / "runs"
+    passive = clock.run(
+        "2 passive stage",
+        train_stage,
+        cfg,
+        state.data,
+        runs / "passive",
+        steps=cfg.passive_steps,
+        passive=True,
+        init_from=None,
+    )
+    state.models["action"] = clock.run(
+        "3 action stage",
+        train_stage,
+        cfg,
+        state.data,
+        runs / "action",
+        steps=cfg.action_steps,
+        passive=False,
+        init_from=passive,
+    )
+    if scratch is not None:
+        final, seconds, peak = clock.run("4 from scratch (wait)", scratch.result)
+        pool.shutdown()
+        clock.record("4 from scratch (parallel process)", seconds, peak)
+        state.models["scratch"] = final
+
+
+def _rollout_and_score(state: DemoState, name: str, model_dir: Path, out: Path, guidance: float) -> dict[str, Any]:
+    """Stages 5-6 for one model and guidance: `{true, shuffled, true_at, shuffled_at, psnr_gap_db, guidance}`."""
+    cfg, clock = state.cfg, state.clock
+    videos = clock.run(f"5 rollouts ({name})", write_rollouts, cfg, model_dir, state.clips, out, guidance)
+    res = summarise(clock.run(f"6 evaluate ({name})", score_rollouts, cfg, state.clips, videos, out))
+    res["psnr_gap_db"] = {
+        str(h): round_or_none(res["true"]["psnr"][str(h)] - res["shuffled"]["psnr"][str(h)]) for h in cfg.horizons
+    }
+    res["guidance"] = guidance
+    return res
+
+
+def stage_evaluate(state: DemoState) -> None:
+    """5-6. held-out clips, rollouts of every model (guided and, for the record, unguided), scores."""
+    cfg = state.cfg
+    state.clips = eval_clips(cfg, state.data)
+    for name, model_dir in state.models.items():
+        rollouts = state.out / "rollouts"
+        state.summary[name] = _rollout_and_score(state, name, model_dir, rollouts / name, cfg.guidance)
+        if cfg.guidance != 1.0:  # the same model without guidance, for the record
+            state.summary[name]["unguided"] = _rollout_and_score(
+                state, f"{name}, guidance 1", model_dir, rollouts / f"{name}_unguided", 1.0
+            )
+
+
+def stage_report(state: DemoState) -> None:
+    """7. metrics.json and report.html."""
+    state.result = state.clock.run("7 report", _report, state)
+
+
+def _report(state: DemoState) -> dict[str, Any]:
+    cfg, out, summary, clips = state.cfg, state.out, state.summary, state.clips
+    assets = out / "assets"
+    report.plot_comparison(summary, assets / "metrics.png", cfg.horizons)
+    runs = {n: out / "runs" / n for n in ("passive", "action", "scratch")}
+    report.plot_losses(runs, assets / "losses.png", passive_steps=cfg.passive_steps)
+    gifs = []
+    for clip in clips[: min(6, len(clips))]:
+        rel = f"assets/{clip['name']}.gif"
+        report.side_by_side_gif(out / "rollouts" / "action", clip["name"], out / rel)
+        gifs.append(rel)
+    metrics = {
+        "true": summary["action"]["true"],
+        "shuffled": summary["action"]["shuffled"],
+        "psnr_gap_db": summary["action"]["psnr_gap_db"],
+        **summary,
+        **state.metrics,
+        "guidance": cfg.guidance,
+        "horizons": list(cfg.horizons),
+        "horizon_definition": "metric at horizon h = mean over predicted frames 1..h (frame 0 is the given frame); "
+        "'*_at' keys hold the value at frame h",
+        "ssim_definition": "SSIM of Wang et al. 2004 as scikit-image computes it: Gaussian window 11, sigma 1.5, "
+        "population covariance, data range 1, mean over the valid region (no padded border) and the channels",
+        "model": cfg.model,
+        "held_out": {
+            "clips": len(clips),
+            "scenes": cfg.test_episodes,
+            "shuffle": "clip i gets the actions of clip (i + n//2) mod n",
+        },
+        "config": jsonable(cfg),
+        "timings": json.loads(json.dumps(state.clock.stages)),  # stages before the report
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    report.write_report(out, metrics, gifs, state.sections)
+    return metrics
+
+
+def jsonable(cfg: DemoConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+DEFAULT_STAGES: list[tuple[str, Stage]] = [
+    ("simulate", stage_simulate),
+    ("train", stage_train),
+    ("evaluate", stage_evaluate),
+    ("report", stage_report),
+]
+
+
+def insert_stage(stages: list[tuple[str, Stage]], before: str, stage: tuple[str, Stage]) -> list[tuple[str, Stage]]:
+    """A copy of `stages` with `stage` inserted before the one named `before`."""
+    names = [n for n, _ in stages]
+    if before not in names:
+        raise ValueError(f"insert_stage: no stage named {before!r}; stages: {names}")
+    i = names.index(before)
+    return [*stages[:i], stage, *stages[i:]]
+
+
+def run_demo(cfg: DemoConfig, stages: list[tuple[str, Stage]] | None = None) -> dict[str, Any]:
+    """Run (or resume) every stage in order; returns the metrics written to `DIR/metrics.json`."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "demo_config.json"
+    if saved.is_file() and read_json(saved) != jsonable(cfg):
+        raise ValueError(f"{out} holds a demo with other settings ({saved}); use another --out or delete it")
+    atomic_write_json(saved, jsonable(cfg))
+    state = DemoState(cfg=cfg, out=out, clock=StageClock(out / "timings.json"))
+    for _name, stage in stages or DEFAULT_STAGES:
+        stage(state)
+    if state.result is None:
+        raise ValueError("run_demo: the stages wrote no report (the 'report' stage must run last)")
+    return state.result
