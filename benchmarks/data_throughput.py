@@ -4,7 +4,8 @@
 
 Measures (single process unless stated):
 - simulated frames/s of `nav` and `manip` at 64 and 128 px (one thread; env.step incl. rendering,
-  driven by the scripted exploration policy);
+  driven by the scripted exploration policy), and the cost of one exact snapshot + restore
+  (`env.unwrapped.snapshot()` / `restore()`, what a simulator-as-oracle planner pays per candidate);
 - clip-loading samples/s from a LeRobot v3.0 store written by `actwm data simulate` (context 1 +
   horizon 8 = 9 frames at 64 px, batch 4) with DataLoader num_workers 0 and 2, in the first pass
   (cold: episodes decoded) and once the per-worker episode caches are warm;
@@ -46,6 +47,25 @@ def bench_sim(name: str, size: int, steps: int) -> float:
         for _ in range(steps):
             obs, *_ = env.step(np.asarray(policy(obs), dtype=np.float32))
         return steps / (time.perf_counter() - t0)
+    finally:
+        env.close()
+
+
+def bench_snapshot(name: str, size: int, repeats: int) -> float:
+    """Milliseconds per `snapshot()` + `restore()` pair, mid-episode under the scripted policy."""
+    from actwm.sim import make, scripted_policy
+
+    env = make(name, size=size)
+    try:
+        policy = scripted_policy(name, np.random.default_rng(0))
+        obs, _ = env.reset(seed=0)
+        for _ in range(10):
+            obs, *_ = env.step(np.asarray(policy(obs), dtype=np.float32))
+        u = env.unwrapped
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            u.restore(u.snapshot())
+        return (time.perf_counter() - t0) / repeats * 1000
     finally:
         env.close()
 
@@ -142,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--step-repeats", type=int, default=5)
+    p.add_argument("--sim-only", action="store_true", help="only the simulator measurements")
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)  # single thread for the simulators; restored for the step below
@@ -154,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             sim[f"{name}_{size}"] = bench_sim(name, size, args.sim_steps)
             print(f"sim {name} {size}px: {sim[f'{name}_{size}']:.1f} frames/s", flush=True)
     results["sim_frames_per_s"] = sim
+    snap = {name: bench_snapshot(name, 64, 50) for name in ("nav", "manip")}
+    print(f"snapshot + restore (64 px): {snap}", flush=True)
+    results["sim_snapshot_restore_ms"] = snap
+    if args.sim_only:
+        atomic_write_json(args.json, results)
+        print(f"wrote {args.json}")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store
@@ -199,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [("measure", "value", "unit")]
     rows += [(f"sim {k.replace('_', ' ')} px", f"{v:.1f}", "frames/s (1 thread)") for k, v in sim.items()]
+    rows += [(f"sim {k} snapshot + restore", f"{v:.2f}", "ms (64 px)") for k, v in snap.items()]
     for k, v in loading.items():
         label = k.replace("workers_", "workers=").replace("_nocache", " no-cache")
         rows.append((f"clips {label} cold", f"{v['cold_samples_per_s']:.1f}", "samples/s"))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from actwm.episode import Episode
+from actwm.geometry import wrap_angle
 from actwm.sim import make, record_episode, record_episodes, scripted_policy
-from actwm.sim.common import wrap_angle
 
 
 def _nav_deltas(pose: np.ndarray) -> np.ndarray:

@@ -8,6 +8,13 @@ Observations are dicts with `rgb` (H, W, 3) uint8, `depth` (H, W) float32 metres
 (H, W) int32 pybullet body ids (-1 background), `intrinsics` (3, 3), `extrinsics` (4, 4) world-to-camera
 (OpenCV axes), `state`, plus `pose` (nav) or `objects` (manip block poses). See `actwm.sim.common` for
 the camera conventions.
+
+Exact snapshot / restore (for planners that imagine with the simulator and come back):
+
+    state = env.unwrapped.snapshot()       # pybullet saveState + the env's own state (pose, steps, RNG, ...)
+    obs1 = env.step(a)[0]
+    env.unwrapped.restore(state)           # valid until the env's next reset()
+    obs2 = env.step(a)[0]                  # bit-identical to obs1
 """
 
 from __future__ import annotations

@@ -17,11 +17,14 @@ Conventions used throughout `actwm.sim`:
 from __future__ import annotations
 
 import colorsys
+import copy
 import hashlib
+import itertools
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,6 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 from PIL import Image
-
-from actwm.geometry import backproject_depth, project_points, wrap_angle  # noqa: F401  (re-exported for sims)
 
 # OpenGL camera (x right, y up, looks along -z) <-> OpenCV camera (x right, y down, looks along +z).
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -250,12 +251,54 @@ def _box_obj(he: np.ndarray, tile: float) -> str:
     return "\n".join(verts + faces_txt) + "\n"
 
 
+@dataclass(frozen=True, eq=False)
+class SimSnapshot:
+    """Opaque exact state of one built-in env, from `env.unwrapped.snapshot()`; give it back to `restore`.
+
+    Valid only for the env that took it and only until that env's next `reset()` (which rebuilds the
+    pybullet world and invalidates its saved states); `restore` raises ValueError otherwise. Dropping the
+    snapshot frees its pybullet state.
+    """
+
+    env_name: str
+    env_token: int
+    scene_id: int | None
+    epoch: int
+    bullet_state: int
+    fields: dict[str, Any] = field(repr=False)
+    rngs: tuple[dict[str, Any], dict[str, Any] | None] = field(repr=False)
+
+
+_ENV_TOKENS = itertools.count(1)
+
+
+def _remove_bullet_state(env_ref: weakref.ref, epoch: int, state: int) -> None:
+    """Free a snapshot's pybullet state if its env still lives in the same world (ids are reused after reset)."""
+    env = env_ref()
+    if env is None or env.client is None or env._epoch != epoch:
+        return
+    try:
+        p.removeState(state, physicsClientId=env.client)
+    except p.error:
+        pass
+
+
 class SimEnv(gym.Env):
-    """Base of the built-in worlds: one pybullet DIRECT client per env, a camera, seeded scenes."""
+    """Base of the built-in worlds: one pybullet DIRECT client per env, a camera, seeded scenes.
+
+    Exact snapshot / restore: `snapshot()` captures pybullet's state (`saveState`, in memory) and every
+    attribute named in `snapshot_fields` (the robot pose, step counter, gripper, ...), the scene-seed RNG,
+    gymnasium's `np_random` and the last observation (what `render()` returns); `restore()` puts them all
+    back, so the next `step` returns bit-identical observations and info. Subclasses whose pybullet world
+    never changes after `reset` (`static_world = True`: nav's robot is kinematic, not a body) share one
+    saved state per scene instead of saving one per snapshot (saveState costs ~5 ms there, a step ~2 ms).
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
     env_name = ""
     fps = 5.0
+    snapshot_fields: tuple[str, ...] = ()
+    static_world = False
 
     def __init__(self, size: int, seed: int | None) -> None:
         if not isinstance(size, (int, np.integer)) or size < 8:
@@ -270,6 +313,9 @@ class SimEnv(gym.Env):
         self.static_ids: list[int] = []
         self._last_obs: dict[str, np.ndarray] | None = None
         self.render_mode = "rgb_array"
+        self._token = next(_ENV_TOKENS)
+        self._epoch = 0  # bumped whenever the pybullet world is rebuilt: older snapshots become invalid
+        self._static_state: int | None = None  # the one saved state of a static world (per epoch)
 
     # pybullet keeps every loaded texture until the client disconnects (~12 kB each): start a fresh
     # client once this many were loaded, so memory stays flat over thousands of scenes.
@@ -281,6 +327,61 @@ class SimEnv(gym.Env):
             self.client = p.connect(p.DIRECT)
             self.connections += 1
             self.assets.loaded = 0
+
+    def _new_world(self) -> None:
+        """Start a new pybullet world (fresh client if the texture budget is spent, then resetSimulation)."""
+        self._epoch += 1
+        self._static_state = None
+        self._fresh_client_if_needed()
+        p.resetSimulation(physicsClientId=self.client)
+
+    # -- snapshot / restore ------------------------------------------------------------------------
+    def snapshot(self) -> SimSnapshot:
+        """The exact current state (opaque); see the class docstring. Requires a prior `reset()`."""
+        if self.scene_id is None:
+            raise RuntimeError(f"{self.env_name}: call reset() before snapshot()")
+        if self.static_world:
+            if self._static_state is None:
+                self._static_state = p.saveState(physicsClientId=self.client)
+            state = self._static_state
+        else:
+            state = p.saveState(physicsClientId=self.client)
+        names = (*self.snapshot_fields, "_last_obs", "_pending_seed")
+        fields = {name: copy.deepcopy(getattr(self, name)) for name in names}
+        rng = self._np_random.bit_generator.state if self._np_random is not None else None
+        snap = SimSnapshot(
+            env_name=self.env_name,
+            env_token=self._token,
+            scene_id=self.scene_id,
+            epoch=self._epoch,
+            bullet_state=state,
+            fields=fields,
+            rngs=(copy.deepcopy(self._seed_rng.bit_generator.state), copy.deepcopy(rng)),
+        )
+        if not self.static_world:
+            weakref.finalize(snap, _remove_bullet_state, weakref.ref(self), self._epoch, state)
+        return snap
+
+    def restore(self, snapshot: SimSnapshot) -> None:
+        """Put the env back exactly into `snapshot`'s state (ValueError if it is not this env's current scene)."""
+        if not isinstance(snapshot, SimSnapshot):
+            got = type(snapshot).__name__
+            raise ValueError(f"{self.env_name}: restore() needs a snapshot from snapshot(), got {got}")
+        if snapshot.env_token != self._token:
+            raise ValueError(f"{self.env_name}: the snapshot was taken by another env ({snapshot.env_name})")
+        if snapshot.epoch != self._epoch:
+            raise ValueError(
+                f"{self.env_name}: the snapshot belongs to an earlier reset (scene {snapshot.scene_id}); "
+                "a snapshot is valid only until the next reset()"
+            )
+        p.restoreState(stateId=snapshot.bullet_state, physicsClientId=self.client)
+        for name, value in snapshot.fields.items():
+            setattr(self, name, copy.deepcopy(value))
+        seed_state, np_state = snapshot.rngs
+        self._seed_rng.bit_generator.state = copy.deepcopy(seed_state)
+        if np_state is not None:
+            self.np_random.bit_generator.state = copy.deepcopy(np_state)
+        self.scene_id = snapshot.scene_id
 
     # -- seeding -----------------------------------------------------------------------------------
     def _next_scene_id(self, seed: int | None) -> int:

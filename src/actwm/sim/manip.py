@@ -23,13 +23,13 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from actwm.geometry import wrap_angle
 from actwm.sim.common import (
     PinholeCamera,
     SimEnv,
     distinct_colours,
     look_at_extrinsics,
     pattern_texture,
-    wrap_angle,
 )
 
 ARM_JOINTS = tuple(range(7))
@@ -48,6 +48,9 @@ STATE_NAMES = tuple(f"q{i}" for i in range(7)) + (
     "ee_pitch",
     "ee_yaw",
 )
+TABLE_CENTRE = np.array([0.62, 0.0])  # table top centre (x, y); the top is 0.84 x 1.2 m at z = 0
+TABLE_INNER = np.array([0.37, 0.55])  # largest |offset| from TABLE_CENTRE of a block or target centre
+TABLE_BOUNDS = "x in [0.25, 0.99], y in [-0.55, 0.55]"
 _REST = (0.006418, 0.413184, -0.011401, -1.589317, 0.005379, 1.137684, -0.006539)
 _LIMITS = (2.967, 2.094, 2.967, 2.094, 2.967, 2.094, 3.054)
 
@@ -105,6 +108,8 @@ class ManipEnv(SimEnv):
     action_space_name = "ee7"
     action_names = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
     state_names = STATE_NAMES
+    snapshot_fields = ("target_pos", "target_rpy", "gripper", "steps")
+    reset_options = ("blocks", "ee", "target")
 
     def __init__(self, size: int = 64, seed: int | None = None, config: ManipConfig | None = None, **kwargs: Any):
         if config is not None and kwargs:
@@ -141,24 +146,70 @@ class ManipEnv(SimEnv):
         self.target_rpy = np.array([math.pi, 0.0, math.pi])
         self.gripper = 0.0
         self.steps = 0
+        self.target: np.ndarray | None = None  # (x, y, radius) of the target disc from reset options
+        self.target_id = -1
 
     # -- gymnasium API -----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Build scene `seed` (see `actwm.sim.make`). `options` (all optional):
+
+        * `blocks`: (n_blocks, 2) block centres (x, y) on the table, or (n_blocks, 3) with yaw; the scene's
+          colours and sizes stay those of the seed.
+        * `ee`: (3,) end-effector (flange) start position inside the workspace box (default `config.home`).
+        * `target`: (x, y, radius) of a flat visual target disc on the table (no collision); its body id
+          is `info["target_id"]` (-1 without one).
+        """
+        blocks, ee, target = self._parse_options(options)
         self.scene_id = self._next_scene_id(seed)
         super().reset(seed=self.scene_id)
         rng = np.random.default_rng([self.scene_id, 2])
-        self._fresh_client_if_needed()
+        self._new_world()
         c = self.client
-        p.resetSimulation(physicsClientId=c)
         p.setGravity(0, 0, -9.81, physicsClientId=c)
         p.setTimeStep(1.0 / 240.0, physicsClientId=c)
-        self._build_scene(rng)
+        # sorted broadphase pairs: without this, a restored state replays with the pair order of whatever ran
+        # before the restore and contacts drift by ~1e-5 m (snapshot / restore must be exact)
+        p.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
+        self._build_scene(rng, blocks)
         self.assets.clear()
-        self._load_robot()
+        self._load_robot(ee)
+        self.target, self.target_id = target, -1
+        if target is not None:
+            self.target_id = self._target_disc(target)
         for _ in range(30):  # let the blocks settle
             p.stepSimulation(physicsClientId=c)
         self.steps = 0
         return self._observe(), self._info(contact=False)
+
+    def _parse_options(self, options: dict[str, Any] | None) -> tuple[np.ndarray | None, np.ndarray, Any]:
+        """Validated (blocks (n, 3) or None, ee (3,), target (3,) or None) from reset options."""
+        options, cfg = dict(options or {}), self.config
+        unknown = sorted(set(options) - set(self.reset_options))
+        if unknown:
+            raise ValueError(f"manip: unknown reset option(s) {unknown}; known: {list(self.reset_options)}")
+        blocks = options.get("blocks")
+        if blocks is not None:
+            blocks = np.asarray(blocks, dtype=np.float64)
+            if blocks.ndim != 2 or blocks.shape[0] != cfg.n_blocks or blocks.shape[1] not in (2, 3):
+                raise ValueError(f"manip: options['blocks'] must be ({cfg.n_blocks}, 2 or 3), got {blocks.shape}")
+            if not np.all(np.isfinite(blocks)) or np.any(np.abs(blocks[:, :2] - TABLE_CENTRE) > TABLE_INNER):
+                raise ValueError(f"manip: options['blocks'] must lie on the table ({TABLE_BOUNDS}), got {blocks}")
+            d = np.linalg.norm(blocks[:, None, :2] - blocks[None, :, :2], axis=-1) + np.eye(len(blocks))
+            gap = 3 * cfg.block_half[1]
+            if d.min() < gap:
+                raise ValueError(f"manip: options['blocks'] overlap (centres closer than {gap:.3f} m)")
+        ee = np.asarray(options.get("ee", cfg.home), dtype=np.float64)
+        low, high = np.asarray(cfg.workspace_low), np.asarray(cfg.workspace_high)
+        if ee.shape != (3,) or not np.all(np.isfinite(ee)) or np.any(ee < low) or np.any(ee > high):
+            raise ValueError(f"manip: options['ee'] must be (3,) inside the workspace {low} .. {high}, got {ee}")
+        target = options.get("target")
+        if target is not None:
+            target = np.asarray(target, dtype=np.float64)
+            if target.shape != (3,) or not np.all(np.isfinite(target)) or not 0.005 <= target[2] <= 0.2:
+                raise ValueError(f"manip: options['target'] must be (x, y, radius in [0.005, 0.2]), got {target}")
+            if np.any(np.abs(target[:2] - TABLE_CENTRE) > TABLE_INNER):
+                raise ValueError(f"manip: options['target'] must lie on the table {TABLE_BOUNDS}, got {target}")
+        return blocks, ee, target
 
     def step(self, action: Any):
         if self.scene_id is None:
@@ -233,7 +284,15 @@ class ManipEnv(SimEnv):
         for j, target, force in targets:
             p.setJointMotorControl2(r, j, p.POSITION_CONTROL, targetPosition=target, force=force, physicsClientId=c)
 
-    def _load_robot(self) -> None:
+    def _target_disc(self, target: np.ndarray) -> int:
+        """A flat, collision-free disc marking the target region on the table top; returns its body id."""
+        c = self.client
+        vs = p.createVisualShape(
+            p.GEOM_CYLINDER, radius=float(target[2]), length=0.002, rgbaColor=[0.95, 0.95, 0.95, 1], physicsClientId=c
+        )
+        return p.createMultiBody(0, -1, vs, [float(target[0]), float(target[1]), 0.0012], physicsClientId=c)
+
+    def _load_robot(self, home: np.ndarray | None = None) -> None:
         c, cfg = self.client, self.config
         path = pybullet_data.getDataPath() + "/kuka_iiwa/kuka_with_gripper2.sdf"
         self.robot = p.loadSDF(path, physicsClientId=c)[0]
@@ -246,7 +305,7 @@ class ManipEnv(SimEnv):
             p.resetJointState(self.robot, j, q, physicsClientId=c)
         p.resetJointState(self.robot, FINGER_JOINTS[0], -FINGER_OPEN, physicsClientId=c)
         p.resetJointState(self.robot, FINGER_JOINTS[1], FINGER_OPEN, physicsClientId=c)
-        self.target_pos = np.array(cfg.home, dtype=np.float64)
+        self.target_pos = np.array(cfg.home if home is None else home, dtype=np.float64)
         self.target_rpy = np.array([math.pi, 0.0, math.pi])
         self.gripper = 0.0
         for _ in range(8):  # converge IK by resetting the joints onto successive solutions
@@ -280,6 +339,7 @@ class ManipEnv(SimEnv):
             "steps": self.steps,
             "robot_id": self.robot,
             "block_ids": list(self.blocks),
+            "target_id": self.target_id,
         }
 
     # -- scene generation --------------------------------------------------------------------------
@@ -305,7 +365,8 @@ class ManipEnv(SimEnv):
             p.changeVisualShape(body, -1, textureUniqueId=self.assets.texture(c, image), physicsClientId=c)
         return body
 
-    def _build_scene(self, rng: np.random.Generator) -> None:
+    def _build_scene(self, rng: np.random.Generator, placed: np.ndarray | None = None) -> None:
+        """Floor, pedestal, table and blocks from `rng`; `placed` (n_blocks, 2 or 3) overrides block x, y (yaw)."""
         cfg = self.config
         floor_col = distinct_colours(rng, 1, sat=(0.1, 0.3), val=(0.4, 0.6))[0]
         self._box(
@@ -333,14 +394,11 @@ class ManipEnv(SimEnv):
                 if all(np.linalg.norm(xy - o) > 0.12 for o in centres):
                     break
             centres.append(xy)
-            body = self._box(
-                (half,) * 3,
-                (xy[0], xy[1], half + 0.001),
-                None,
-                [*colours[k], 1],
-                mass=0.15,
-                yaw=float(rng.uniform(0, math.pi / 2)),
-            )
+            yaw = float(rng.uniform(0, math.pi / 2))
+            if placed is not None:
+                xy = placed[k, :2]
+                yaw = float(placed[k, 2]) if placed.shape[1] == 3 else yaw
+            body = self._box((half,) * 3, (xy[0], xy[1], half + 0.001), None, [*colours[k], 1], mass=0.15, yaw=yaw)
             p.changeDynamics(body, -1, lateralFriction=0.5, spinningFriction=0.001, physicsClientId=self.client)
             self.blocks.append(body)
             self.block_half.append(half)

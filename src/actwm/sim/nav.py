@@ -20,13 +20,13 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 
+from actwm.geometry import se2_compose, se2_relative, wrap_angle
 from actwm.sim.common import (
     PinholeCamera,
     SimEnv,
     distinct_colours,
     pattern_texture,
     rotation_to_extrinsics,
-    wrap_angle,
 )
 
 DISCRETE_ACTIONS: dict[str, tuple[float, float, float]] = {
@@ -117,6 +117,8 @@ class NavEnv(SimEnv):
     action_space_name = "nav3"
     action_names = ("dx", "dy", "dyaw")
     state_names = STATE_NAMES
+    snapshot_fields = ("pose", "velocity", "steps")
+    static_world = True  # the robot is kinematic (not a pybullet body): steps never change the pybullet world
 
     def __init__(self, size: int = 64, seed: int | None = None, config: NavConfig | None = None, **kwargs: Any):
         if config is not None and kwargs:
@@ -174,6 +176,28 @@ class NavEnv(SimEnv):
             d = min(d, float(fp.distance(x, y)))
         return d
 
+    def free_segment(self, start: Any, end: Any) -> bool:
+        """True when the robot disc can move straight from `start` (x, y) to `end` (x, y): the collision test of
+        `step` (points every <= 4 cm along the segment, both ends included, against walls and structures)."""
+        (x0, y0), (x1, y1) = (np.asarray(v, dtype=np.float64)[:2] for v in (start, end))
+        n = max(2, int(math.ceil(math.hypot(x1 - x0, y1 - y0) / 0.04)) + 1)
+        ts = np.linspace(0.0, 1.0, n)
+        return not bool(np.any(self._collides(x0 + ts * (x1 - x0), y0 + ts * (y1 - y0))))
+
+    def render_pose(self, pose: Any) -> dict[str, np.ndarray]:
+        """Render the current scene from robot pose (x, y, yaw) without moving the robot.
+
+        Returns `rgb` (H, W, 3) uint8, `depth` (H, W) float32, `segmentation` (H, W) int32: exactly what
+        `reset(options={"pose": pose})` would observe (the world is static).
+        """
+        if self.scene_id is None:
+            raise RuntimeError("nav: call reset() before render_pose()")
+        pose = np.asarray(pose, dtype=np.float64)
+        if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+            raise ValueError(f"nav: render_pose needs a finite (x, y, yaw), got {pose}")
+        rgb, depth, seg = self.camera.render(self.client, self.camera_extrinsics(pose))
+        return {"rgb": rgb, "depth": depth, "segmentation": seg}
+
     def camera_extrinsics(self, pose: np.ndarray | None = None) -> np.ndarray:
         """(4, 4) float64 world-to-camera (OpenCV) matrix of the robot camera at `pose` (x, y, yaw)."""
         x, y, yaw = self.pose if pose is None else pose
@@ -187,12 +211,15 @@ class NavEnv(SimEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.scene_id = self._next_scene_id(seed)
         super().reset(seed=self.scene_id)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"pose"})
+        if unknown:
+            raise ValueError(f"nav: unknown reset option(s) {unknown}; known: ['pose']")
         rng = np.random.default_rng([self.scene_id, 1])
-        self._fresh_client_if_needed()
-        p.resetSimulation(physicsClientId=self.client)
+        self._new_world()
         self._build_scene(rng)
         self.assets.clear()
-        pose = (options or {}).get("pose")
+        pose = options.get("pose")
         if pose is not None:
             pose = np.asarray(pose, dtype=np.float64)
             if pose.shape != (3,) or not np.all(np.isfinite(pose)):
@@ -210,30 +237,19 @@ class NavEnv(SimEnv):
     def step(self, action: Any):
         if self.scene_id is None:
             raise RuntimeError("nav: call reset() before step()")
-        dx, dy, dyaw = self._check_action(action)
-        x, y, yaw = self.pose
-        c, s = math.cos(yaw), math.sin(yaw)
-        nx, ny = x + c * dx - s * dy, y + s * dx + c * dy
-        n = max(2, int(math.ceil(math.hypot(dx, dy) / 0.04)) + 1)
-        ts = np.linspace(0.0, 1.0, n)
-        collided = bool(np.any(self._collides(x + ts * (nx - x), y + ts * (ny - y))))
+        motion = self._check_action(action)
+        new = se2_compose(self.pose, motion)
+        collided = not self.free_segment(self.pose[:2], new[:2])
         old = self.pose.copy()
         if not collided:
-            self.pose = np.array([nx, ny, float(wrap_angle(yaw + dyaw))])
-        self.velocity = self._relative_motion(old, self.pose) * self.fps
+            self.pose = new
+        self.velocity = se2_relative(old, self.pose) * self.fps
         self.steps += 1
         obs = self._observe()
         truncated = self.steps >= self.config.max_steps
         return obs, 0.0, False, truncated, self._info(collided=collided)
 
     # -- internals ---------------------------------------------------------------------------------
-    @staticmethod
-    def _relative_motion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Pose b relative to pose a: (dx, dy) in the frame of a, wrapped yaw difference."""
-        c, s = math.cos(a[2]), math.sin(a[2])
-        d = b[:2] - a[:2]
-        return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1], float(wrap_angle(b[2] - a[2]))])
-
     def _collides(self, x: Any, y: Any) -> np.ndarray:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         r = self.config.robot_radius

@@ -23,7 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from actwm.episode import Episode
-from actwm.sim.common import SimEnv, wrap_angle
+from actwm.geometry import se2_relative, wrap_angle
+from actwm.sim.common import SimEnv
 from actwm.sim.manip import ManipConfig
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -192,11 +193,7 @@ def _realised_actions(name: str, pose_or_state: np.ndarray, commanded: np.ndarra
     x = pose_or_state.astype(np.float64)
     if name == "nav":
         out = np.zeros((t, 3))
-        d = x[1:, :2] - x[:-1, :2]
-        c, s = np.cos(x[:-1, 2]), np.sin(x[:-1, 2])
-        out[:-1, 0] = c * d[:, 0] + s * d[:, 1]
-        out[:-1, 1] = -s * d[:, 0] + c * d[:, 1]
-        out[:-1, 2] = wrap_angle(x[1:, 2] - x[:-1, 2])
+        out[:-1] = se2_relative(x[:-1], x[1:])
         return out.astype(np.float32)
     out = np.zeros((t, 7))
     ee = x[:, 9:15]
