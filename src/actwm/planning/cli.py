@@ -1,0 +1,98 @@
+"""`actwm plan`: closed-loop planning with any world model, judged by task success.
+
+    actwm plan --task imagenav --world-model oracle --proposals 8 --horizon 3 --episodes 20 --seed 0 \\
+        --json out/plan.json [--sweep-proposals 1,2,4,8,16] [--report out/]
+    actwm plan --calibrate-stop --stop-metric ncc --json out/stop.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from actwm.io import atomic_write_json
+from actwm.planning.calibrate import calibrate_stop
+from actwm.planning.report import write_report
+from actwm.planning.runner import PROPOSERS, TASKS, PlanRunConfig, run
+from actwm.planning.scorers import METRICS, GoalSimilarity
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--sweep-proposals must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--sweep-proposals needs integers >= 1, got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="actwm plan", description=__doc__.split("\n")[0])
+    p.add_argument("--task", default="imagenav", help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--world-model", default="none", help="none, oracle, a checkpoint directory or http(s)://URL")
+    p.add_argument("--proposer", default="base", help=f"one of {', '.join(PROPOSERS)}")
+    p.add_argument("--proposals", type=int, default=8, help="M: plans imagined per decision")
+    p.add_argument("--horizon", type=int, default=3, help="L: agent actions per plan")
+    p.add_argument("--execute", type=int, default=1, help="k: actions executed per decision")
+    p.add_argument("--iterations", type=int, default=3, help="CEM / MPPI iterations")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="picks the episode set and every seed of the run")
+    p.add_argument("--scorer", default="ssim", help=f"goal similarity of imagined frames: {', '.join(METRICS)}")
+    p.add_argument("--reduce", default="max", choices=("max", "last"))
+    p.add_argument("--stop-metric", default="ncc", help="similarity of the stop rule, or 'never'")
+    p.add_argument("--stop-threshold", type=float, default=None, help="default: the calibrated one")
+    p.add_argument("--oracle-stop", action="store_true", help="ORACLE upper bound: stop when at the goal")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--budget", type=int, default=None, help="agent actions per episode (default: the task's)")
+    p.add_argument("--rollout-steps", type=int, default=10, help="denoising steps of a video world model")
+    p.add_argument("--sweep-proposals", default=None, help="e.g. 1,2,4,8,16: SR vs M")
+    p.add_argument("--json", required=True, help="output JSON")
+    p.add_argument("--report", default=None, help="directory for report.html")
+    p.add_argument("--calibrate-stop", action="store_true", help="calibrate the stop threshold and exit")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.calibrate_stop:
+        result = calibrate_stop(GoalSimilarity(args.stop_metric), size=args.size, seed=args.seed)
+        atomic_write_json(args.json, result)
+        print(json.dumps(result))
+        return 0
+    sweep = _ints(args.sweep_proposals) if args.sweep_proposals else None
+    cfg = PlanRunConfig(
+        task=args.task,
+        world_model=args.world_model,
+        proposer=args.proposer,
+        proposals=args.proposals,
+        horizon=args.horizon,
+        execute=args.execute,
+        iterations=args.iterations,
+        episodes=args.episodes,
+        seed=args.seed,
+        scorer=args.scorer,
+        reduce=args.reduce,
+        stop_metric=args.stop_metric,
+        stop_threshold=args.stop_threshold,
+        oracle_stop=args.oracle_stop,
+        size=args.size,
+        budget=args.budget,
+        rollout_steps=args.rollout_steps,
+    )
+    result = run(cfg, progress=not args.no_progress, sweep=sweep)
+    atomic_write_json(args.json, result)
+    if args.report:
+        write_report([result], args.report)
+    s = result["summary"]
+    print(
+        f"{cfg.task} world model {s['world_model']}: SR {s['success_rate']:.3f} "
+        f"[{s['success_rate_ci95'][0]:.2f}, {s['success_rate_ci95'][1]:.2f}], SPL {s['spl']:.3f}, n {s['n']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

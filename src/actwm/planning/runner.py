@@ -1,0 +1,207 @@
+"""Run planning experiments: a typed config -> task, world model, agent -> episodes -> results with fingerprint.
+
+    result = run(PlanRunConfig(task="imagenav", world_model="oracle", proposals=8, episodes=20))
+    result["summary"]["success_rate"], result["fingerprint"]["episode_set"]
+
+Every check that can fail runs before the first episode (unknown task / proposer, a world model whose
+action space or image size does not fit the task, goal images of the wrong size).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from actwm import __version__
+from actwm.planning.interface import ImaginedWorld, Task, check_image
+from actwm.planning.loop import Agent, PlannerConfig
+from actwm.planning.policy import TemplateMatchPolicy
+from actwm.planning.proposers import CEM, MPPI, Enumerate, RandomShooting
+from actwm.planning.scorers import GoalSimilarity, NeverStop, OracleStop, SimilarityStop
+from actwm.planning.tasks import ImageNavConfig, ImageNavTask, PushConfig, PushTask
+from actwm.planning.worlds import make_world_model
+from actwm.rollout.rollout import RolloutConfig
+
+TASKS = ("imagenav", "push")
+PROPOSERS = ("base", "cem", "random", "enumerate", "mppi")
+
+#: Stop thresholds calibrated on training scenes 0..23 (`actwm plan --calibrate-stop`, 64 px, seed 0), the
+#: smallest with <= 5% false stops: "ncc" 0.604 (stops at 60% of views inside the success region), "ssim"
+#: 0.213 (40%).
+DEFAULT_STOP_THRESHOLDS = {"ncc": 0.604, "ssim": 0.213}
+
+
+@dataclass(frozen=True)
+class PlanRunConfig:
+    """Everything that defines a planning run (recorded in full in the result's fingerprint).
+
+    Attributes:
+        task: "imagenav" or "push". size: image size (px). budget: agent actions per episode (None: the task's).
+        world_model: "none", "oracle", a checkpoint directory or an http(s):// URL.
+        proposer: one of `PROPOSERS` ("base" = the template-matching base policy).
+        proposals, horizon, execute: M, L, k of the loop. iterations: CEM / MPPI iterations.
+        episodes, seed: the episode set (`seed` picks it) and its size.
+        scorer, reduce: goal-similarity metric of imagined frames and its reduction over a plan.
+        stop_metric, stop_threshold: the agent's stop (None: the calibrated default; "never" disables).
+        oracle_stop: ORACLE upper-bound variant: stop when the task says the goal is reached.
+        rollout_steps: denoising steps of a video world model.
+    """
+
+    task: str = "imagenav"
+    world_model: str = "none"
+    proposer: str = "base"
+    proposals: int = 8
+    horizon: int = 3
+    execute: int = 1
+    iterations: int = 3
+    episodes: int = 10
+    seed: int = 0
+    scorer: str = "ssim"
+    reduce: str = "max"
+    stop_metric: str = "ncc"
+    stop_threshold: float | None = None
+    oracle_stop: bool = False
+    size: int = 64
+    budget: int | None = None
+    rollout_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.proposer not in PROPOSERS:
+            raise ValueError(f"unknown proposer {self.proposer!r}; choose from {', '.join(PROPOSERS)}")
+        if self.episodes < 1 or self.seed < 0:
+            raise ValueError(f"episodes must be >= 1 and seed >= 0, got {self.episodes}, {self.seed}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if (
+            self.stop_metric != "never"
+            and self.stop_threshold is None
+            and self.stop_metric not in DEFAULT_STOP_THRESHOLDS
+        ):
+            raise ValueError(f"stop metric {self.stop_metric!r} has no calibrated default; pass a stop threshold")
+        if self.stop_threshold is not None and not math.isfinite(self.stop_threshold):
+            raise ValueError(f"stop threshold must be finite, got {self.stop_threshold}")
+        if self.rollout_steps < 1:
+            raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
+        PlannerConfig(self.proposals, self.horizon, self.execute)  # validates M, L, k
+
+    @property
+    def threshold(self) -> float | None:
+        if self.stop_metric == "never":
+            return None
+        return DEFAULT_STOP_THRESHOLDS[self.stop_metric] if self.stop_threshold is None else self.stop_threshold
+
+
+def build_task(cfg: PlanRunConfig) -> Task:
+    if cfg.task == "imagenav":
+        base = ImageNavConfig()
+        return ImageNavTask(ImageNavConfig(size=cfg.size, budget=cfg.budget or base.budget))
+    base = PushConfig()
+    return PushTask(PushConfig(size=cfg.size, budget=cfg.budget or base.budget))
+
+
+def build_proposer(cfg: PlanRunConfig):
+    if cfg.proposer == "base":
+        return TemplateMatchPolicy()
+    if cfg.proposer == "cem":
+        return CEM(iterations=cfg.iterations)
+    if cfg.proposer == "mppi":
+        return MPPI(iterations=cfg.iterations)
+    return {"random": RandomShooting, "enumerate": Enumerate}[cfg.proposer]()
+
+
+def build_world(cfg: PlanRunConfig) -> ImaginedWorld:
+    options: dict[str, Any] = {}
+    if cfg.world_model not in ("none", "oracle"):
+        options["rollout_cfg"] = RolloutConfig(steps=cfg.rollout_steps, seed=cfg.seed)
+    return make_world_model(cfg.world_model, **options)
+
+
+def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
+    scorer = GoalSimilarity(cfg.scorer, cfg.reduce)
+    if cfg.oracle_stop:
+        stop = OracleStop()
+    elif cfg.stop_metric == "never":
+        stop = NeverStop()
+    else:
+        stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold)
+    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
+    return Agent(world, build_proposer(cfg), scorer, stop, planner)
+
+
+def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None:
+    """All checks that must pass before the first episode (ValueError naming what is wrong)."""
+    agent.world.bind(task)
+    agent.proposer.reset(task.vocabulary, np.random.default_rng(0))
+    like = np.zeros((*task.image_size, 3), np.uint8)
+    for ep in episodes:
+        check_image(ep.goal_image, f"goal image of episode {ep.index}", like=like)
+
+
+def run_episodes(task: Task, agent: Agent, episodes: Any, seed: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every episode of the set; episode i uses seed `seed * 100_000 + i`."""
+    out = []
+    for ep in tqdm(list(episodes), desc=f"episodes (M={agent.cfg.proposals})", disable=not progress):
+        out.append(agent.run_episode(task, ep, seed=seed * 100_000 + ep.index))
+    return out
+
+
+def fingerprint(cfg: PlanRunConfig, agent: Agent, episodes: Any) -> dict[str, Any]:
+    """What produced a result: full config, seeds, episode set, world model (checkpoint sha256), versions."""
+    return {
+        "config": asdict(cfg),
+        "agent": agent.describe(),
+        "episode_set": {"id": episodes.id, "seed": episodes.seed, "n": len(episodes), "task": episodes.task},
+        "episode_seeds": [cfg.seed * 100_000 + ep.index for ep in episodes],
+        "stop_threshold": cfg.threshold,
+        "actwm_version": __version__,
+        "python": platform.python_version(),
+    }
+
+
+def run(cfg: PlanRunConfig, progress: bool = True, sweep: list[int] | None = None) -> dict[str, Any]:
+    """Run `cfg` (and, with `sweep`, once per number of proposals M); returns the JSON-able result."""
+    # 1. build everything and check it before any episode runs
+    task = build_task(cfg)
+    try:
+        world = build_world(cfg)
+        agent = build_agent(cfg, world)
+        episodes = task.episodes(seed=cfg.seed, n=cfg.episodes)
+        prepare(cfg, task, agent, episodes)
+        for m in sweep or []:
+            replace(cfg, proposals=m)  # validates every M up front
+        # 2. the main run, then the sweep
+        results = run_episodes(task, agent, episodes, cfg.seed, progress)
+        out = {"summary": _summary(task, results, agent), "episodes": results}
+        if sweep:
+            out["sweep"] = []
+            for m in sweep:
+                agent_m = build_agent(replace(cfg, proposals=m), world)
+                res = results if m == cfg.proposals else run_episodes(task, agent_m, episodes, cfg.seed, progress)
+                out["sweep"].append({"proposals": m, "summary": _summary(task, res, agent_m), "episodes": res})
+        out["fingerprint"] = fingerprint(cfg, agent, episodes)
+        return out
+    finally:
+        task.close()
+
+
+def _summary(task: Task, results: list[dict[str, Any]], agent: Agent) -> dict[str, Any]:
+    summary = dict(task.summary(results))
+    desc = agent.describe()
+    summary.update(
+        world_model=desc["world_model"].get("type"),
+        proposer=desc["proposer"],
+        scorer=desc["scorer"],
+        stop=desc["stop"],
+        oracle=desc["oracle"],
+        proposals=agent.cfg.proposals,
+        imagined_plans_per_episode=float(np.mean([r["imagined_plans"] for r in results])),
+        seconds_per_episode=float(np.mean([r["seconds"] for r in results])),
+    )
+    return summary
