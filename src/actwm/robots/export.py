@@ -15,7 +15,7 @@ import actwm
 from actwm.data.lerobot import LeRobotDataset
 from actwm.geometry import wrap_angle
 from actwm.io import atomic_write_json
-from actwm.robots.episode import dataset_robot, episode_camera, episode_pose, parse_spec
+from actwm.robots.episode import SOURCES, dataset_robot, episode_camera, episode_pose, parse_spec
 from actwm.robots.kinematics import ArmKinematics
 from actwm.robots.recover import RecoveryConfig, recover_kvaf, recovery_errors
 from actwm.robots.render import RenderConfig, render_kvaf, scale_intrinsics
@@ -42,6 +42,12 @@ class ExportConfig:
     overlay: bool = False
     landmarks_json: str | None = None
     render: RenderConfig = RenderConfig()
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"ExportConfig.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.size is not None and self.size < 8:
+            raise ValueError(f"--size must be >= 8, got {self.size}")
 
 
 def output_hw(video_hw: tuple[int, int], size: int | None) -> tuple[int, int]:
