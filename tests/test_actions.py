@@ -23,8 +23,8 @@ from actwm.actions import (
 
 
 def _steps(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
-    d = rng.normal(size=(b, n, 3)) * [0.3, 0.1, 0.8]
-    return d
+    """`(b, n, 3)` random nav3 per-step motions."""
+    return rng.normal(size=(b, n, 3)) * [0.3, 0.1, 0.8]
 
 
 def test_cumulative_is_the_chain_of_poses_by_hand():

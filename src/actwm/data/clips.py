@@ -199,7 +199,9 @@ class ClipDataset(Dataset):
 
     def _metric_spacing(self) -> float:
         if self.action_space != "nav3":
-            raise ValueError(f"{self.root}: normalise='nwm' needs the nav3 action space, not {self.action_space!r}")
+            raise ValueError(
+                f"{self.root}: normalise={self.config.normalise!r} needs nav3 actions, not {self.action_space!r}"
+            )
         spacing = self.store.info.get("actwm", {}).get("metric_spacing")
         if spacing is None and len(self.store):
             spacing = self.store.episode_meta(0).get("metric_spacing")

@@ -179,7 +179,9 @@ class GNMDataset:
         """Trajectory name -> split label from `<sdir>/<split>/traj_names.txt`."""
         split_of: dict[str, str] = {}
         for split in sorted(p.name for p in sdir.iterdir() if (p / "traj_names.txt").is_file()):
-            for name in read_split_file(sdir / split / "traj_names.txt"):
+            names_file = sdir / split / "traj_names.txt"
+            for name in read_split_file(names_file):
+                inside_root(self.root, name, f"{names_file}: trajectory {name!r}")
                 if name in split_of and split_of[name] != split:
                     raise ValueError(f"{sdir}: trajectory {name!r} is listed in both {split_of[name]!r} and {split!r}")
                 split_of[name] = split
