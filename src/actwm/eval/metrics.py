@@ -38,6 +38,7 @@ from actwm.eval.dreamsim import DreamSim
 from actwm.eval.fid import FID
 from actwm.eval.fvd import FVD
 from actwm.eval.lpips import LPIPS
+from actwm.eval.trajectory_metric import build_traj
 
 MetricKind = Literal["frame", "set"]
 
@@ -204,6 +205,7 @@ _FACTORIES: dict[str, Callable[..., FrameMetric | SetMetric]] = {
     "fvd": _fvd,
     "fid": _fid,
     "controllability": _controllability,
+    "traj": build_traj,
 }
 
 
