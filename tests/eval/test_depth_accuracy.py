@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -40,8 +41,11 @@ def tiny_weights(tmp_path_factory):
     )
     torch.manual_seed(0)
     model = DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():  # a positive output everywhere (the relative head ends in a ReLU)
-        model.head.conv3.bias.fill_(1.0)
+    with torch.no_grad():  # unit-gain weights and a bias: a positive output, far from 1, varying over the image
+        for param in model.parameters():
+            if param.ndim > 1:
+                param.normal_(0.0, 1.0 / math.sqrt(param[0].numel()))
+        model.head.conv3.bias.fill_(3.0)
     path = tmp_path_factory.mktemp("tiny_depth_anything")
     model.save_pretrained(path)
     DPTImageProcessor(
@@ -75,6 +79,7 @@ def test_loads_official_layout_and_matches_transformers(tiny_weights):
     frames = np.random.default_rng(0).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
     raw = net(frames)
     assert raw.shape == (3, 20, 30) and net.kind == "relative" and (raw > 0).all()
+    assert raw.std(axis=(1, 2)).min() > 0.05 and abs(raw.mean() - 1.0) > 0.5  # a test network that varies
     proc = AutoImageProcessor.from_pretrained(tiny_weights)
     model = AutoModelForDepthEstimation.from_pretrained(tiny_weights).eval()
     with torch.no_grad():
