@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import json
 
+import cv2
 import numpy as np
 import pytest
 
+from actwm.eval.cli import main as eval_main
 from actwm.eval.engine import evaluate
 from actwm.eval.trajectory import (
     WORLDARENA_NDTW_MAX,
     centroid_tracks,
     dtw,
     fill_track,
+    landmark_tracks,
     ndtw_score,
     trajectory_accuracy,
 )
+from actwm.io import read_json
 
 
 def _brute_force_dtw(a: np.ndarray, b: np.ndarray) -> tuple[float, set[int]]:
@@ -160,3 +165,38 @@ def test_traj_needs_segmentation():
     gt, _ = _scene([(6 + 3 * t, 18) for t in range(5)])
     with pytest.raises(ValueError, match="traj needs the ground-truth segmentation"):
         evaluate(gt, gt, metrics=["traj"], horizons=[4], progress=False)
+
+
+def test_end_effector_tracks_from_landmarks(tmp_path):
+    frames = [{"joints": [[10.0, 20.0], None], "ee": [40.0, 30.0 + 2 * t] if t != 2 else None} for t in range(6)]
+    path = tmp_path / "landmarks.json"
+    path.write_text(json.dumps({"size": [64, 128], "frames": frames}))
+    ee, size = landmark_tracks(path)
+    assert size == (64, 128) and ee.shape == (6, 1, 2) and np.isnan(ee[2]).all() and ee[5, 0, 1] == 40.0
+    every, _ = landmark_tracks(path, "all")
+    assert every.shape == (6, 3, 2) and np.isnan(every[:, 2]).all()
+    pred = {"size": [64, 128], "frames": [{"joints": [], "ee": [46.4, 30.0 + 2 * t]} for t in range(6)]}
+    res = trajectory_accuracy(ee, landmark_tracks(pred)[0], size)  # the gap at t=2 is filled by interpolation
+    assert res.distance == pytest.approx(6.4 / 128)
+    with pytest.raises(ValueError, match="landmarks"):
+        landmark_tracks({"frames": frames})
+
+
+def test_traj_through_the_cli(tmp_path, capsys):
+    right = [(6 + 3 * t, 18) for t in range(9)]
+    gt, seg = _scene(right)
+    for root, video in (("gt", gt), ("pred", gt)):
+        (tmp_path / root / "s0").mkdir(parents=True)
+        for t, frame in enumerate(video):
+            cv2.imwrite(str(tmp_path / root / "s0" / f"{t:03d}.png"), frame[..., ::-1])
+    np.save(tmp_path / "gt" / "s0" / "segmentation.npy", seg)
+    out = tmp_path / "res.json"
+    argv = ["--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--json", str(out), "--no-progress"]
+    assert (
+        eval_main([*argv, "--metrics", "traj,psnr", "--horizons", "4,8", "--metric-option", "traj.object_ids=7"]) == 0
+    )
+    res = read_json(out)
+    assert res["aggregate"]["traj"] == {"4": 1.0, "8": 1.0}
+    assert res["sequences"]["s0"]["traj_info"]["object_ids"] == [7]
+    assert eval_main([*argv, "--metrics", "traj", "--horizons", "4", "--metric-option", "traj.object_ids=3"]) == 2
+    assert "object id(s) [3] not on frame 0" in capsys.readouterr().err

@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from actwm.io import read_json
 
 __all__ = [
     "WORLDARENA_NDTW_MAX",
@@ -43,6 +46,7 @@ __all__ = [
     "TrajectoryResult",
     "trajectory_accuracy",
     "centroid_tracks",
+    "landmark_tracks",
 ]
 
 WORLDARENA_NDTW_MAX = 40.854  # WorldArena's empirical upper bound of the raw 1/d ("trajectory_accuracy" max)
@@ -188,3 +192,30 @@ def centroid_tracks(masks: np.ndarray) -> np.ndarray:
     out = np.stack([u, v], axis=-1)
     out[area == 0] = np.nan
     return out
+
+
+def landmark_tracks(
+    landmarks: Any, points: Literal["ee", "joints", "all"] = "ee"
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixel tracks from a KVAF landmarks file (`actwm kvaf render --landmarks-json`) or its parsed dict.
+
+    Layout: `{"size": [H, W], "frames": [{"joints": [[u, v] | null, ...], "ee": [u, v] | null}, ...]}`.
+    Returns `((T, K, 2) tracks with NaN for null points, (H, W))`; K = 1 for "ee", the joint count for
+    "joints", both (end-effector first) for "all". Score two of them with `trajectory_accuracy`.
+    """
+    where = str(landmarks) if isinstance(landmarks, (str, Path)) else "landmarks"
+    data = read_json(Path(landmarks)) if isinstance(landmarks, (str, Path)) else landmarks
+    if points not in ("ee", "joints", "all"):
+        raise ValueError(f"landmark_tracks: points must be 'ee', 'joints' or 'all', got {points!r}")
+    try:
+        size = (int(data["size"][0]), int(data["size"][1]))
+        rows = []
+        for frame in data["frames"]:
+            marks = ([frame["ee"]] if points != "joints" else []) + (list(frame["joints"]) if points != "ee" else [])
+            rows.append([[np.nan, np.nan] if m is None else [float(m[0]), float(m[1])] for m in marks])
+        tracks = np.array(rows, np.float64)
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"{where}: expected {{'size': [H, W], 'frames': [{{'joints', 'ee'}}, ...]}} ({exc})") from exc
+    if tracks.ndim != 3 or tracks.shape[-1] != 2 or len(tracks) == 0:
+        raise ValueError(f"{where}: frames must hold the same number of [u, v] points each, got shape {tracks.shape}")
+    return tracks, size
