@@ -20,6 +20,7 @@ from actwm.eval.trajectory import (
     ndtw_score,
     trajectory_accuracy,
 )
+from actwm.eval.trajectory_metric import parse_ids
 from actwm.io import read_json
 
 
@@ -200,3 +201,11 @@ def test_traj_through_the_cli(tmp_path, capsys):
     assert res["sequences"]["s0"]["traj_info"]["object_ids"] == [7]
     assert eval_main([*argv, "--metrics", "traj", "--horizons", "4", "--metric-option", "traj.object_ids=3"]) == 2
     assert "object id(s) [3] not on frame 0" in capsys.readouterr().err
+
+
+def test_object_ids_option_forms():
+    assert (
+        parse_ids("3,5") == [3, 5] and parse_ids(7) == [7] and parse_ids([1, 2]) == [1, 2] and parse_ids(None) is None
+    )
+    with pytest.raises(ValueError, match="object_ids must be integers"):
+        parse_ids("block")
