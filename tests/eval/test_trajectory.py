@@ -209,3 +209,16 @@ def test_object_ids_option_forms():
     )
     with pytest.raises(ValueError, match="object_ids must be integers"):
         parse_ids("block")
+
+
+def test_gt_source_tracker_vs_segmentation():
+    right = [(6 + 3 * t, 18) for t in range(9)]
+    down = [(6, min(18 + 3 * t, 34)) for t in range(9)]
+    video, _ = _scene(right)
+    _, seg_down = _scene(down)  # the simulator says the box went down; the video shows it going right
+    kw = dict(metrics=["traj"], horizons=[8], progress=False, segmentation=seg_down)
+    tracked = evaluate(video, video.copy(), **kw)  # default: the same tracker on both videos
+    assert tracked["aggregate"]["traj"]["8"] == 1.0
+    assert tracked["sequences"]["seq000"]["traj_info"]["gt_source"] == "tracker"
+    exact = evaluate(video, video.copy(), metric_options={"traj": {"gt_source": "segmentation"}}, **kw)
+    assert exact["aggregate"]["traj"]["8"] < 0.5

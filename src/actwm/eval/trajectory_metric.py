@@ -1,13 +1,20 @@
 """The `traj` metric of `actwm eval` / `evaluate(...)`: trajectory accuracy per sequence and horizon.
 
-Ground-truth tracks are the centroids of the simulator's segmentation (`segmentation.npy` side file, or
-`evaluate(..., segmentation=...)`) of the objects on the last context frame; predicted tracks are the
-centroids of those objects' masks tracked through the predicted frames by a mask tracker (classical flow
-tracker by default, `tracker="sam2"` for SAM 2), started from the ground-truth masks on that frame (the
-context frame is shared by both videos). Horizon h scores the tracks over the last context frame and the
-predicted frames `context .. context+h-1` with `actwm.eval.trajectory.trajectory_accuracy` (WorldArena's
-normalised DTW mapped to [0, 1]; higher is better). A track is one number per sequence, so the "at frame
-h" value is None.
+The objects are those of the simulator's segmentation (`segmentation.npy` side file, or
+`evaluate(..., segmentation=...)`) on the last context frame (or the `object_ids` given). Their tracks are
+mask centroids per frame:
+
+* prediction: the objects' masks tracked through the predicted frames by a mask tracker (classical flow
+  tracker by default, `tracker="sam2"` for SAM 2), started from the segmentation masks on that frame (the
+  context frame is shared by both videos);
+* ground truth (`gt_source`): "tracker" (default, WorldArena's way: the same tracker on the ground-truth
+  video, so a prediction equal to the ground truth scores exactly 1 and tracker errors hit both sides
+  alike) or "segmentation" (the simulator's own masks on every frame: exact, but then even a perfect
+  prediction carries the tracker's drift).
+
+Horizon h scores the tracks over the last context frame and the predicted frames `context .. context+h-1`
+with `actwm.eval.trajectory.trajectory_accuracy` (WorldArena's normalised DTW mapped to [0, 1]; higher is
+better). A track is one number per sequence, so the "at frame h" value is None.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class TrajectoryMetric:
     object_ids: list[int] | None = None
     min_area: int = 16
     max_objects: int = 8
+    gt_source: str = "tracker"
     name: str = field(default="traj", init=False)
     higher_is_better: bool = field(default=True, init=False)
     kind: str = field(default="sequence", init=False)
@@ -56,6 +64,8 @@ class TrajectoryMetric:
     def __post_init__(self) -> None:
         if self.select not in ("farthest", "mean"):
             raise ValueError(f"traj: select must be 'farthest' or 'mean', got {self.select!r}")
+        if self.gt_source not in ("tracker", "segmentation"):
+            raise ValueError(f"traj: gt_source must be 'tracker' or 'segmentation', got {self.gt_source!r}")
         if self.min_area < 1 or self.max_objects < 1:
             raise ValueError(f"traj: min_area and max_objects must be >= 1, got {self.min_area}, {self.max_objects}")
 
@@ -77,7 +87,10 @@ class TrajectoryMetric:
             raise ValueError(f"traj: no segmented object of >= {self.min_area} px on frame {anchor}")
         ids = [ids[k] for k in keep]
         masks0 = masks0[keep]
-        gt = centroid_tracks(np.stack([seg == i for i in ids], axis=1))
+        if self.gt_source == "segmentation":
+            gt = centroid_tracks(np.stack([seg == i for i in ids], axis=1))
+        else:
+            gt = centroid_tracks(self.tracker.track(pair.gt[anchor : anchor + length], masks0))
         pred_masks = self.tracker.track(pair.pred[anchor : anchor + length], masks0)
         return gt, centroid_tracks(pred_masks), ids
 
@@ -98,6 +111,7 @@ class TrajectoryMetric:
             "scored_ids": chosen,
             "dtw_distance": dists,
             "select": self.select,
+            "gt_source": self.gt_source,
             "mapping": "min(1, 1 / (40.854 * d)), d = DTW cost / path length in (u/W, v/H) units (WorldArena)",
         }
         return scores, {str(h): None for h in horizons}, info
@@ -110,9 +124,10 @@ def build_traj(
     object_ids: Any = None,
     min_area: int = 16,
     max_objects: int = 8,
+    gt_source: str = "tracker",
 ) -> TrajectoryMetric:
     """Factory for the metric registry. `resize` is accepted and ignored: tracks are normalised by the
     image size, and the tracker runs on the native frames."""
     if tracker not in ("classical", "sam2"):
         raise ValueError(f"traj: tracker must be 'classical' or 'sam2', got {tracker!r}")
-    return TrajectoryMetric(get_tracker(tracker), select, parse_ids(object_ids), min_area, max_objects)
+    return TrajectoryMetric(get_tracker(tracker), select, parse_ids(object_ids), min_area, max_objects, gt_source)
