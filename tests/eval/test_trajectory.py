@@ -164,7 +164,7 @@ def test_traj_in_evaluate_perfect_vs_wrong_motion():
 
 def test_traj_needs_segmentation():
     gt, _ = _scene([(6 + 3 * t, 18) for t in range(5)])
-    with pytest.raises(ValueError, match="traj needs the ground-truth segmentation"):
+    with pytest.raises(ValueError, match="traj: needs the ground-truth segmentation"):
         evaluate(gt, gt, metrics=["traj"], horizons=[4], progress=False)
 
 

@@ -72,19 +72,19 @@ class TrajectoryMetric:
     def tracks(self, pair: SequencePair, context: int, length: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """`(gt (L, K, 2), pred (L, K, 2), ids)` pixel tracks over frames `context-1 .. context-2+length`."""
         if "segmentation" not in pair.extras:
-            raise ValueError(f"traj needs the ground-truth segmentation: {pair.side_hint('segmentation')}")
+            raise ValueError(f"needs the ground-truth segmentation: {pair.side_hint('segmentation')}")
         anchor = context - 1
         seg = pair.extras["segmentation"][anchor : anchor + length]
         masks0, ids = structures_from_segmentation(seg[0], min_area=self.min_area, max_objects=None)
         if self.object_ids is not None:
             missing = sorted(set(self.object_ids) - set(ids))
             if missing:
-                raise ValueError(f"traj: object id(s) {missing} not on frame {anchor} (>= {self.min_area} px)")
+                raise ValueError(f"object id(s) {missing} not on frame {anchor} (>= {self.min_area} px)")
             keep = [ids.index(i) for i in self.object_ids]
         else:
             keep = list(range(min(len(ids), self.max_objects)))
         if not keep:
-            raise ValueError(f"traj: no segmented object of >= {self.min_area} px on frame {anchor}")
+            raise ValueError(f"no segmented object of >= {self.min_area} px on frame {anchor}")
         ids = [ids[k] for k in keep]
         masks0 = masks0[keep]
         if self.gt_source == "segmentation":
