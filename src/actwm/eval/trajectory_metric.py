@@ -104,7 +104,8 @@ class TrajectoryMetric:
                 scores[str(h)], dists[str(h)] = res.score, res.distance
                 chosen[str(h)] = [ids[k] for k in res.objects]
         except ValueError as exc:
-            raise ValueError(f"sequence {pair.name!r}: traj: {exc}") from exc
+            text = str(exc).removeprefix("traj: ")
+            raise ValueError(f"sequence {pair.name!r}: traj: {text}") from exc
         info = {
             "tracker": self.tracker.name,
             "object_ids": ids,
