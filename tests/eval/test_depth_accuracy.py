@@ -149,3 +149,17 @@ def test_local_weights_dir_is_found(tiny_weights, tmp_path, monkeypatch):
         (local / name).write_bytes((tiny_weights / name).read_bytes())
     monkeypatch.setenv("ACTWM_WEIGHTS_DIR", str(tmp_path))
     assert resolve_depth_model() == local
+
+
+def test_worldarena_reference_is_the_network_on_the_ground_truth(tiny_weights):
+    rng = np.random.default_rng(2)
+    gt = rng.integers(0, 256, (4, 20, 30, 3), dtype=np.uint8)
+    pred = rng.integers(0, 256, (4, 20, 30, 3), dtype=np.uint8)
+    opts = {"depth": {"weights": str(tiny_weights), "reference": "network"}}
+    res = evaluate(gt, pred, metrics=["depth"], horizons=[3], progress=False, metric_options=opts)  # no depth file
+    net = DepthNetwork(tiny_weights)
+    ref, out = net(gt[1:4]), net(pred[1:4])  # raw outputs compared, as WorldArena does
+    by_hand = [np.mean(np.abs(o * np.median(r) / np.median(o) - r) / r) for r, o in zip(ref, out)]
+    assert res["aggregate"]["depth"]["3"] == pytest.approx(np.mean(by_hand), rel=1e-6)
+    same = evaluate(gt, gt.copy(), metrics=["depth"], horizons=[3], progress=False, metric_options=opts)
+    assert same["aggregate"]["depth"]["3"] == pytest.approx(0.0, abs=1e-12)
