@@ -22,8 +22,9 @@ def _pair(frames: int = 4, size: int = 32, noise: float = 0.05, seed: int = 0):
 
 
 def test_registry():
-    assert available_metrics() == ["psnr", "ssim", "lpips", "dreamsim", "fvd", "fid", "controllability"]
-    with pytest.raises(ValueError, match="available: psnr, ssim, lpips, dreamsim, fvd, fid, controllability"):
+    frame_and_set = ["psnr", "ssim", "lpips", "dreamsim", "fvd", "fid", "controllability"]
+    assert available_metrics() == [*frame_and_set, "traj", "depth"]
+    with pytest.raises(ValueError, match="available: psnr, ssim, lpips, dreamsim, fvd, fid, controllability, traj"):
         get_metric("mse")
     with pytest.raises(ValueError, match="unknown option.*'net'"):
         get_metric("psnr", net="alex")

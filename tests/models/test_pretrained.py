@@ -1,5 +1,7 @@
 """The real loading path (`from_pretrained`), exercised with tiny weights saved in the official diffusers layout."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -162,12 +164,12 @@ def test_wan_i2v_condition_matches_official_pipeline(tmp_path):
         ).permute(0, 2, 1, 3, 4)  # (b, c, f, h, w) -> (b, f, c, h, w)
     torch.testing.assert_close(ours[:, :, 4:], official, atol=1e-5, rtol=1e-5)
     assert torch.equal(ours[:, :, :4], noisy)
-    assert cond["image"].shape == (2, 17, 32)  # CLIP penultimate hidden states: 16 patches + CLS
+    assert cond.image.shape == (2, 17, 32)  # CLIP penultimate hidden states: 16 patches + CLS
     t = torch.tensor([0.3, 0.7])
     actions = torch.randn(2, frames, 3)
     with torch.no_grad():
         base = wm(noisy, t, cond, actions)
-        other = wm(noisy, t, dict(cond, image=torch.randn_like(cond["image"])), actions)
+        other = wm(noisy, t, dataclasses.replace(cond, image=torch.randn_like(cond.image)), actions)
     assert base.shape == noisy.shape and not torch.equal(base, other)  # the image branch is used
 
 

@@ -98,7 +98,7 @@ def test_save_load_round_trip(backbone, tmp_path):
     video = torch.rand(1, actions.shape[1], 3, 32, 32) * 2 - 1
     with torch.no_grad():  # conditioning (incl. SVD's tiny CLIP tower) survives the round trip too
         c1, c2 = wm.condition(video[:, 0], frames=video.shape[1]), loaded.condition(video[:, 0], frames=video.shape[1])
-    assert all(torch.equal(c1[k], c2[k]) for k in c1)
+    assert all(torch.equal(v, c2.tensors()[k]) for k, v in c1.tensors().items())
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

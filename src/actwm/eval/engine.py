@@ -144,6 +144,9 @@ class Scorer:
                 out["scs"], at_out["scs"], out["scs_info"] = self.scs(pair)
                 continue
             metric = self.metrics[name]
+            if metric.kind == "sequence":  # traj, depth: scored from the pair itself (frames and side data)
+                out[name], at_out[name], out[f"{name}_info"] = metric.score_pair(pair, c, horizons)
+                continue
             if gt_t is None:
                 gt_t, pred_t = uint8_to_unit(pair.gt[:need]), uint8_to_unit(pair.pred[:need])
             if metric.kind == "set":

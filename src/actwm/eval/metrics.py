@@ -5,6 +5,8 @@ Two kinds of metric objects come back; both carry ``.name``, ``.higher_is_better
 * ``kind == "frame"`` (psnr, ssim, lpips, dreamsim, controllability): ``m(gt, pred) -> Tensor (frames,)``
   with ``gt`` and ``pred`` float ``(frames, 3, height, width)`` in [0, 1] and identical shapes.
 * ``kind == "set"`` (fvd, fid): ``m(gt_videos, pred_videos) -> float`` over lists of such videos.
+* ``kind == "sequence"`` (traj, depth): ``m.score_pair(pair, context, horizons)`` on a whole
+  ``SequencePair`` (frames and side data); see :mod:`actwm.eval.trajectory_metric`, :mod:`actwm.eval.depth_accuracy`.
 
 Options (keyword arguments of :func:`get_metric`):
 
@@ -34,10 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from actwm.eval import pixel
+from actwm.eval.depth_accuracy import build_depth
 from actwm.eval.dreamsim import DreamSim
 from actwm.eval.fid import FID
 from actwm.eval.fvd import FVD
 from actwm.eval.lpips import LPIPS
+from actwm.eval.trajectory_metric import build_traj
 
 MetricKind = Literal["frame", "set"]
 
@@ -204,6 +208,8 @@ _FACTORIES: dict[str, Callable[..., FrameMetric | SetMetric]] = {
     "fvd": _fvd,
     "fid": _fid,
     "controllability": _controllability,
+    "traj": build_traj,
+    "depth": build_depth,
 }
 
 

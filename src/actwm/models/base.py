@@ -1,9 +1,11 @@
 """What every backbone adapter shares: its stated assumptions and the injection mechanism.
 
-An adapter wraps one diffusers backbone without editing it. It registers forward hooks at the
-backbone's timestep-embedding sites; while `inject(emb)` is active, the hooks add the per-frame action
-embedding `emb` `(batch, latent_frames, emb_dim)` to the timestep embedding, so every modulation site
-computes `F_i(Z_t + Z_a)` (EgoWM Eq. 5). Outside `inject`, the backbone is untouched.
+An adapter wraps one diffusers backbone without editing it. It declares its named injection sites
+(`declare_sites`: module path + what to add to there); the base class registers one generic hook per site.
+While `conditioned(conditioning)` is active, each hook adds the sum of the active branches' per-frame
+contributions `(batch, latent_frames, emb_dim)` (see `actwm.models.conditioning`), laid out for that site by the
+adapter's `layout`, to the timestep embedding, so every modulation site computes `F_i(Z_t + Z_a)` (EgoWM Eq. 5).
+Outside `conditioned`, or with no branch, the backbone is untouched.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-Condition = dict[str, torch.Tensor]
+from actwm.models.conditioning import Conditioning, FrameCondition, InjectionSite
+
+Condition = FrameCondition  # the old name of the first-frame conditioning
 
 
 @dataclass(frozen=True)
@@ -43,22 +47,39 @@ class BackboneSpec:
     injection_sites: str
 
 
+def _submodule(root: nn.Module, path: str) -> nn.Module:
+    return root.get_submodule(path) if path else root
+
+
 class BackboneAdapter(nn.Module):
-    """Base class: holds the backbone, the hook handles and the active embedding."""
+    """Base class: holds the backbone, its declared injection sites and the active conditioning."""
 
     family: str = ""
     objective: str = ""
     replaces_first_frame: bool = False  # True: latent frame 0 is the clean condition, not generated
+    concat_condition: bool = False  # True: the condition needs the padded clip's latents (Wan 2.1 I2V)
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
-        self._emb: torch.Tensor | None = None
+        self.image_encoder: nn.Module | None = None  # frozen CLIP tower, if the backbone uses one (set by subclasses)
+        self._active: Conditioning | None = None
         self._handles: list[Any] = []
-        self._register_hooks()
+        self.sites: tuple[InjectionSite, ...] = tuple(self.declare_sites(backbone))
+        for site in self.sites:
+            self._register(site)
 
     # -- to implement ---------------------------------------------------------------------------
-    def _register_hooks(self) -> None:  # pragma: no cover - interface
+    @classmethod
+    def declare_sites(cls, backbone: nn.Module) -> list[InjectionSite]:  # pragma: no cover - interface
+        """The named injection sites of this backbone."""
+        raise NotImplementedError
+
+    def layout(
+        self, emb: torch.Tensor, target: torch.Tensor, site: InjectionSite, inputs: tuple
+    ) -> torch.Tensor:  # pragma: no cover - interface
+        """`(b, f, emb_dim)` contribution -> a tensor shaped like the site's `target` tensor (`inputs`: the hooked
+        module's positional arguments)."""
         raise NotImplementedError
 
     @property
@@ -68,7 +89,7 @@ class BackboneAdapter(nn.Module):
     def spec(self, codec: nn.Module) -> BackboneSpec:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> Condition:  # pragma: no cover
+    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> FrameCondition:  # pragma: no cover
         """Build the conditioning once per start frame.
 
         Args:
@@ -77,7 +98,7 @@ class BackboneAdapter(nn.Module):
         """
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:  # pragma: no cover
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:  # pragma: no cover
         """Run the backbone.
 
         Args:
@@ -90,27 +111,76 @@ class BackboneAdapter(nn.Module):
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
+    @property
+    def active(self) -> Conditioning | None:
+        """The conditioning in effect (None outside `conditioned`)."""
+        return self._active
+
     @contextlib.contextmanager
-    def inject(self, emb: torch.Tensor | None) -> Iterator[None]:
-        """Within the block, hooks add `emb` `(batch, latent_frames, emb_dim)` to the timestep embedding."""
-        previous, self._emb = self._emb, emb
+    def conditioned(self, conditioning: Conditioning | None) -> Iterator[None]:
+        """Within the block, every declared site adds the active branches' summed contribution.
+
+        This is also how a wrapped backbone is used inside a diffusers pipeline:
+        `with adapter.conditioned(Conditioning({"actions": emb})): pipe(...)`.
+        """
+        previous, self._active = self._active, conditioning
         try:
             yield
         finally:
-            self._emb = previous
+            self._active = previous
 
-    def _hook(self, module: nn.Module, fn: Any, *, pre: bool = False) -> None:
-        if pre:
-            self._handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
-        else:
-            self._handles.append(module.register_forward_hook(fn))
+    def contribution(self, site: InjectionSite, target: torch.Tensor, inputs: tuple = ()) -> torch.Tensor | None:
+        """What the site adds to `target` now (None: nothing active there)."""
+        if self._active is None:
+            return None
+        emb = self._active.at(site.name)
+        if emb is None:
+            return None
+        return self.layout(emb, target, site, inputs).to(target.dtype)
+
+    def _register(self, site: InjectionSite) -> None:
+        module = _submodule(self.backbone, site.module)
+        if site.target.startswith("kwarg:"):
+            key = site.target.split(":", 1)[1]
+
+            def pre_hook(mod: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+                add = self.contribution(site, kwargs[key], args)
+                return None if add is None else (args, dict(kwargs, **{key: kwargs[key] + add}))
+
+            self._handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            return
+        index = None if site.target == "output" else int(site.target[len("output[") : -1])
+
+        def hook(mod: nn.Module, args: tuple, output: Any) -> Any:
+            target = output if index is None else output[index]
+            add = self.contribution(site, target, args)
+            if add is None:
+                return None
+            new = self.apply_output(site, mod, args, target, add)
+            return new if index is None else (*output[:index], new, *output[index + 1 :])
+
+        self._handles.append(module.register_forward_hook(hook))
+
+    def apply_output(
+        self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
+    ) -> torch.Tensor:
+        """The new output of an output site: `target + add` (adapters may recompute `target` more exactly)."""
+        return target + add
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters the adapter introduces (trained with the action encoder), e.g. SVD's null context."""
+        return []
 
     @staticmethod
-    def check_latents(x: torch.Tensor, emb: torch.Tensor | None, what: str = "latents") -> None:
+    def check_latents(x: torch.Tensor, conditioning: Conditioning | None, what: str = "latents") -> None:
         if x.ndim != 5:
             raise ValueError(f"{what} must be (batch, latent_frames, channels, h, w), got shape {tuple(x.shape)}")
-        if emb is not None and (emb.shape[0] != x.shape[0] or emb.shape[1] != x.shape[1]):
-            raise ValueError(
-                f"actions and latents disagree: actions give {emb.shape[1]} latent frames for batch {emb.shape[0]}, "
-                f"latents have {x.shape[1]} frames for batch {x.shape[0]}"
-            )
+        if conditioning is None:
+            return
+        for name, value in conditioning.branches.items():
+            for emb in value.values() if isinstance(value, dict) else [value]:
+                if emb.shape[0] != x.shape[0] or emb.shape[1] != x.shape[1]:
+                    raise ValueError(
+                        f"{name} and latents disagree: {name} give {emb.shape[1]} latent frames for batch "
+                        f"{emb.shape[0]}, latents have {x.shape[1]} frames for batch {x.shape[0]}"
+                    )

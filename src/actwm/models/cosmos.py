@@ -7,9 +7,9 @@ Assumptions:
   The padding-mask channel (all zeros for unpadded video) is appended here rather than by the model, so the
   forward pass needs no torchvision.
 - Objective: rectified flow; input `(1 - t) x0 + t eps`, output the velocity `eps - x0`, `timestep = t`.
-- Injection: per-frame timesteps `(batch, 1, frames, 1, 1)`; a forward hook on `time_embed` adds the
-  action embedding to `embedded_timestep`, from which every block's AdaLN-Zero (and the output norm)
-  computes shift/scale/gate.
+- Injection site: per-frame timesteps `(batch, 1, frames, 1, 1)` (ours and `Cosmos2VideoToWorldPipeline`'s);
+  `time_embed`'s output `embedded_timestep` (a forward hook) receives the branch contributions, from which
+  every block's AdaLN-Zero (and the output norm) computes shift/scale/gate.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
+from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 
 HUB_ID = "nvidia/Cosmos-Predict2-2B-Video2World"
 SIGMA_COND = 1e-4
@@ -54,24 +55,30 @@ class CosmosAdapter(BackboneAdapter):
             "blocks + norm_out",
         )
 
-    def _register_hooks(self) -> None:
-        def add_to_embedded_timestep(module: nn.Module, args: tuple, output: tuple) -> tuple | None:
-            if self._emb is None:
-                return None
-            temb, embedded = output
-            return temb, embedded + rearrange(self._emb, "b f c -> (b f) c").to(embedded.dtype)
+    @classmethod
+    def declare_sites(cls, backbone: nn.Module) -> list[InjectionSite]:
+        """`time_embed` -> `embedded_timestep`, shared by every block's AdaLN-Zero and `norm_out`."""
+        return [InjectionSite("time_embed.embedded_timestep", "time_embed", "output[1]")]
 
-        self._hook(self.backbone.time_embed, add_to_embedded_timestep)
+    def layout(self, emb: torch.Tensor, target: torch.Tensor, site: InjectionSite, inputs: tuple) -> torch.Tensor:
+        """`(b, f, c)` -> `(B*f, c)`: per-frame timesteps embed one row per (sample, frame)."""
+        f, batch = emb.shape[1], inputs[0].shape[0]  # time_embed(hidden_states (B, tokens, C), timestep)
+        if target.ndim != 2 or target.shape[0] != batch * f:
+            raise ValueError(
+                f"Cosmos {site.name}: per-frame conditioning of {f} latent frames needs per-frame timesteps "
+                f"(batch, 1, frames, 1, 1); the timestep embedding has shape {tuple(target.shape)} for batch {batch}"
+            )
+        return rearrange(tile_batch(emb, batch, f"Cosmos {site.name}"), "b f c -> (b f) c")
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> Condition:
+    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> FrameCondition:
         b = first_latent.shape[0]
-        return {"latent": first_latent, "context": self.text_context.expand(b, -1, -1)}
+        return FrameCondition(latent=first_latent, context=self.text_context.expand(b, -1, -1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
-        self.check_latents(x, self._emb)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
+        self.check_latents(x, self.active)
         b, f, _, h, w = x.shape
         dtype = self.backbone.dtype
-        x = torch.cat([cond["latent"].unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
+        x = torch.cat([cond.latent.unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
         is_cond = torch.zeros(1, f, 1, 1, 1, device=x.device, dtype=x.dtype)
         is_cond[:, 0] = 1.0
         t_frames = repeat(t.float(), "b -> b f", f=f).clone()
@@ -83,7 +90,7 @@ class CosmosAdapter(BackboneAdapter):
         out = self.backbone(
             hidden,
             timestep=rearrange(t_frames, "b f -> b 1 f 1 1").to(dtype),
-            encoder_hidden_states=cond["context"].to(dtype),
+            encoder_hidden_states=cond.context.to(dtype),
             fps=self.fps,
             return_dict=False,
         )[0]

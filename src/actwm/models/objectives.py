@@ -6,6 +6,7 @@ Both objectives see the network only as `net(x_in, t) -> raw output`, with laten
 - `loss(net, x0, t, noise, frame_mask)` the per-sample pretraining loss,
 - `denoised(net, x, t)` the clean-latent estimate used by the samplers,
 - `prior(shape)` the starting point of sampling and `schedule(steps)` its noise levels.
+The samplers that integrate them live in `actwm.models.samplers`.
 
 `EDMObjective` (SVD): `x = x0 + sigma * eps`, preconditioning c_in = 1/sqrt(sigma^2+1),
 c_skip = 1/(sigma^2+1), c_out = -sigma/sqrt(sigma^2+1) (v-prediction), log-normal training sigmas and
@@ -71,12 +72,12 @@ class EDMObjective:
         weight = (sigma**2 + 1) / sigma**2
         return weight * _masked_mse((self.denoised(net, x, sigma) - x0) ** 2, frame_mask)
 
-    def schedule(self, steps: int) -> torch.Tensor:
+    def schedule(self, steps: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Karras sigmas `(steps + 1,)`, from sigma_max down to 0."""
-        ramp = torch.linspace(0, 1, steps)
+        ramp = torch.linspace(0, 1, steps, dtype=dtype)
         lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
         sigmas = (hi + ramp * (lo - hi)) ** self.rho
-        return torch.cat([sigmas, torch.zeros(1)])
+        return torch.cat([sigmas, torch.zeros(1, dtype=dtype)])
 
     def prior(self, shape, generator=None, device="cpu") -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=device) * self.sigma_max
@@ -109,9 +110,9 @@ class FlowObjective:
         v = net(self.noisy(x0, t, noise), t)
         return _masked_mse((v - (noise - x0)) ** 2, frame_mask)
 
-    def schedule(self, steps: int) -> torch.Tensor:
+    def schedule(self, steps: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Times `(steps + 1,)` from 1 to 0, shifted towards high noise by `shift`."""
-        t = torch.linspace(1, 0, steps + 1)
+        t = torch.linspace(1, 0, steps + 1, dtype=dtype)
         return self.shift * t / (1 + (self.shift - 1) * t)
 
     def prior(self, shape, generator=None, device="cpu") -> torch.Tensor:
@@ -126,46 +127,4 @@ def make_objective(name: str, **kwargs) -> EDMObjective | FlowObjective:
     raise ValueError(f"unknown objective {name!r}; expected 'edm' or 'flow'")
 
 
-def euler_sample(objective, net, x: torch.Tensor, steps: int, on_step=None) -> torch.Tensor:
-    """Deterministic Euler integration of the probability-flow ODE from `objective.prior` to clean latents.
-
-    Works for both objectives through `denoised`: `x <- x + (s_next - s) * (x - D(x, s)) / s`
-    (for flow matching this is exactly `x <- x + (t_next - t) * v`).
-    """
-    levels = objective.schedule(steps).to(x.device)
-    for i in range(steps):
-        s, s_next = levels[i], levels[i + 1]
-        sb = s.expand(x.shape[0])
-        d = objective.denoised(net, x, sb)
-        x = x + (s_next - s) * (x - d) / s
-        if on_step is not None:
-            on_step(i)
-    return x
-
-
-def heun_sample(objective, net, x: torch.Tensor, steps: int, on_step=None) -> torch.Tensor:
-    """Heun's second-order method (EDM Algorithm 1 without churn); 2 network calls per step but the last."""
-    levels = objective.schedule(steps).to(x.device)
-    for i in range(steps):
-        s, s_next = levels[i], levels[i + 1]
-        d = (x - objective.denoised(net, x, s.expand(x.shape[0]))) / s
-        x_next = x + (s_next - s) * d
-        if s_next > 0:
-            d2 = (x_next - objective.denoised(net, x_next, s_next.expand(x.shape[0]))) / s_next
-            x_next = x + (s_next - s) * (d + d2) / 2
-        x = x_next
-        if on_step is not None:
-            on_step(i)
-    return x
-
-
-SAMPLERS = {"euler": euler_sample, "heun": heun_sample}
-
-
-def get_sampler(name: str):
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; available: {', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
-
-
-__all__ = ["EDMObjective", "FlowObjective", "make_objective", "euler_sample", "heun_sample", "get_sampler"]
+__all__ = ["EDMObjective", "FlowObjective", "make_objective"]

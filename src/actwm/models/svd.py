@@ -7,9 +7,10 @@ Assumptions:
   (fps - 1, motion bucket, noise-augmentation strength) go through `add_embedding`. SVD's pipeline feeds
   the *unscaled* VAE latent as the condition; `cond_scale` undoes the codec's scaling for that.
 - Objective: EDM-preconditioned v-prediction (`timestep = 0.25 * log(sigma)`).
-- Injection: the time embedding is per sample until the UNet repeats it per frame; a forward pre-hook
-  on every down/mid/up block adds the `(batch*frames, 1280)` action embedding to the `temb` kwarg, which
-  every res-block projects into its additive shift (`time_emb_proj`).
+- Injection sites: the time embedding is per sample until the UNet repeats it per frame; every down/mid/up
+  block's `temb` kwarg (a forward pre-hook) receives the `(batch*frames, 1280)` branch contributions, which
+  every res-block projects into its additive shift (`time_emb_proj`). Under the pipeline's classifier-free
+  guidance (batch doubled) the contribution is tiled to both halves.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
+from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 from actwm.models.embeddings import clip_pixels
 
 HUB_ID = "stabilityai/stable-video-diffusion-img2vid-xt"
@@ -62,20 +64,25 @@ class SVDAdapter(BackboneAdapter):
             first_frame="latent concatenated to every frame + CLIP image embedding as cross-attention context",
             objective="edm: EDM-preconditioned v-prediction denoising",
             emb_dim=self.emb_dim,
-            injection_sites=f"temb of {len(self._handles)} down/mid/up blocks (every res-block's time_emb_proj)",
+            injection_sites=f"temb of {len(self.sites)} down/mid/up blocks (every res-block's time_emb_proj)",
         )
 
-    def _register_hooks(self) -> None:
-        def add_to_temb(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
-            if self._emb is None:
-                return args, kwargs
-            temb = kwargs["temb"]
-            kwargs = dict(kwargs, temb=temb + rearrange(self._emb, "b f c -> (b f) c").to(temb.dtype))
-            return args, kwargs
+    @classmethod
+    def declare_sites(cls, backbone: nn.Module) -> list[InjectionSite]:
+        """The `temb` kwarg of every down, mid and up block."""
+        names = [f"down_blocks.{i}" for i in range(len(backbone.down_blocks))] + ["mid_block"]
+        names += [f"up_blocks.{i}" for i in range(len(backbone.up_blocks))]
+        return [InjectionSite(name, name, "kwarg:temb") for name in names]
 
-        unet = self.backbone
-        for block in [*unet.down_blocks, unet.mid_block, *unet.up_blocks]:
-            self._hook(block, add_to_temb, pre=True)
+    def layout(self, emb: torch.Tensor, target: torch.Tensor, site: InjectionSite, inputs: tuple) -> torch.Tensor:
+        """`(b, f, c)` -> `(B*f, c)` rows of `temb` (B = b, or a multiple of it under pipeline guidance)."""
+        f = emb.shape[1]
+        if target.shape[0] % f:
+            raise ValueError(f"SVD {site.name}: temb has {target.shape[0]} rows, not a multiple of {f} frames")
+        return rearrange(tile_batch(emb, target.shape[0] // f, f"SVD {site.name}"), "b f c -> (b f) c")
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return [self.null_context] if self.null_context is not None else []
 
     def _image_embeds(self, first_frame: torch.Tensor) -> torch.Tensor:
         if self.image_encoder is None:
@@ -83,29 +90,28 @@ class SVDAdapter(BackboneAdapter):
         x = clip_pixels(first_frame, self.image_encoder.config.image_size, self.image_encoder.dtype)
         return self.image_encoder(x).image_embeds.unsqueeze(1)
 
-    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> Condition:
+    def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> FrameCondition:
         b = first_frame.shape[0]
-        return {
-            "latent": first_latent * self.cond_scale,
-            "context": self._image_embeds(first_frame),
-            "time_ids": torch.tensor([self.time_ids], dtype=first_latent.dtype, device=first_latent.device).expand(
-                b, -1
-            ),
-        }
+        time_ids = torch.tensor([self.time_ids], dtype=first_latent.dtype, device=first_latent.device)
+        return FrameCondition(
+            latent=first_latent * self.cond_scale,
+            context=self._image_embeds(first_frame),
+            time_ids=time_ids.expand(b, -1),
+        )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
-        self.check_latents(x, self._emb)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
+        self.check_latents(x, self.active)
         if t.ndim != 1:
             raise ValueError(f"SVD takes one noise level per sample: t must be (batch,), got {tuple(t.shape)}")
         frames = x.shape[1]
         dtype = self.backbone.dtype
-        cond_latent = repeat(cond["latent"], "b c h w -> b f c h w", f=frames)
+        cond_latent = repeat(cond.latent, "b c h w -> b f c h w", f=frames)
         sample = torch.cat([x, cond_latent], dim=2).to(dtype)
         out = self.backbone(
             sample,
             0.25 * t.float().log(),
-            encoder_hidden_states=cond["context"].to(dtype),
-            added_time_ids=cond["time_ids"].to(dtype),
+            encoder_hidden_states=cond.context.to(dtype),
+            added_time_ids=cond.time_ids.to(dtype),
             return_dict=False,
         )[0]
         return out.float()

@@ -12,9 +12,12 @@ Assumptions:
     (first frame, then grey frames)]`; all frames are generated at one timestep. A transformer with
     `image_dim` (the 14B I2V) also cross-attends to the first frame's CLIP penultimate hidden states.
 - Objective: flow matching; input `(1 - t) x0 + t eps`, output the velocity `eps - x0`, `timestep = 1000 t`.
-- Injection: per-token timesteps `(batch, tokens)`; a forward hook on
-  `condition_embedder.time_embedder` adds the action embedding of each token's frame to `temb`, which
-  feeds every block's modulation (`time_proj`) and the output norm.
+- Injection site: `condition_embedder.time_embedder`'s output `temb` (a forward hook) receives each token's
+  frame's branch contributions; `temb` feeds every block's modulation (`time_proj`) and the output norm.
+  This needs per-token timesteps `(batch, tokens)`: ours, and `WanPipeline` / `WanImageToVideoPipeline` with
+  `expand_timesteps=True`. Their default per-sample timesteps `(batch,)` are broadcast to the tokens by a
+  forward pre-hook on the transformer while a conditioning is active (same values, per-token layout), so a
+  wrapped transformer drops into those pipelines in every timestep mode.
 - Text: cross-attention context is a fixed buffer (zeros = empty prompt after padding); set it with
   `text_context` from an encoded prompt if you want one.
 """
@@ -25,7 +28,8 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec, Condition
+from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 from actwm.models.embeddings import clip_pixels
 
 HUB_IDS = {
@@ -43,7 +47,11 @@ class WanAdapter(BackboneAdapter):
     def __init__(self, transformer: nn.Module, text_tokens: int = 1, image_encoder: nn.Module | None = None) -> None:
         super().__init__(transformer)
         cfg = transformer.config
-        self._tokens_per_frame = 0
+        self._broadcast = 0  # tokens per frame while a call's per-sample timesteps are broadcast by us, else 0
+        self._temb_sample: torch.Tensor | None = None  # that call's per-sample time embedding (B, C)
+        transformer.register_forward_pre_hook(self._per_token_timesteps, with_kwargs=True)
+        transformer.register_forward_hook(self._end_call)
+        transformer.condition_embedder.time_proj.register_forward_hook(self._exact_time_proj)
         self.concat_condition = cfg.in_channels != cfg.out_channels
         self.mask_channels = cfg.in_channels - 2 * cfg.out_channels if self.concat_condition else 0
         if self.concat_condition and self.mask_channels < 1:
@@ -87,59 +95,118 @@ class WanAdapter(BackboneAdapter):
             injection_sites=f"temb -> time_proj of all {len(self.backbone.blocks)} blocks + output norm",
         )
 
-    def _register_hooks(self) -> None:
-        def add_to_temb(module: nn.Module, args: tuple, temb: torch.Tensor) -> torch.Tensor | None:
-            if self._emb is None:
-                return None
-            emb = repeat(self._emb, "b f c -> b (f n) c", n=self._tokens_per_frame)
-            return temb + emb.to(temb.dtype)
+    @classmethod
+    def declare_sites(cls, backbone: nn.Module) -> list[InjectionSite]:
+        """`time_embedder` -> `temb`, shared by every block's modulation and the output norm."""
+        return [InjectionSite("condition_embedder.time_embedder", "condition_embedder.time_embedder", "output")]
 
-        self._hook(self.backbone.condition_embedder.time_embedder, add_to_temb)
+    def layout(self, emb: torch.Tensor, target: torch.Tensor, site: InjectionSite, inputs: tuple) -> torch.Tensor:
+        """`(b, f, c)` -> `(B, tokens, c)`: each token gets its latent frame's row (tokens are frame-major)."""
+        f = emb.shape[1]
+        if target.ndim != 3 or target.shape[1] % f:
+            raise ValueError(
+                f"Wan {site.name}: per-frame conditioning of {f} latent frames needs per-token timesteps; "
+                f"temb has shape {tuple(target.shape)}"
+            )
+        emb = tile_batch(emb, target.shape[0], f"Wan {site.name}")
+        return repeat(emb, "b f c -> b (f n) c", n=target.shape[1] // f)
+
+    def _per_token_timesteps(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+        """Transformer pre-hook: per-sample timesteps `(B,)` -> `(B, tokens)` while a conditioning is active.
+
+        Per-token timesteps `(B, S)` (ours, `expand_timesteps=True`) must have one per token: a pipeline that
+        assumes another patch size (WanImageToVideoPipeline's expand mode assumes 2x2) gets a clear error.
+        """
+        self._broadcast, self._temb_sample = 0, None
+        if self.active is None or not self.active.branches:
+            return None
+        timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        pt, ph, pw = module.config.patch_size
+        _, _, f, h, w = hidden.shape
+        tokens = (f // pt) * (h // ph) * (w // pw)
+        if timestep.ndim == 2 and timestep.shape[1] != tokens:
+            raise ValueError(
+                f"Wan: got per-token timesteps for {timestep.shape[1]} tokens, but the transformer (patch {pt}x{ph}x"
+                f"{pw}) makes {tokens}; diffusers' expand_timesteps mode assumes a 2x2 spatial patch"
+            )
+        if timestep.ndim != 1:
+            return None
+        self._broadcast = tokens // (f // pt)
+        timestep = repeat(timestep.expand(hidden.shape[0]), "b -> b n", n=tokens)
+        if "timestep" in kwargs:
+            return args, dict(kwargs, timestep=timestep)
+        return (args[0], timestep, *args[2:]), kwargs
+
+    def _end_call(self, module: nn.Module, args: tuple, output: object) -> None:
+        self._broadcast, self._temb_sample = 0, None
+
+    def apply_output(
+        self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
+    ) -> torch.Tensor:
+        """In a broadcast call, the time embedding is computed on the per-sample rows (as the bare backbone does,
+        bit for bit) and then spread over the tokens."""
+        if not self._broadcast:
+            return target + add
+        self._temb_sample = module.forward(inputs[0][:, 0])  # (B, C): forward() skips this hook
+        return self._temb_sample.unsqueeze(1).to(target.dtype) + add
+
+    def _exact_time_proj(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """time_proj hook in a broadcast call: the bare per-sample projection plus the (per-frame) change the
+        branches make, so zero contributions leave the modulation bit-identical to the bare backbone's."""
+        if not self._broadcast or self._temb_sample is None:
+            return None
+        n, x = self._broadcast, args[0]  # (B, S, C) = act(temb + contributions)
+        frames = x[:, ::n]  # (B, f, C): tokens of a frame share their row
+        base = self.backbone.condition_embedder.act_fn(self._temb_sample.to(x.dtype))  # (B, C)
+        bare = module.forward(base)  # (B, 6C), the bare backbone's GEMM
+        delta = module.forward(frames) - module.forward(repeat(base, "b c -> b f c", f=frames.shape[1]))
+        return repeat(bare.unsqueeze(1) + delta, "b f c -> b (f n) c", n=n)
 
     def condition(
         self, first_frame: torch.Tensor, first_latent: torch.Tensor, padded_latents: torch.Tensor | None = None
-    ) -> Condition:
+    ) -> FrameCondition:
         """`padded_latents` `(b, f, C, h, w)`: the codec's latents of (first frame, grey frames...), needed
         (and only used) by channel-concat transformers."""
         b = first_latent.shape[0]
-        cond = {"latent": first_latent, "context": self.text_context.expand(b, -1, -1)}
-        if self.concat_condition:
-            if padded_latents is None:
-                raise ValueError(
-                    "a channel-concat Wan transformer needs padded_latents (the first frame's padded video latents)"
-                )
-            cond["padded"] = padded_latents
-        if self.image_encoder is not None:
-            cond["image"] = clip_hidden_states(self.image_encoder, first_frame)
-        return cond
+        if self.concat_condition and padded_latents is None:
+            raise ValueError(
+                "a channel-concat Wan transformer needs padded_latents (the first frame's padded video latents)"
+            )
+        return FrameCondition(
+            latent=first_latent,
+            context=self.text_context.expand(b, -1, -1),
+            padded=padded_latents if self.concat_condition else None,
+            image=clip_hidden_states(self.image_encoder, first_frame) if self.image_encoder is not None else None,
+        )
 
-    def _concat_input(self, x: torch.Tensor, cond: Condition) -> torch.Tensor:
+    def _concat_input(self, x: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
         """`(b, f, C, h, w)` noisy latents -> `(b, f, 2C + k, h, w)` [noisy, mask, padded condition]."""
-        padded = cond["padded"]
+        padded = cond.padded
         if padded.shape[1] != x.shape[1]:
             raise ValueError(f"condition has {padded.shape[1]} latent frames, the noisy latents {x.shape[1]}")
         mask = torch.zeros(x.shape[0], x.shape[1], self.mask_channels, *x.shape[-2:], dtype=x.dtype, device=x.device)
         mask[:, 0] = 1.0
         return torch.cat([x, mask, padded.to(x.dtype)], dim=2)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
-        self.check_latents(x, self._emb)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
+        self.check_latents(x, self.active)
         b, f, _, h, w = x.shape
         _, ph, pw = self.backbone.config.patch_size
-        self._tokens_per_frame = (h // ph) * (w // pw)
+        tokens_per_frame = (h // ph) * (w // pw)
         dtype = self.backbone.dtype
         t_frames = repeat(t.float() * 1000.0, "b -> b f", f=f).clone()
         if self.concat_condition:
             x = self._concat_input(x, cond)
         else:
-            x = torch.cat([cond["latent"].unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
+            x = torch.cat([cond.latent.unsqueeze(1).to(x.dtype), x[:, 1:]], dim=1)
             t_frames[:, 0] = 0.0
-        t_tokens = repeat(t_frames, "b f -> b (f n)", n=self._tokens_per_frame)
-        extra = {"encoder_hidden_states_image": cond["image"].to(dtype)} if "image" in cond else {}
+        t_tokens = repeat(t_frames, "b f -> b (f n)", n=tokens_per_frame)
+        extra = {"encoder_hidden_states_image": cond.image.to(dtype)} if cond.image is not None else {}
         out = self.backbone(
             rearrange(x, "b f c h w -> b c f h w").to(dtype),
             timestep=t_tokens,
-            encoder_hidden_states=cond["context"].to(dtype),
+            encoder_hidden_states=cond.context.to(dtype),
             return_dict=False,
             **extra,
         )[0]
