@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, type=Path, help="ground-truth sequences folder")
     p.add_argument("--pred", required=True, type=Path, help="predicted sequences folder (same names)")
     p.add_argument(
-        "--metrics", default="scs,psnr,ssim", help="comma list: scs,psnr,ssim,lpips,dreamsim,fvd,fid,controllability"
+        "--metrics",
+        default="scs,psnr,ssim",
+        help="comma list: scs,psnr,ssim,lpips,dreamsim,fvd,fid,controllability,traj,depth",
     )
     p.add_argument(
         "--horizons", default="2,4,8,16", help="comma list of horizons h (predicted frames after the context)"
