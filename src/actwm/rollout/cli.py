@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actwm.data.lerobot import LeRobotDataset
 from actwm.io import atomic_write_json
 from actwm.models.world_model import WorldModel
 from actwm.rollout.env import to_tensor, to_uint8
@@ -64,8 +65,6 @@ def load_actions(path: str | Path, dim: int) -> np.ndarray:
 
 
 def _episode_inputs(spec: str, frames: int | None, start: int):
-    from actwm.data.lerobot import LeRobotDataset  # the data layer (and pyarrow) only when --episode is used
-
     root, _, index = spec.rpartition(":")
     if not root or not index.isdigit():
         raise ValueError(f"--episode must be STORE:INDEX, got {spec!r}")
