@@ -226,3 +226,27 @@ def test_checkpoint_integrity_errors_name_the_file(tmp_path):
         WorldModel.load(ckpt)
     weights.write_bytes(good)
     assert torch.equal(next(iter(WorldModel.load(ckpt).encoder.parameters())), next(iter(wm.encoder.parameters())))
+
+
+def test_loss_accepts_a_batch():
+    """wm.loss(Batch) == wm.loss(video, actions, state) with the same noise; a Batch's state reaches the state
+    embedding only when the model has one."""
+    from actwm.batch import Batch
+
+    wm = make("wan2.1", "humanoid25", state_dim=25)
+    randomise_encoder(wm)
+    video, actions, *_ = inputs(wm, dim=25)
+    state = torch.randn(2, video.shape[1], 25)
+    batch = Batch(video=video, actions=actions, state=state)
+    with torch.no_grad():
+        via_batch = wm.loss(batch, generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+        direct = wm.loss(video, actions, state[:, 0], generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+        other = wm.loss(video, actions, state[:, 1], generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+    assert torch.equal(via_batch, direct) and not torch.equal(via_batch, other)
+    plain = make("wan2.1", "humanoid25")  # no state embedding: the Batch's state is not used
+    with torch.no_grad():
+        a = plain.loss(batch, generator=torch.Generator().manual_seed(7))
+        b = plain.loss(video, actions, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="come from the Batch"):
+        wm.loss(batch, actions)
