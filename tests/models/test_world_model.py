@@ -1,5 +1,7 @@
 """The EgoWM action-injection contract, on tiny configs of the real diffusers backbones."""
 
+import json
+
 import pytest
 import torch
 
@@ -104,13 +106,20 @@ def test_save_load_round_trip(backbone, tmp_path):
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("space", ["nav3", "ee7", "humanoid25"])
 def test_action_dimensions(backbone, space):
+    """Every action dimension reaches the embedding, and the embedding reaches the output (values, not shapes)."""
     wm = make(backbone, space)
     randomise_encoder(wm)
     dim = wm.action_space.dim
     _, actions, _, cond, noisy, t = inputs(wm, dim=dim)
     with torch.no_grad():
-        out = wm(noisy, t, cond, actions)
+        base = wm.embed_actions(actions)
+        for d in range(dim):
+            moved = actions.clone()
+            moved[..., d] += 1.0
+            assert (wm.embed_actions(moved) - base).abs().max() > 1e-4, f"{space}: action dimension {d} is unused"
+        out, bare = wm(noisy, t, cond, actions), wm.forward_bare(noisy, t, cond)
     assert out.shape == noisy.shape
+    assert (out - bare).abs().max() > 1e-3
 
 
 def test_state_embedding_changes_output():
@@ -184,3 +193,60 @@ def test_guidance_extrapolates_from_the_action_free_prediction(backbone):
     torch.testing.assert_close(outside, cond)
     with pytest.raises(ValueError, match="guidance_interval"):
         gen(guidance=2.0, guidance_interval=(0.5, 0.5))
+
+
+def test_checkpoint_integrity_errors_name_the_file(tmp_path):
+    """A bit-flipped tensor, a truncated or empty weights file and another backbone's checkpoint are ValueErrors
+    naming the weights file, never silently wrong frames."""
+    wm = make("wan2.1")
+    randomise_encoder(wm)
+    ckpt = wm.save(tmp_path / "c")
+    assert len(json.loads((ckpt / "config.json").read_text())["weights_sha256"]) == 64
+    weights = ckpt / "model.safetensors"
+    good = weights.read_bytes()
+    flipped = bytearray(good)
+    flipped[-10] ^= 0x01  # a bit in the last tensor's data: still a valid safetensors file
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"model\.safetensors: weights are corrupted"):
+        WorldModel.load(ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    del config["weights_sha256"]  # without a recorded checksum: the unreadable files still fail clearly
+    (ckpt / "config.json").write_text(json.dumps(config))
+    for broken in (good[: len(good) // 2], b""):
+        weights.write_bytes(broken)
+        with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+            WorldModel.load(ckpt)
+    other = make("cosmos").save(tmp_path / "other")  # another backbone's weights under this config
+    weights.write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"model\.safetensors: weights (are for another model|do not match)"):
+        WorldModel.load(ckpt)
+    narrow = make("wan2.1", hidden_dim=32).save(tmp_path / "narrow")  # same names, other sizes
+    weights.write_bytes((narrow / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"model\.safetensors: weights are for another model \(shape mismatch"):
+        WorldModel.load(ckpt)
+    weights.write_bytes(good)
+    assert torch.equal(next(iter(WorldModel.load(ckpt).encoder.parameters())), next(iter(wm.encoder.parameters())))
+
+
+def test_loss_accepts_a_batch():
+    """wm.loss(Batch) == wm.loss(video, actions, state) with the same noise; a Batch's state reaches the state
+    embedding only when the model has one."""
+    from actwm.batch import Batch
+
+    wm = make("wan2.1", "humanoid25", state_dim=25)
+    randomise_encoder(wm)
+    video, actions, *_ = inputs(wm, dim=25)
+    state = torch.randn(2, video.shape[1], 25)
+    batch = Batch(video=video, actions=actions, state=state)
+    with torch.no_grad():
+        via_batch = wm.loss(batch, generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+        direct = wm.loss(video, actions, state[:, 0], generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+        other = wm.loss(video, actions, state[:, 1], generator=torch.Generator().manual_seed(7), action_dropout=0.5)
+    assert torch.equal(via_batch, direct) and not torch.equal(via_batch, other)
+    plain = make("wan2.1", "humanoid25")  # no state embedding: the Batch's state is not used
+    with torch.no_grad():
+        a = plain.loss(batch, generator=torch.Generator().manual_seed(7))
+        b = plain.loss(video, actions, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="come from the Batch"):
+        wm.loss(batch, actions)

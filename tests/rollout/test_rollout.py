@@ -9,7 +9,7 @@ import torch
 from actwm.models.world_model import WorldModel
 from actwm.rollout import rollout as rollout_mod
 from actwm.rollout.cli import load_actions, main
-from actwm.rollout.env import WorldModelEnv, to_tensor
+from actwm.rollout.env import WorldModelEnv, to_tensor, to_uint8
 from actwm.rollout.rollout import RolloutConfig, _chunk_bounds, rollout
 from actwm.video import write_frames
 
@@ -95,9 +95,16 @@ def test_gym_env_api(wm):
     start = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     obs, info = env.reset(seed=1, options={"rgb": start})
     assert np.array_equal(obs["rgb"], start) or np.abs(obs["rgb"].astype(int) - start).max() <= 1
-    obs2, reward, terminated, truncated, info = env.step(np.array([0.2, 0.0, 0.1], dtype=np.float32))
+    action = np.array([0.2, 0.0, 0.1], dtype=np.float32)
+    obs2, reward, terminated, truncated, info = env.step(action)
     assert obs2["rgb"].shape == (32, 32, 3) and obs2["rgb"].dtype == np.uint8
     assert info["step"] == 1 and not terminated
+    # the observation is the model's imagination of that action from that frame, with the episode's seed
+    raw = torch.tensor([[action.tolist(), [0.0, 0.0, 0.0]]])
+    expected = rollout(wm, to_tensor(start), raw, cfg=RolloutConfig(steps=2, seed=1))[0, 1]
+    assert np.array_equal(obs2["rgb"], to_uint8(expected))
+    other = rollout(wm, to_tensor(start), -raw, cfg=RolloutConfig(steps=2, seed=1))[0, 1]
+    assert not np.array_equal(obs2["rgb"], to_uint8(other))  # and it depends on the action
     with pytest.raises(ValueError, match="dimension"):
         env.step(np.zeros(5))
 
@@ -178,3 +185,93 @@ def test_cli_writes_frames_videos_and_errors(wm, tmp_path, capsys):
     assert rc == 2 and "trained at 32x32" in capsys.readouterr().err
     rc = main(["--checkpoint", str(tmp_path), "--frame", "x.png", "--actions", "a.npy", "--out", str(out)])
     assert rc == 2 and "not a world-model checkpoint" in capsys.readouterr().err
+
+
+def _cli_base(ckpt, tmp_path):
+    frame = (np.random.default_rng(0).random((1, 32, 32, 3)) * 255).astype(np.uint8)
+    write_frames(tmp_path / "start", frame)
+    return ["--checkpoint", str(ckpt), "--frame", str(tmp_path / "start" / "000000.png"), "--steps", "1"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--guidance", "nan"], "--guidance must be a finite number"),
+        (["--fps", "0"], "--fps must be a positive number"),
+        (["--fps", "-3"], "--fps must be a positive number"),
+        (["--guidance-interval", "nan", "1"], "--guidance-interval must be two finite numbers"),
+        (["--steps", "0"], "--steps must be >= 1"),
+    ],
+)
+def test_cli_bad_options_fail_before_any_output(wm, tmp_path, capsys, extra, message):
+    np.save(tmp_path / "acts.npy", _actions(1, 9).numpy())
+    out = tmp_path / "out"
+    args = _cli_base(wm.save(tmp_path / "ckpt"), tmp_path) + ["--actions", str(tmp_path / "acts.npy")]
+    assert main(args + ["--out", str(out)] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", [1e30, float("nan")])
+def test_absurd_or_nan_actions_are_refused(wm, tmp_path, capsys, value):
+    acts = _actions(1, 9).numpy()
+    acts[0, 3, 0] = value
+    np.save(tmp_path / "acts.npy", acts)
+    out = tmp_path / "out"
+    args = _cli_base(wm.save(tmp_path / "ckpt"), tmp_path) + ["--actions", str(tmp_path / "acts.npy")]
+    assert main(args + ["--out", str(out)]) == 2
+    assert "actions" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="out of range|NaN"):
+        rollout(wm, _frame(), torch.from_numpy(acts))
+
+
+def test_rollout_into_an_old_rollout_leaves_no_stale_frames(wm, tmp_path):
+    ckpt = wm.save(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    base = _cli_base(ckpt, tmp_path) + ["--out", str(out)]
+    np.save(tmp_path / "long.npy", _actions(3, 17).numpy())
+    assert main(base + ["--actions", str(tmp_path / "long.npy")]) == 0
+    assert len(list((out / "pred" / "candidate_000").glob("*.png"))) == 17
+    (out / "notes.txt").write_text("mine")  # a user's file in the folder stays
+    np.save(tmp_path / "short.npy", _actions(1, 9).numpy()[0])
+    assert main(base + ["--actions", str(tmp_path / "short.npy")]) == 0
+    assert sorted(p.name for p in (out / "pred").iterdir()) == ["rollout"]
+    assert len(list((out / "pred" / "rollout").glob("*.png"))) == 9
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["rollout_pred.gif", "rollout_pred.mp4"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "pred", "rollout.json", "videos"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp dirs left
+
+
+def test_episode_frames_and_index_errors(wm, tmp_path, capsys):
+    from actwm.data.lerobot import LeRobotDataset, LeRobotWriter
+    from actwm.episode import Episode
+
+    rng = np.random.default_rng(0)
+    writer = LeRobotWriter(tmp_path / "store", fps=5.0, action_space="nav3")
+    writer.add_episode(
+        Episode(
+            frames=(rng.random((12, 32, 32, 3)) * 255).astype(np.uint8),
+            actions=(rng.standard_normal((12, 3)) * 0.1).astype(np.float32),
+            state=np.zeros((12, 0), np.float32),
+            fps=5.0,
+            action_space="nav3",
+        )
+    )
+    writer.finalize()
+    ckpt = wm.save(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    base = ["--checkpoint", str(ckpt), "--out", str(out), "--steps", "1"]
+    for extra, message in [
+        (["--episode", f"{tmp_path / 'store'}:1"], "no episode 1"),
+        (["--episode", f"{tmp_path / 'store'}:0", "--frames", "-5"], "--frames must be >= 2"),
+        (["--episode", f"{tmp_path / 'store'}:0", "--frames", "0"], "--frames must be >= 2"),
+        (["--episode", f"{tmp_path / 'store'}:0", "--frames", "40"], "exceed its 12 frames"),
+    ]:
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+    assert main(base + ["--episode", f"{tmp_path / 'store'}:0", "--frames", "5"]) == 0
+    assert len(list((out / "pred" / "rollout").glob("*.png"))) == 5
+    gt = LeRobotDataset(tmp_path / "store").episode(0).frames[:5]
+    assert len(list((out / "gt" / "rollout").glob("*.png"))) == len(gt)

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from actwm.data.lerobot import LeRobotDataset
 from actwm.io import atomic_write_json
 from actwm.models.world_model import WorldModel
 from actwm.rollout.env import to_tensor, to_uint8
@@ -60,12 +65,14 @@ def load_actions(path: str | Path, dim: int) -> np.ndarray:
 
 
 def _episode_inputs(spec: str, frames: int | None, start: int):
-    from actwm.data.lerobot import LeRobotDataset
-
     root, _, index = spec.rpartition(":")
     if not root or not index.isdigit():
         raise ValueError(f"--episode must be STORE:INDEX, got {spec!r}")
-    ep = LeRobotDataset(root).episode(int(index))
+    store = LeRobotDataset(root)
+    count = len(store.episode_lengths)
+    if int(index) >= count:
+        raise ValueError(f"--episode {spec}: no episode {index} in {root} (it has {count}: 0..{count - 1})")
+    ep = store.episode(int(index))
     stop = len(ep) if frames is None else start + frames
     if start < 0 or stop > len(ep):
         raise ValueError(f"--episode {spec}: frames [{start}, {stop}) exceed its {len(ep)} frames")
@@ -80,6 +87,46 @@ def write_video_set(out: Path, kind: str, name: str, frames: np.ndarray, fps: fl
     if h % 2 == 0 and w % 2 == 0:
         write_mp4(out / "videos" / f"{name}_{kind}.mp4", frames, fps)
     write_gif(out / "videos" / f"{name}_{kind}.gif", frames, fps)
+
+
+OUR_OUTPUTS = ("pred", "gt", "videos", "rollout.json")  # what a rollout writes into --out (and replaces)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Raise ValueError for options that cannot give a meaningful rollout, before anything is loaded or written."""
+    if args.frames is not None and args.frames < 2:
+        raise ValueError(f"--frames must be >= 2 (the start frame and at least one imagined frame), got {args.frames}")
+    if args.start < 0:
+        raise ValueError(f"--start must be >= 0, got {args.start}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a positive number, got {args.fps}")
+    if not math.isfinite(args.guidance):
+        raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
+    if args.guidance_interval is not None and not all(math.isfinite(v) for v in args.guidance_interval):
+        raise ValueError(f"--guidance-interval must be two finite numbers, got {args.guidance_interval}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.frames is not None and args.frame is not None:
+        raise ValueError("--frames applies to --episode; with --frame the actions file sets the length")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move a finished rollout from `tmp` into `out`, replacing only our own outputs from an older rollout there
+    (other files in `out` are kept); each entry is swapped in by a rename."""
+    out.mkdir(parents=True, exist_ok=True)
+    trash = Path(tempfile.mkdtemp(prefix=".old-rollout-", dir=out))
+    try:
+        for name in OUR_OUTPUTS:
+            if (out / name).exists():
+                os.replace(out / name, trash / name)
+            if (tmp / name).exists():
+                os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
     args = p.parse_args(argv)
     try:
+        check_args(args)
         return _run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"actwm rollout: error: {exc}", file=sys.stderr)
@@ -145,13 +193,26 @@ def _run(args: argparse.Namespace) -> int:
     frames = to_uint8(video)
     fps = args.fps or wm.config.fps or 5.0
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     names = ["rollout"] if len(frames) == 1 else [f"candidate_{i:03d}" for i in range(len(frames))]
-    for name, seq in zip(names, frames):
-        write_video_set(out, "pred", name, seq, fps)
-    if gt is not None:
-        write_video_set(out, "gt", names[0], gt, fps)
+    try:
+        for name, seq in zip(names, frames):
+            write_video_set(tmp, "pred", name, seq, fps)
+        if gt is not None:
+            write_video_set(tmp, "gt", names[0], gt, fps)
+        _write_record(tmp / "rollout.json", args, frames, fps)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, out)
+    print(f"wrote {len(frames)} rollout(s) of {frames.shape[1]} frames to {out}")
+    return 0
+
+
+def _write_record(path: Path, args: argparse.Namespace, frames: np.ndarray, fps: float) -> None:
     atomic_write_json(
-        out / "rollout.json",
+        path,
         {
             "checkpoint": str(args.checkpoint),
             "candidates": len(frames),
@@ -164,5 +225,3 @@ def _run(args: argparse.Namespace) -> int:
             "fps": fps,
         },
     )
-    print(f"wrote {len(frames)} rollout(s) of {frames.shape[1]} frames to {out}")
-    return 0

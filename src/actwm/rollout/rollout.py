@@ -11,6 +11,7 @@ each candidate's noise comes from its own seed, so a batch equals its candidates
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,10 @@ class RolloutConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.guidance):
+            raise ValueError(f"RolloutConfig.guidance must be a finite number, got {self.guidance}")
+        if self.guidance_interval is not None and not all(math.isfinite(v) for v in self.guidance_interval):
+            raise ValueError(f"RolloutConfig.guidance_interval must be finite, got {self.guidance_interval}")
         if self.steps < 1:
             raise ValueError(f"RolloutConfig.steps must be >= 1, got {self.steps}")
         if self.guidance_interval is not None and not self.guidance_interval[0] < self.guidance_interval[1]:
@@ -103,6 +108,7 @@ def rollout(
     b, total = raw_actions.shape[:2]
     if total < 2:
         raise ValueError(f"actions must cover at least 2 frames, got {total}")
+    check_raw_actions(wm, raw_actions)
     if first_frame.ndim != 4 or first_frame.shape[0] not in (1, b):
         raise ValueError(f"first frame must be (1 or {b}, 3, H, W), got shape {tuple(first_frame.shape)}")
     check_image_size(wm, first_frame.shape[-2], first_frame.shape[-1])
@@ -128,6 +134,21 @@ def rollout(
         out.append(video[:, 1:keep])
         frame = video[:, keep - 1]
     return torch.cat(out, dim=1)
+
+
+MAX_NORMALISED_ACTION = 1e4  # far outside any normalised training range; beyond it frames are garbage (1e30 -> black)
+
+
+def check_raw_actions(wm: WorldModel, raw: torch.Tensor) -> None:
+    """Raise ValueError for NaN/inf raw actions or ones whose normalised size is absurd (e.g. 1e30)."""
+    if not torch.isfinite(raw).all():
+        raise ValueError("actions contain NaN or inf")
+    scaled = wm.action_space.normalise(raw.float()).abs().max()
+    if not torch.isfinite(scaled) or float(scaled) > MAX_NORMALISED_ACTION:
+        raise ValueError(
+            f"actions are out of range: after normalisation by the model's action space their largest magnitude is "
+            f"{float(scaled):.3g} (limit {MAX_NORMALISED_ACTION:g}); check their units"
+        )
 
 
 def check_image_size(wm: WorldModel, height: int, width: int) -> None:
