@@ -408,7 +408,7 @@ class WorldModel(nn.Module):
         return net
 
     # -- persistence ------------------------------------------------------------------------------
-    def _external_prefixes(self) -> tuple[str, ...]:
+    def external_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes loaded from a pretrained source rather than saved (frozen VAE / CLIP)."""
         prefixes = ["codec."]
         if self.config.image_encoder and "source" in self.config.image_encoder:
@@ -417,7 +417,7 @@ class WorldModel(nn.Module):
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write `model.safetensors` and `config.json` (with the weights' sha256), atomically, to `directory`."""
-        skip = self._external_prefixes()
+        skip = self.external_prefixes()
         state = {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
         return write_checkpoint(directory, state, self.config.to_dict())
 
@@ -458,7 +458,7 @@ class WorldModel(nn.Module):
         if wrong:
             raise ValueError(f"{path}: weights are for another model (shape mismatch: {wrong[:3]})")
         missing, unexpected = self.load_state_dict(state, strict=False)
-        skip = self._external_prefixes()
+        skip = self.external_prefixes()
         missing = [k for k in missing if not k.startswith(skip)]
         if missing or unexpected:
             raise ValueError(

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import save_file
 
-from actwm.io import atomic_path, atomic_write_json
-from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel
+from actwm.io import atomic_write_json
+from actwm.models.loading import write_checkpoint
+from actwm.models.world_model import WorldModel
 
 FINAL = "final"
 TMP_FINAL = ".tmp-final-"
@@ -60,15 +60,9 @@ def clean_final_leftovers(out: Path) -> list[Path]:
 
 
 def save_state_dict(wm: WorldModel, state: dict[str, torch.Tensor], directory: Path) -> None:
-    """Write a gathered (FSDP) state dict of `wm` in the `WorldModel.save` format."""
-    skip = ["codec."]
-    if wm.config.image_encoder and "source" in wm.config.image_encoder:
-        skip.append("adapter.image_encoder.")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items() if not k.startswith(tuple(skip))}
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "actwm": "world_model"})
-    atomic_write_json(directory / CONFIG_NAME, wm.config.to_dict())
+    """Write a gathered (FSDP) state dict of `wm` in the `WorldModel.save` format (with the weights' sha256)."""
+    skip = wm.external_prefixes()
+    write_checkpoint(directory, {k: v for k, v in state.items() if not k.startswith(skip)}, wm.config.to_dict())
 
 
 __all__ = ["FINAL", "replace_dir", "write_final", "clean_final_leftovers", "save_state_dict"]
