@@ -78,6 +78,10 @@ class TrainConfig:
         cpu: force CPU even where a GPU exists.
         tensorboard: also log to TensorBoard (needs the `tensorboard` package).
         wandb_project: also log to Weights & Biases (needs `wandb`); None = off.
+        conditioning: "actions" (EgoWM action embedding), "kvaf" (EA-WM KVAF stream; the clips' KVAF videos are
+            rendered from their joints and calibration with `actwm.robots`) or "kvaf+actions" (both).
+        kvaf_stage: KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained (run 1, then 2 with init_from).
+        robot: the `actwm.robots` preset whose arm the KVAF videos draw.
     """
 
     data: str | None = None
@@ -123,6 +127,9 @@ class TrainConfig:
     cpu: bool = False
     tensorboard: bool = False
     wandb_project: str | None = None
+    conditioning: str = "actions"
+    kvaf_stage: int = 2
+    robot: str = "manip"
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON lists -> tuple
@@ -148,6 +155,8 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("action_mode", self.action_mode, ACTION_MODES)
         _choice("normalise", self.normalise, NORMALISATIONS)
+        _choice("conditioning", self.conditioning, ("actions", "kvaf", "kvaf+actions"))
+        _choice("kvaf_stage", self.kvaf_stage, (1, 2))
         for name in ("steps", "batch_size", "grad_accum", "lora_rank", "context", "stride", "keep_last", "log_every"):
             _at_least(name, getattr(self, name), 1)
         for name in ("state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every"):
