@@ -14,35 +14,11 @@ import torch
 from torch.utils.data import Dataset
 
 from actwm.pixels import uint8_to_unit
+from actwm.robots.clips import render_joints_kvaf
 from actwm.robots.kinematics import ArmKinematics
-from actwm.robots.render import RenderConfig, render_kvaf
-from actwm.robots.spec import RobotSpec, robot_spec
+from actwm.robots.spec import robot_spec
 
 NEEDED = ("joints", "intrinsics", "extrinsics")
-
-
-def render_clip_kvaf(
-    kin: ArmKinematics, spec: RobotSpec, joints: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray, hw
-) -> np.ndarray:
-    """`(T, J)` joints (arm joints in URDF order, then the gripper columns), `(T, 3, 3)` K for an `hw` image,
-    `(T, 4, 4)` world-to-camera -> `(T, H, W, 3)` uint8 KVAF frames."""
-    joints = np.asarray(joints, np.float64)
-    n = kin.n_joints
-    extra = len(spec.gripper_columns)
-    if joints.ndim != 2 or joints.shape[1] not in (n, n + extra):
-        raise ValueError(
-            f"KVAF rendering: robot {spec.name!r} has {n} arm joints (+ {extra} gripper columns), the clip's joints "
-            f"have shape {tuple(joints.shape)}"
-        )
-    opening = None
-    if extra and joints.shape[1] == n + extra:
-        opening = np.clip(spec.gripper_bias + joints[:, n:] @ np.asarray(spec.gripper_weights), 0.0, 1.0)
-    pose = kin.forward(joints[:, :n], opening)
-    cfg = RenderConfig(height=int(hw[0]), width=int(hw[1]))
-    frames, _ = render_kvaf(
-        [pose], np.asarray(intrinsics, np.float64), np.asarray(extrinsics, np.float64), cfg, grippers=[spec.gripper]
-    )
-    return frames
 
 
 class KvafClips(Dataset):
@@ -73,7 +49,7 @@ class KvafClips(Dataset):
         if self._kin is None:
             self._kin = ArmKinematics(self.spec)
         hw = tuple(item["video"].shape[-2:])
-        frames = render_clip_kvaf(
+        frames = render_joints_kvaf(
             self._kin, self.spec, _np(item["joints"]), _np(item["intrinsics"]), _np(item["extrinsics"]), hw
         )
         return dict(item, kvaf=uint8_to_unit(frames))
