@@ -31,17 +31,18 @@ from actwm.data.convert import simulate
 from actwm.eval.engine import evaluate
 from actwm.io import atomic_write_json
 from actwm.models.conditioning import Conditioning
-from actwm.models.kvaf import KVAF, kvaf_branch_for
+from actwm.models.kvaf import KVAF, kvaf_branch_for, numeric_inputs
 from actwm.models.world_model import WorldModel
 from actwm.pixels import signed_to_unit, unit_to_uint8
 from actwm.train import TrainConfig, train
 from actwm.train.kvaf_data import KvafClips
 
-VARIANTS = {  # name -> (TrainConfig.conditioning, passive)
-    "none": ("actions", True),  # the bare backbone (passive stage: no action branch trains or conditions)
-    "actions": ("actions", False),
-    "kvaf": ("kvaf", False),
-    "kvaf+actions": ("kvaf+actions", False),
+VARIANTS = {  # name -> (TrainConfig.conditioning, passive, model overrides)
+    "none": ("actions", True, {}),  # the bare backbone (passive stage: no action branch trains or conditions)
+    "actions": ("actions", False, {}),  # EgoWM numeric-action injection
+    "kvaf": ("kvaf", False, {}),
+    "kvaf+actions": ("kvaf+actions", False, {}),
+    "numeric-stream": ("kvaf", False, {"kvaf": {"source": "numeric"}}),  # EA-WM's "w/o KVAFs" ablation
 }
 
 
@@ -78,7 +79,11 @@ def _evaluate(wm: WorldModel, test: KvafClips, args: argparse.Namespace) -> dict
     gts, preds, arm = [], [], []
     for i, idx in enumerate(picks):
         b = Batch.from_collated(default_collate([test[int(idx)]]))
-        extra = Conditioning({KVAF: kvaf_branch_for(wm, b.kvaf, [i])}) if wm.kvaf is not None else None
+        extra = None
+        if wm.kvaf is not None:
+            numeric = wm.kvaf.numeric is not None
+            inputs = numeric_inputs(wm.kvaf, b.actions) if numeric else kvaf_branch_for(wm, b.kvaf, [i])
+            extra = Conditioning({KVAF: inputs})
         with torch.no_grad():
             video = wm.generate(b.video[:, 0], b.actions, steps=args.sample_steps, seeds=[i], conditioning=extra)
         gt, pred = unit_to_uint8(signed_to_unit(b.video[0])), unit_to_uint8(signed_to_unit(video[0]))
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         # 2. train every variant on the same budget; 3. score it on the held-out scenes
         table = {}
-        for name, (conditioning, passive) in VARIANTS.items():
+        for name, (conditioning, passive, overrides) in VARIANTS.items():
             cfg = TrainConfig(
                 out=str(Path(tmp) / name),
                 model="wan2.1-tiny",
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=1,
                 seed=args.seed,
                 schedule="constant",
+                model_overrides=overrides,
                 **clip,
             )
             result = train(cfg, dataset=train_ds, progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from actwm.models.conditioning import Conditioning
-from actwm.models.kvaf import KVAF, KvafConfig, frame_differences, kvaf_inputs
+from actwm.models.kvaf import KVAF, KvafConfig, frame_differences, kvaf_inputs, numeric_inputs
 from actwm.models.world_model import WorldModel
 
 B, T, H = 2, 5, 16
@@ -172,6 +172,28 @@ def test_numeric_actions_ablation_has_no_kvaf_stream():
     a, _ = _call(wm, video, kvaf, actions)
     b, _ = _call(wm, video, -kvaf, actions)
     assert torch.equal(a, b)
+
+
+def test_numeric_stream_ablation_streams_the_actions_instead_of_the_kvaf_video():
+    torch.manual_seed(0)
+    wm = WorldModel.from_preset("wan2.1-tiny", "ee7", conditioning="kvaf", kvaf={"source": "numeric"})
+    assert wm.conditioning(torch.zeros(B, T, 7)).names == ()  # no EgoWM injection: only the stream sees actions
+    for fusion in wm.kvaf.fusions.values():
+        torch.nn.init.constant_(fusion.gate.bias, 0.5)
+    torch.nn.init.normal_(wm.kvaf.numeric.out.weight, std=0.5)
+    video, _, actions = _clip()
+    x0 = wm.encode(video)
+    cond = wm.condition(video[:, 0], x0[:, 0], frames=T)
+    t = torch.full((B,), 0.6)
+    noisy = wm.objective.noisy(x0, t, torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)))
+
+    def run(a):
+        with torch.no_grad():
+            return wm.net(noisy, t, cond, wm.conditioning(a, kvaf=numeric_inputs(wm.kvaf, a)))
+
+    assert not torch.allclose(run(actions), run(-actions), atol=1e-4)
+    loss = wm.loss(video, actions, generator=torch.Generator().manual_seed(0))  # no KVAF video needed
+    assert torch.isfinite(loss) and set(wm.last_losses) == {"video", "edls"}
 
 
 def test_kvaf_only_model_has_no_actions_branch_and_guidance_drops_each_branch():

@@ -40,6 +40,7 @@ from actwm.pixels import signed_to_unit, unit_to_signed
 
 KVAF = "kvaf"
 KEY_CLEAN, KEY_NOISE, KEY_KEEP = "kvaf:clean", "kvaf:noise", "kvaf:keep"
+KEY_TOKENS = "kvaf:tokens"  # the numeric-actions ablation: (b, f, D) per-latent-frame stream input
 CONDITIONINGS = ("actions", "kvaf", "kvaf+actions")
 
 
@@ -56,6 +57,9 @@ class KvafConfig:
         edls_weight: weight of the EDLS loss (EA-WM: 0.1).
         kvaf_weight: weight of the KVAF stream's flow loss.
         dropout: probability of dropping a training sample's KVAF stream (for guidance over the "kvaf" branch).
+        source: "kvaf" (the stream is the KVAF video's latents) or "numeric" (the ablation "numeric actions
+            instead of KVAFs": the same two-stream model whose second stream starts from an embedding of the
+            numeric actions, one per latent frame, spread over the frame's tokens; no KVAF video, no KVAF head loss).
     """
 
     every: int = 5
@@ -65,8 +69,11 @@ class KvafConfig:
     edls_weight: float = 0.1
     kvaf_weight: float = 1.0
     dropout: float = 0.0
+    source: str = "kvaf"
 
     def __post_init__(self) -> None:
+        if self.source not in ("kvaf", "numeric"):
+            raise ValueError(f"kvaf.source must be 'kvaf' or 'numeric', got {self.source!r}")
         if self.every < 1:
             raise ValueError(f"kvaf.every must be >= 1, got {self.every}")
         if self.layers is not None and (not self.layers or min(self.layers) < 0):
@@ -172,7 +179,9 @@ class KvafBranch(nn.Module):
             fusion layer (S = tokens); empty after a call without it.
     """
 
-    def __init__(self, adapter: nn.Module, cfg: KvafConfig) -> None:
+    def __init__(self, adapter: nn.Module, cfg: KvafConfig, numeric: nn.Module | None = None) -> None:
+        """`numeric`: with `cfg.source == "numeric"`, the action encoder `(b, T, D) -> (b, f, hidden)` whose
+        output starts the stream."""
         super().__init__()
         backbone = adapter.backbone
         if getattr(adapter, "family", "") != "wan":
@@ -208,6 +217,9 @@ class KvafBranch(nn.Module):
                 for i in self.layers
             }
         )
+        self.numeric = numeric if cfg.source == "numeric" else None
+        if cfg.source == "numeric" and numeric is None:
+            raise ValueError("kvaf.source='numeric' needs an action encoder for the stream")
         self.outputs: dict[str, Any] = {}
         self._call: dict[str, Any] | None = None
         self._hook(backbone)
@@ -215,7 +227,7 @@ class KvafBranch(nn.Module):
     # -- parameters ------------------------------------------------------------------------------
     def head_parameters(self) -> list[nn.Parameter]:
         """The KVAF patch embedding and head (new parameters, trained in both stages)."""
-        mods = (self.patch_embedding, self.proj_out)
+        mods = (self.patch_embedding, self.proj_out) + ((self.numeric,) if self.numeric is not None else ())
         return [p for m in mods for p in m.parameters()] + [self.scale_shift_table]
 
     def fusion_parameters(self) -> list[nn.Parameter]:
@@ -260,8 +272,13 @@ class KvafBranch(nn.Module):
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         b, _, f, h, w = hidden.shape
         pt, ph, pw = self.patch
-        clean, noise = (tile_batch(inputs[k], b, f"{KVAF} {k}") for k in (KEY_CLEAN, KEY_NOISE))
         keep = tile_batch(inputs[KEY_KEEP], b, f"{KVAF} {KEY_KEEP}")[:, 0].view(b, 1, 1)
+        grid = (f // pt, h // ph, w // pw)
+        if KEY_TOKENS in inputs:  # numeric ablation: one embedding per latent frame, on each of its tokens
+            tokens = repeat(tile_batch(inputs[KEY_TOKENS], b, KVAF), "b f d -> b (f n) d", n=grid[1] * grid[2])
+            self._call = dict(kvaf=tokens.contiguous(), keep=keep, grid=grid, gates=[], events=[])
+            return None
+        clean, noise = (tile_batch(inputs[k], b, f"{KVAF} {k}") for k in (KEY_CLEAN, KEY_NOISE))
         s = timestep.float() / 1000.0
         if s.ndim == 1:
             s = s.expand(b).view(b, 1, 1, 1, 1)
@@ -270,7 +287,7 @@ class KvafBranch(nn.Module):
         clean, noise = (rearrange(x.float(), "b f c h w -> b c f h w") for x in (clean, noise))
         noisy = ((1 - s) * clean + s * noise).to(self.patch_embedding.weight.dtype)
         tokens = self.patch_embedding(noisy).flatten(2).transpose(1, 2).contiguous()
-        self._call = dict(kvaf=tokens, keep=keep, grid=(f // pt, h // ph, w // pw), gates=[], events=[])
+        self._call = dict(kvaf=tokens, keep=keep, grid=grid, gates=[], events=[])
         return None
 
     def _block(self, i: int, args: tuple) -> tuple | None:
@@ -332,6 +349,14 @@ def kvaf_inputs(clean: torch.Tensor, noise: torch.Tensor, keep: torch.Tensor | N
     return {KEY_CLEAN: clean, KEY_NOISE: noise, KEY_KEEP: repeat(keep, "b -> b f", f=f)}
 
 
+def numeric_inputs(branch: KvafBranch, actions: torch.Tensor, keep: torch.Tensor | None = None) -> dict:
+    """The `"kvaf"` branch of the numeric-actions ablation: `(b, T, D)` normalised actions -> stream inputs."""
+    tokens = branch.numeric(actions)  # (b, f, hidden)
+    b, f = tokens.shape[:2]
+    keep = torch.ones(b, dtype=tokens.dtype, device=tokens.device) if keep is None else keep.to(tokens.dtype)
+    return {KEY_TOKENS: tokens, KEY_KEEP: repeat(keep, "b -> b f", f=f)}
+
+
 def frame_differences(video: torch.Tensor) -> torch.Tensor:
     """EA-WM Eq. 7: `(b, T, 3, H, W)` pixels in [-1, 1] -> the frame-difference video `|x_t - x_{t-1}|` in [-1, 1]
     (differences of unit-range pixels, frame 0 black, mapped like any other video)."""
@@ -368,7 +393,8 @@ def kvaf_loss(
         the scalar total and its parts {"video", "kvaf", "edls"} as floats.
     """
     branch: KvafBranch = wm.kvaf
-    if kvaf_video is None or kvaf_video.shape != video.shape:
+    numeric = branch.numeric is not None
+    if not numeric and (kvaf_video is None or kvaf_video.shape != video.shape):
         got = None if kvaf_video is None else tuple(kvaf_video.shape)
         raise ValueError(
             f"a KVAF world model needs the clip's KVAF video shaped like its video {tuple(video.shape)}, got {got}"
@@ -376,7 +402,8 @@ def kvaf_loss(
     if wm.objective.name != "flow":
         raise ValueError("the KVAF branch trains with the flow objective (Wan); this model's objective is edm")
     # 1. latents of the video, the KVAF video and the frame-difference video (EDLS target)
-    x0, k0 = wm.encode(video), wm.encode(kvaf_video)
+    x0 = wm.encode(video)
+    k0 = x0 if numeric else wm.encode(kvaf_video)  # (numeric: unused)
     edls = wm.encode(frame_differences(video)) if branch.cfg.gate else None
     cond = wm.condition(video[:, 0], x0[:, 0], frames=video.shape[1])
     # 2. one noise level, two noises; branch dropout for guidance
@@ -386,15 +413,18 @@ def kvaf_loss(
     knoise = torch.randn(k0.shape, generator=generator, device=device)
     keep = torch.rand(b, generator=generator, device=device) >= action_dropout if action_dropout > 0 else None
     kkeep = torch.rand(b, generator=generator, device=device) >= branch.cfg.dropout if branch.cfg.dropout else None
-    conditioning = wm.conditioning(actions, state, keep, kvaf=kvaf_inputs(k0, knoise, kkeep))
+    inputs = numeric_inputs(branch, actions, kkeep) if numeric else kvaf_inputs(k0, knoise, kkeep)
+    conditioning = wm.conditioning(actions, state, keep, kvaf=inputs)
     # 3. one network call: the video prediction, and the KVAF / event predictions in branch.outputs
     v = wm.net(wm.objective.noisy(x0, t, noise), t, cond, conditioning)
     out = branch.outputs
     mask = torch.ones(x0.shape[1], dtype=torch.bool, device=device)
     mask[0] = False  # the first frame is the image condition (Eq. 8)
     parts = {"video": _masked_mse((v - (noise - x0)) ** 2, mask)}
-    parts["kvaf"] = _masked_mse((out["kvaf"] - (knoise - k0)) ** 2, mask)
-    total = parts["video"] + branch.cfg.kvaf_weight * parts["kvaf"]
+    total = parts["video"]
+    if not numeric:
+        parts["kvaf"] = _masked_mse((out["kvaf"] - (knoise - k0)) ** 2, mask)
+        total = total + branch.cfg.kvaf_weight * parts["kvaf"]
     if edls is not None:
         parts["edls"] = torch.stack([_masked_mse((e - edls) ** 2, mask) for e in out["events"]]).mean()
         total = total + branch.cfg.edls_weight * parts["edls"]

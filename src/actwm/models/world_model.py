@@ -94,7 +94,9 @@ class WorldModel(nn.Module):
         )
         self.objective = make_objective(self.adapter.objective, **cfg.objective)
         uses = cfg.conditioning.split("+")  # the KVAF stream copies the blocks before LoRA (EA-WM)
-        self.kvaf = KvafBranch(self.adapter, KvafConfig.from_dict(cfg.kvaf)) if KVAF in uses else None
+        kcfg = KvafConfig.from_dict(cfg.kvaf)
+        numeric = copy.deepcopy(self.encoder) if kcfg.source == "numeric" else None  # the numeric ablation's stream
+        self.kvaf = KvafBranch(self.adapter, kcfg, numeric) if KVAF in uses else None
         if cfg.train_mode == "lora":
             self._add_lora()
         self.set_train_mode(cfg.train_mode)

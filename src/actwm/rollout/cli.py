@@ -75,7 +75,7 @@ def _episode_inputs(spec: str, frames: int | None, start: int):
 
 def _kvaf_of(wm: WorldModel, args: argparse.Namespace, actions: np.ndarray, hw: tuple[int, int]):
     """A KVAF model's KVAF video of the commanded actions, rendered from the episode's start state (else None)."""
-    if wm.kvaf is None:
+    if wm.kvaf is None or wm.kvaf.numeric is not None:
         return None
     if not args.episode:
         raise ValueError("a KVAF world model renders the commanded motion from a recorded start state: use --episode")
