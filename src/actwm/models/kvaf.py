@@ -226,8 +226,11 @@ class KvafBranch(nn.Module):
 
     # -- parameters ------------------------------------------------------------------------------
     def head_parameters(self) -> list[nn.Parameter]:
-        """The KVAF patch embedding and head (new parameters, trained in both stages)."""
-        mods = (self.patch_embedding, self.proj_out) + ((self.numeric,) if self.numeric is not None else ())
+        """The stream's input embedding and KVAF head (new parameters, trained in both stages); the numeric
+        ablation has no KVAF video or head: its action encoder instead."""
+        if self.numeric is not None:
+            return list(self.numeric.parameters())
+        mods = (self.patch_embedding, self.proj_out)
         return [p for m in mods for p in m.parameters()] + [self.scale_shift_table]
 
     def fusion_parameters(self) -> list[nn.Parameter]:
@@ -238,12 +241,19 @@ class KvafBranch(nn.Module):
         fusion trains in stage 2 only (stage 1: fusion frozen, EA-WM 4.1)."""
         if stage not in (1, 2):
             raise ValueError(f"kvaf stage must be 1 (fusion frozen) or 2 (fusion trained), got {stage}")
+        reach = max(self.layers) if self.numeric is not None else len(self.blocks)  # numeric: no head after them
         for name, p in self.blocks.named_parameters():
-            p.requires_grad_(mode == "full" or (mode == "lora" and "lora_" in name))
+            used = int(name.split(".")[0]) < reach
+            p.requires_grad_(used and (mode == "full" or (mode == "lora" and "lora_" in name)))
+        unused = [self.patch_embedding, self.proj_out, self.scale_shift_table] if self.numeric is not None else []
+        for p in [q for m in unused for q in ([m] if isinstance(m, nn.Parameter) else m.parameters())]:
+            p.requires_grad_(False)  # (DDP must not wait for gradients that never come)
         for p in self.head_parameters():
             p.requires_grad_(True)
         for p in self.fusion_parameters():
             p.requires_grad_(stage == 2)
+        if self.numeric is not None:  # the stream's last update feeds nothing without a KVAF head
+            self.fusions[str(reach)].to_kvaf.requires_grad_(False)
 
     # -- hooks -----------------------------------------------------------------------------------
     def _hook(self, backbone: nn.Module) -> None:
@@ -268,6 +278,8 @@ class KvafBranch(nn.Module):
         inputs = self._inputs()
         if inputs is None:
             return None
+        if module.gradient_checkpointing and torch.is_grad_enabled():
+            raise ValueError("the KVAF branch runs in hooks that gradient checkpointing would re-run: turn it off")
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         b, _, f, h, w = hidden.shape
@@ -302,7 +314,8 @@ class KvafBranch(nn.Module):
             if g is not None:
                 c["gates"].append(g)
                 c["events"].append(self.unpatchify(e, c["grid"]))
-        c["kvaf"] = self.blocks[i](c["kvaf"], enc, tproj, c.get("rope", rope))
+        if self.numeric is None or i < max(self.layers):  # numeric ablation: nothing reads the stream later
+            c["kvaf"] = self.blocks[i](c["kvaf"], enc, tproj, c.get("rope", rope))
         return (v, enc, tproj, rope) if fused else None
 
     def _finish(self, module: nn.Module, args: tuple, output: Any) -> None:

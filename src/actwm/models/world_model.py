@@ -186,6 +186,7 @@ class WorldModel(nn.Module):
         self.encoder.requires_grad_(True)
         if self.kvaf is not None:
             self.kvaf.set_train_mode(mode, self.kvaf_stage)
+            self.encoder.requires_grad_(ACTIONS in self.config.conditioning.split("+"))  # unused otherwise
 
     kvaf_stage = 2  # KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained
 
