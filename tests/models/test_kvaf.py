@@ -194,6 +194,8 @@ def test_numeric_stream_ablation_streams_the_actions_instead_of_the_kvaf_video()
     assert not torch.allclose(run(actions), run(-actions), atol=1e-4)
     loss = wm.loss(video, actions, generator=torch.Generator().manual_seed(0))  # no KVAF video needed
     assert torch.isfinite(loss) and set(wm.last_losses) == {"video", "edls"}
+    loss.backward()  # every trainable parameter gets a gradient (DDP waits for all of them)
+    assert all(p.grad is not None for p in wm.parameters() if p.requires_grad)
 
 
 def test_kvaf_only_model_has_no_actions_branch_and_guidance_drops_each_branch():
