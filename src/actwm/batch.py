@@ -17,7 +17,7 @@ import torch
 from actwm.pixels import unit_to_signed
 
 # dataset-item keys that hold optional per-clip tensors, in field order
-OPTIONAL_KEYS = ("state", "intrinsics", "extrinsics", "joints")
+OPTIONAL_KEYS = ("state", "intrinsics", "extrinsics", "joints", "kvaf")
 # float pixels may overshoot [0, 1] by resampling round-off this much before they count as the wrong range
 PIXEL_TOLERANCE = 1e-3
 
@@ -33,6 +33,7 @@ class Batch:
         intrinsics: `(b, T, 3, 3)` camera intrinsics (OpenCV pixels), or None.
         extrinsics: `(b, T, 4, 4)` world-to-camera, or None.
         joints: `(b, T, J)` joint positions (arm joints then gripper), or None.
+        kvaf: `(b, T, 3, H, W)` the clip's KVAF video (EA-WM), float pixels in [-1, 1] like `video`, or None.
         meta: non-tensor facts per sample (episode index, clip start, ...): lists of length b.
     """
 
@@ -42,6 +43,7 @@ class Batch:
     intrinsics: torch.Tensor | None = None
     extrinsics: torch.Tensor | None = None
     joints: torch.Tensor | None = None
+    kvaf: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,5 +101,7 @@ class Batch:
             if float(lo) < -PIXEL_TOLERANCE or float(hi) > 1 + PIXEL_TOLERANCE:
                 raise ValueError("dataset item 'video' must hold pixels in [0, 1] (the batch maps them to [-1, 1])")
         optional = {k: item[k] for k in OPTIONAL_KEYS if item.get(k) is not None}
+        if "kvaf" in optional:  # pixels in [0, 1] like the video
+            optional["kvaf"] = unit_to_signed(optional["kvaf"].float())
         meta = {k: v for k, v in item.items() if k not in ("video", "actions", *OPTIONAL_KEYS)}
         return cls(video=unit_to_signed(video.float()), actions=item["actions"].float(), meta=meta, **optional)

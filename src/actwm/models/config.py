@@ -48,6 +48,9 @@ class WorldModelConfig:
         image_size: (height, width) in pixels the model was trained at (None: any size the codec accepts).
         fps: frame rate of the training clips (informational; rollouts write videos at it).
         clip_frames: pixel frames per training clip = the generation window of one chunk (None: 1 + 2k, min 9).
+        conditioning: the branches the model is built with: "actions" (EgoWM action embedding), "kvaf" (the EA-WM
+            KVAF stream, `actwm.models.kvaf`) or "kvaf+actions" (both on one backbone).
+        kvaf: settings of the KVAF branch (`actwm.models.kvaf.KvafConfig` fields).
     """
 
     backbone: str
@@ -71,8 +74,14 @@ class WorldModelConfig:
     image_size: list[int] | None = None
     fps: float | None = None
     clip_frames: int | None = None
+    conditioning: str = "actions"
+    kvaf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.conditioning not in ("actions", "kvaf", "kvaf+actions"):
+            raise ValueError(
+                f"WorldModelConfig.conditioning must be 'actions', 'kvaf' or 'kvaf+actions', got {self.conditioning!r}"
+            )
         if self.action_mode not in ("delta", "cumulative"):
             raise ValueError(f"WorldModelConfig.action_mode must be 'delta' or 'cumulative', got {self.action_mode!r}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):

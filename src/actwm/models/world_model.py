@@ -1,5 +1,7 @@
 """The action-conditioned world model: codec + backbone adapter + action encoder + objective.
 
+(Over 500 lines: the one contract class of every backbone; the KVAF branch lives in actwm.models.kvaf.)
+
 One contract for every backbone:
 
     wm(noisy (batch, latent_frames, C, h, w), t (batch,), cond, actions (batch, frames, D),
@@ -45,6 +47,7 @@ from actwm.models.config import (
     temporal_of,
 )
 from actwm.models.embeddings import ActionEncoder, ActionEncoderConfig, count_parameters
+from actwm.models.kvaf import KVAF, KvafBranch, KvafConfig, kvaf_loss
 from actwm.models.loading import (
     backbone_class,
     build_codec,
@@ -90,6 +93,10 @@ class WorldModel(nn.Module):
             )
         )
         self.objective = make_objective(self.adapter.objective, **cfg.objective)
+        uses = cfg.conditioning.split("+")  # the KVAF stream copies the blocks before LoRA (EA-WM)
+        kcfg = KvafConfig.from_dict(cfg.kvaf)
+        numeric = copy.deepcopy(self.encoder) if kcfg.source == "numeric" else None  # the numeric ablation's stream
+        self.kvaf = KvafBranch(self.adapter, kcfg, numeric) if KVAF in uses else None
         if cfg.train_mode == "lora":
             self._add_lora()
         self.set_train_mode(cfg.train_mode)
@@ -163,6 +170,8 @@ class WorldModel(nn.Module):
             r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, target_modules=LORA_TARGETS[self.config.family]
         )
         inject_adapter_in_model(lcfg, self.adapter.backbone)
+        if self.kvaf is not None:
+            inject_adapter_in_model(lcfg, self.kvaf.blocks)
 
     def set_train_mode(self, mode: str) -> None:
         """full: everything but frozen codec/image encoder trains; lora: LoRA + encoder; frozen: encoder only."""
@@ -175,10 +184,16 @@ class WorldModel(nn.Module):
         if self.codec is not None:
             self.codec.requires_grad_(False)
         self.encoder.requires_grad_(True)
+        if self.kvaf is not None:
+            self.kvaf.set_train_mode(mode, self.kvaf_stage)
+            self.encoder.requires_grad_(ACTIONS in self.config.conditioning.split("+"))  # unused otherwise
+
+    kvaf_stage = 2  # KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained
 
     def action_parameters(self) -> list[nn.Parameter]:
         """Newly introduced parameters (action/state encoder, SVD null context): trained at 10x the lr."""
-        return list(self.encoder.parameters()) + self.adapter.extra_parameters()
+        kvaf = self.kvaf.head_parameters() + self.kvaf.fusion_parameters() if self.kvaf is not None else []
+        return list(self.encoder.parameters()) + self.adapter.extra_parameters() + kvaf
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         """Trainable backbone parameters under the current train mode."""
@@ -196,10 +211,20 @@ class WorldModel(nn.Module):
         return emb
 
     def conditioning(
-        self, actions: torch.Tensor, state: torch.Tensor | None = None, keep: torch.Tensor | None = None
+        self,
+        actions: torch.Tensor,
+        state: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+        kvaf: Mapping[str, torch.Tensor] | None = None,
     ) -> Conditioning:
-        """The branches for `(batch, frames, D)` normalised actions: today one, `"actions"`."""
-        return Conditioning({ACTIONS: self.embed_actions(actions, state, keep)})
+        """The branches for `(batch, frames, D)` normalised actions: `"actions"` (unless the model is KVAF-only) and
+        `"kvaf"` when its stream inputs are given (`actwm.models.kvaf.kvaf_inputs`)."""
+        branches: dict = {}
+        if ACTIONS in self.config.conditioning.split("+"):
+            branches[ACTIONS] = self.embed_actions(actions, state, keep)
+        if kvaf is not None:
+            branches[KVAF] = kvaf
+        return Conditioning(branches)
 
     def net(
         self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition, conditioning: Conditioning | None
@@ -293,8 +318,10 @@ class WorldModel(nn.Module):
         state: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         action_dropout: float = 0.0,
+        kvaf: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The backbone's own pretraining loss on a clip.
+        """The backbone's own pretraining loss on a clip (a KVAF model: EA-WM Eq. 8, `actwm.models.kvaf.kvaf_loss`,
+        its parts in `wm.last_losses`; `kvaf` `(b, T, 3, H, W)` the clip's KVAF video, or the Batch's).
 
         Call as `wm.loss(batch, generator=..., action_dropout=...)` with an `actwm.batch.Batch` (its video,
         actions and `initial_state` are used), or as `wm.loss(video, actions, state, generator, action_dropout)`.
@@ -311,10 +338,14 @@ class WorldModel(nn.Module):
             if actions is not None or state is not None:
                 raise ValueError("wm.loss(batch): actions and state come from the Batch; do not pass them too")
             state = video.initial_state if self.config.state_dim > 0 else None  # the Batch may carry unused state
+            kvaf = getattr(video, "kvaf", None) if kvaf is None else kvaf
             video, actions = video.video, video.actions
         if actions is None or video.shape[:2] != actions.shape[:2]:
             got = None if actions is None else tuple(actions.shape[:2])
             raise ValueError(f"video {tuple(video.shape[:2])} and actions {got} disagree on (batch, frames)")
+        if self.kvaf is not None:
+            total, self.last_losses = kvaf_loss(self, video, actions, state, kvaf, generator, action_dropout)
+            return total
         x0 = self.encode(video)
         cond = self.condition(video[:, 0], x0[:, 0], frames=video.shape[1])
         b, device = x0.shape[0], x0.device

@@ -29,6 +29,7 @@ from actwm.data.lerobot import LeRobotDataset
 from actwm.io import atomic_write_json
 from actwm.models.world_model import WorldModel
 from actwm.rollout.env import to_tensor, to_uint8
+from actwm.rollout.kvaf import episode_start, kvaf_video
 from actwm.rollout.rollout import RolloutConfig, rollout
 from actwm.video import read_image, write_frames, write_gif, write_mp4
 
@@ -77,6 +78,17 @@ def _episode_inputs(spec: str, frames: int | None, start: int):
     if start < 0 or stop > len(ep):
         raise ValueError(f"--episode {spec}: frames [{start}, {stop}) exceed its {len(ep)} frames")
     return ep.frames[start:stop], ep.actions[start:stop]
+
+
+def _kvaf_of(wm: WorldModel, args: argparse.Namespace, actions: np.ndarray, hw: tuple[int, int]):
+    """A KVAF model's KVAF video of the commanded actions, rendered from the episode's start state (else None)."""
+    if wm.kvaf is None or wm.kvaf.numeric is not None:
+        return None
+    if not args.episode:
+        raise ValueError("a KVAF world model renders the commanded motion from a recorded start state: use --episode")
+    root, _, index = args.episode.rpartition(":")
+    start = episode_start(root, int(index), args.start, tuple(hw))
+    return kvaf_video(torch.from_numpy(actions), start, wm.action_space.name)
 
 
 def write_video_set(out: Path, kind: str, name: str, frames: np.ndarray, fps: float) -> None:
@@ -176,6 +188,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("--actions is required with --frame")
         start = read_image(args.frame)
         actions = load_actions(args.actions, dim)
+    kvaf = _kvaf_of(wm, args, actions, start.shape[:2])
     video = rollout(
         wm,
         to_tensor(start),
@@ -189,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
             guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
         ),
         progress=True,
+        kvaf=kvaf,
     )
     frames = to_uint8(video)
     fps = args.fps or wm.config.fps or 5.0

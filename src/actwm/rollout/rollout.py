@@ -18,6 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from actwm.actions import ActionNormaliser, transform_actions
+from actwm.models.conditioning import Conditioning
+from actwm.models.kvaf import KVAF, kvaf_branch_for, numeric_inputs
 from actwm.models.world_model import WorldModel
 
 
@@ -91,6 +93,7 @@ def rollout(
     cfg: RolloutConfig | None = None,
     seeds: list[int] | None = None,
     progress: bool = False,
+    kvaf: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate `frames` frames for each action sequence.
 
@@ -99,6 +102,8 @@ def rollout(
         raw_actions: `(batch, frames, D)` raw per-step actions (see module docstring).
         state: `(batch, S)` initial state, if the model has a state embedding.
         seeds: one seed per sequence (default `cfg.seed + i`).
+        kvaf: `(batch, frames, 3, H, W)` in [-1, 1]: the KVAF video of the commanded motion, for a KVAF model (render
+            it from the actions with `actwm.rollout.kvaf.kvaf_video`; a user never draws one).
     Returns:
         `(batch, frames, 3, H, W)` in [-1, 1]; frame 0 is the start frame.
     """
@@ -112,6 +117,12 @@ def rollout(
     if first_frame.ndim != 4 or first_frame.shape[0] not in (1, b):
         raise ValueError(f"first frame must be (1 or {b}, 3, H, W), got shape {tuple(first_frame.shape)}")
     check_image_size(wm, first_frame.shape[-2], first_frame.shape[-1])
+    needs_kvaf = wm.kvaf is not None and wm.kvaf.numeric is None  # (the numeric ablation streams the actions)
+    if needs_kvaf != (kvaf is not None) or (kvaf is not None and kvaf.shape[:2] != raw_actions.shape[:2]):
+        raise ValueError(
+            "a KVAF world model needs the KVAF video of the actions, (batch, frames, 3, H, W) (actwm.rollout.kvaf), "
+            "and only a KVAF model takes one"
+        )
     frame = first_frame.expand(b, -1, -1, -1)
     seeds = [cfg.seed + i for i in range(b)] if seeds is None else list(seeds)
     k = wm.encoder.cfg.temporal_compression
@@ -121,15 +132,24 @@ def rollout(
         raw = raw_actions[:, start : start + length]
         if raw.shape[1] < length:  # past the end: stand still
             raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
+        model_actions = to_model_actions(wm, raw)
+        extra = None
+        if wm.kvaf is not None and wm.kvaf.numeric is not None:
+            extra = Conditioning({KVAF: numeric_inputs(wm.kvaf, model_actions)})
+        if kvaf is not None:  # past the end: the arm stays where it is
+            part = kvaf[:, start : start + length]
+            part = torch.cat([part] + [part[:, -1:]] * (length - part.shape[1]), dim=1)
+            extra = Conditioning({KVAF: kvaf_branch_for(wm, part, [s + 7919 * c for s in seeds])})
         video = wm.generate(
             frame,
-            to_model_actions(wm, raw),
+            model_actions,
             state,
             steps=cfg.steps,
             sampler=cfg.sampler,
             seeds=[s + 7919 * c for s in seeds],
             guidance=cfg.guidance,
             guidance_interval=cfg.guidance_interval,
+            conditioning=extra,
         )
         out.append(video[:, 1:keep])
         frame = video[:, keep - 1]

@@ -87,6 +87,10 @@ class TrainConfig:
             "cudnn"); None lets torch choose.
         optimizer_impl: AdamW implementation: "default" (torch's choice: a per-parameter loop on CPU),
             "foreach" (multi-tensor) or "fused".
+        conditioning: "actions" (EgoWM action embedding), "kvaf" (EA-WM KVAF stream; the clips' KVAF videos are
+            rendered from their joints and calibration with `actwm.robots`) or "kvaf+actions" (both).
+        kvaf_stage: KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained (run 1, then 2 with init_from).
+        robot: the `actwm.robots` preset whose arm the KVAF videos draw.
     """
 
     data: str | None = None
@@ -136,6 +140,9 @@ class TrainConfig:
     channels_last: bool = False
     sdpa_backend: str | None = None
     optimizer_impl: str = "default"
+    conditioning: str = "actions"
+    kvaf_stage: int = 2
+    robot: str = "manip"
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON lists -> tuple
@@ -164,6 +171,8 @@ class TrainConfig:
         _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
         if self.sdpa_backend is not None:
             _choice("sdpa_backend", self.sdpa_backend, SDPA_BACKENDS)
+        _choice("conditioning", self.conditioning, ("actions", "kvaf", "kvaf+actions"))
+        _choice("kvaf_stage", self.kvaf_stage, (1, 2))
         for name in ("steps", "batch_size", "grad_accum", "lora_rank", "context", "stride", "keep_last", "log_every"):
             _at_least(name, getattr(self, name), 1)
         for name in ("state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every"):

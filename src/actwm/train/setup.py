@@ -45,7 +45,9 @@ class LossModule(nn.Module):
         The state conditions only a model with `state_dim > 0` (datasets may carry a state the model ignores).
         """
         state = batch.initial_state if self.wm.config.state_dim else None
-        return self.wm.loss(batch.video, batch.actions, state, generator=generator, action_dropout=action_dropout)
+        return self.wm.loss(
+            batch.video, batch.actions, state, generator=generator, action_dropout=action_dropout, kvaf=batch.kvaf
+        )
 
 
 def param_groups(wm: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -172,6 +174,11 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
                 f"TrainConfig.state_dim: {cfg.state_dim} differs from the init_from model's state_dim "
                 f"{wm.config.state_dim}"
             )
+        if wm.config.conditioning != cfg.conditioning:
+            raise ValueError(
+                f"TrainConfig.conditioning: {cfg.conditioning!r} differs from the init_from model's "
+                f"{wm.config.conditioning!r}"
+            )
         wm.action_space = space
         wm.config.action_space = space.to_dict()
         return wm
@@ -181,6 +188,7 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
         state_dim=cfg.state_dim,
         lora_rank=cfg.lora_rank,
         lora_alpha=float(cfg.lora_alpha if cfg.lora_alpha is not None else cfg.lora_rank),
+        conditioning=cfg.conditioning,
     )
     overrides.update(cfg.model_overrides)
     return WorldModel.from_preset(cfg.model, space, **overrides)
@@ -214,6 +222,7 @@ def apply_train_mode(wm: WorldModel, cfg: TrainConfig) -> WorldModel:
     has_lora = any("lora_" in n for n, _ in wm.adapter.backbone.named_parameters())
     if cfg.train_mode == "lora" and not has_lora:
         wm = with_lora(wm, cfg.lora_rank, float(cfg.lora_alpha if cfg.lora_alpha is not None else cfg.lora_rank))
+    wm.kvaf_stage = cfg.kvaf_stage  # KVAF models: stage 1 freezes the fusion
     wm.set_train_mode(cfg.train_mode)
     if cfg.passive:
         wm.encoder.requires_grad_(False)

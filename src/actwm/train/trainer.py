@@ -71,6 +71,7 @@ from actwm.models.world_model import WEIGHTS_NAME, WorldModel
 from actwm.train import checkpoint as ckpt
 from actwm.train.config import TrainConfig
 from actwm.train.ema import EMA
+from actwm.train.kvaf_data import with_kvaf
 from actwm.train.logs import MetricsLog, StepLog
 from actwm.train.sampling import StepBatchSampler, StepIndexer, derive_seed, noise_generator
 from actwm.train.saving import FINAL, clean_final_leftovers, save_state_dict, write_final
@@ -145,7 +146,7 @@ class Trainer:
             raise ValueError(
                 "TrainConfig.ema_decay: EMA is not supported with FSDP; set ema_decay=None or distributed='ddp'"
             )
-        self.dataset = dataset if dataset is not None else build_dataset(cfg)
+        self.dataset = with_kvaf(dataset if dataset is not None else build_dataset(cfg), cfg)
         first = sample_batch(self.dataset)
         if model is None:
             model = build_model(cfg, dataset_action_space(self.dataset, first.actions.shape[-1]))
