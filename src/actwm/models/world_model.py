@@ -338,7 +338,7 @@ class WorldModel(nn.Module):
             if actions is not None or state is not None:
                 raise ValueError("wm.loss(batch): actions and state come from the Batch; do not pass them too")
             state = video.initial_state if self.config.state_dim > 0 else None  # the Batch may carry unused state
-            kvaf = getattr(video, "kvaf", None) if kvaf is None else kvaf
+            kvaf = video.kvaf if kvaf is None else kvaf
             video, actions = video.video, video.actions
         if actions is None or video.shape[:2] != actions.shape[:2]:
             got = None if actions is None else tuple(actions.shape[:2])

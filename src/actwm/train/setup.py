@@ -40,14 +40,9 @@ class LossModule(nn.Module):
         self.wm = wm
 
     def forward(self, batch: Batch, generator: torch.Generator, action_dropout: float) -> torch.Tensor:
-        """A `Batch` (video `(b, T, 3, H, W)` in [-1, 1], actions `(b, T, D)`, state `(b, T, S)`) -> scalar loss.
-
-        The state conditions only a model with `state_dim > 0` (datasets may carry a state the model ignores).
-        """
-        state = batch.initial_state if self.wm.config.state_dim else None
-        return self.wm.loss(
-            batch.video, batch.actions, state, generator=generator, action_dropout=action_dropout, kvaf=batch.kvaf
-        )
+        """A `Batch` (video `(b, T, 3, H, W)` in [-1, 1], actions `(b, T, D)`, optional state and KVAF video)
+        -> scalar loss (`WorldModel.loss` uses the state only when the model has a state embedding)."""
+        return self.wm.loss(batch, generator=generator, action_dropout=action_dropout)
 
 
 def param_groups(wm: WorldModel, cfg: TrainConfig) -> list[dict[str, Any]]:
