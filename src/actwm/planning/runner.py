@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from actwm import __version__
@@ -147,12 +148,29 @@ def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None
         check_image(ep.goal_image, f"goal image of episode {ep.index}", like=like)
 
 
+def shard() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def run_episodes(task: Task, agent: Agent, episodes: Any, seed: int, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every episode of the set; episode i uses seed `seed * 100_000 + i`."""
+    """Run every episode of the set; episode i uses seed `seed * 100_000 + i`.
+
+    Under torch.distributed, rank r runs episodes i with `i % world == r` and every rank gets all results,
+    ordered by episode (identical to one process: each episode's seed depends only on its index).
+    """
+    rank, world = shard()
+    mine = [ep for ep in episodes if ep.index % world == rank]
     out = []
-    for ep in tqdm(list(episodes), desc=f"episodes (M={agent.cfg.proposals})", disable=not progress):
+    for ep in tqdm(mine, desc=f"episodes (M={agent.cfg.proposals})", disable=not progress or rank != 0):
         out.append(agent.run_episode(task, ep, seed=seed * 100_000 + ep.index))
-    return out
+    if world == 1:
+        return out
+    gathered: list[list[dict[str, Any]]] = [[] for _ in range(world)]
+    dist.all_gather_object(gathered, out)
+    return sorted((r for part in gathered for r in part), key=lambda r: r["episode"])
 
 
 def fingerprint(cfg: PlanRunConfig, agent: Agent, episodes: Any) -> dict[str, Any]:
@@ -163,6 +181,7 @@ def fingerprint(cfg: PlanRunConfig, agent: Agent, episodes: Any) -> dict[str, An
         "episode_set": {"id": episodes.id, "seed": episodes.seed, "n": len(episodes), "task": episodes.task},
         "episode_seeds": [cfg.seed * 100_000 + ep.index for ep in episodes],
         "stop_threshold": cfg.threshold,
+        "processes": shard()[1],
         "actwm_version": __version__,
         "python": platform.python_version(),
     }
