@@ -18,6 +18,7 @@ import numpy as np
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+import actwm.planning.serve  # noqa: F401  (registers the "http" world model)
 from actwm import __version__
 from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
