@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-proposals", default=None, help="e.g. 1,2,4,8,16: SR vs M")
     p.add_argument("--json", required=True, help="output JSON")
     p.add_argument("--report", default=None, help="directory for report.html")
+    p.add_argument("--videos", default=None, help="directory for per-episode videos (real | imagined | goal)")
     p.add_argument("--calibrate-stop", action="store_true", help="calibrate the stop threshold and exit")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed and not dist.is_initialized():
         dist.init_process_group("gloo")
     try:
-        result = run(cfg, progress=not args.no_progress, sweep=sweep)
+        result = run(cfg, progress=not args.no_progress, sweep=sweep, videos=args.videos)
     finally:
         if distributed:
             dist.destroy_process_group()
