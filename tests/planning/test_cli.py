@@ -77,3 +77,46 @@ def test_goal_image_of_the_wrong_size_is_refused_before_any_episode():
             prepare(cfg, task, agent, [*episodes, _Wrong()])
     finally:
         task.close()
+
+
+def test_push_runs_with_cem_and_refuses_the_nav_base_policy(tmp_path):
+    out = tmp_path / "push.json"
+    push = [
+        "--task",
+        "push",
+        "--episodes",
+        "1",
+        "--budget",
+        "2",
+        "--proposals",
+        "3",
+        "--horizon",
+        "2",
+        "--execute",
+        "1",
+        "--size",
+        "32",
+    ]
+    with pytest.raises(ValueError, match="proposer 'base' needs the discrete nav vocabulary"):
+        main([*push, "--json", str(out), "--no-progress"])
+    assert not out.exists()
+    assert (
+        main(
+            [
+                *push,
+                "--proposer",
+                "cem",
+                "--iterations",
+                "2",
+                "--world-model",
+                "oracle",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["summary"]["n"] == 1 and result["episodes"][0]["steps"] <= 2
+    assert result["fingerprint"]["episode_set"]["task"] == "push"

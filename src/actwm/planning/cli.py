@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     s = result["summary"]
     print(
         f"{cfg.task} world model {s['world_model']}: SR {s['success_rate']:.3f} "
-        f"[{s['success_rate_ci95'][0]:.2f}, {s['success_rate_ci95'][1]:.2f}], SPL {s['spl']:.3f}, n {s['n']}"
+        f"[{s['success_rate_ci95'][0]:.2f}, {s['success_rate_ci95'][1]:.2f}], "
+        + (f"SPL {s['spl']:.3f}, " if "spl" in s else "")
+        + f"n {s['n']}"
     )
     return 0
 
