@@ -9,6 +9,7 @@ import torch
 from actwm.models.world_model import WorldModel
 from actwm.planning.cli import main
 from actwm.planning.runner import PlanRunConfig, build_agent, build_task, build_world, prepare
+from actwm.video import read_video
 
 SMALL = ["--episodes", "1", "--budget", "4", "--proposals", "4", "--horizon", "3", "--execute", "3", "--size", "32"]
 
@@ -16,7 +17,7 @@ SMALL = ["--episodes", "1", "--budget", "4", "--proposals", "4", "--horizon", "3
 def test_plan_writes_results_fingerprint_and_report(tmp_path):
     out = tmp_path / "plan.json"
     argv = ["--world-model", "oracle", *SMALL, "--seed", "2", "--json", str(out), "--report", str(tmp_path / "r")]
-    argv += ["--sweep-proposals", "1,4", "--no-progress"]
+    argv += ["--sweep-proposals", "1,4", "--no-progress", "--videos", str(tmp_path / "v")]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     s = result["summary"]
@@ -30,6 +31,8 @@ def test_plan_writes_results_fingerprint_and_report(tmp_path):
     assert [p["proposals"] for p in result["sweep"]] == [1, 4]
     assert result["sweep"][1]["episodes"] == result["episodes"]  # M = 4 is the main run
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "sr_vs_m.png").is_file()
+    frames, _ = read_video(tmp_path / "v" / "episode0000_M4.mp4")
+    assert frames.shape == (result["episodes"][0]["actions"], 32, 96, 3)  # real | imagined | goal per action
 
 
 @pytest.mark.parametrize(
@@ -74,3 +77,46 @@ def test_goal_image_of_the_wrong_size_is_refused_before_any_episode():
             prepare(cfg, task, agent, [*episodes, _Wrong()])
     finally:
         task.close()
+
+
+def test_push_runs_with_cem_and_refuses_the_nav_base_policy(tmp_path):
+    out = tmp_path / "push.json"
+    push = [
+        "--task",
+        "push",
+        "--episodes",
+        "1",
+        "--budget",
+        "2",
+        "--proposals",
+        "3",
+        "--horizon",
+        "2",
+        "--execute",
+        "1",
+        "--size",
+        "32",
+    ]
+    with pytest.raises(ValueError, match="proposer 'base' needs the discrete nav vocabulary"):
+        main([*push, "--json", str(out), "--no-progress"])
+    assert not out.exists()
+    assert (
+        main(
+            [
+                *push,
+                "--proposer",
+                "cem",
+                "--iterations",
+                "2",
+                "--world-model",
+                "oracle",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["summary"]["n"] == 1 and result["episodes"][0]["steps"] <= 2
+    assert result["fingerprint"]["episode_set"]["task"] == "push"

@@ -3,13 +3,17 @@
     actwm plan --task imagenav --world-model oracle --proposals 8 --horizon 3 --episodes 20 --seed 0 \\
         --json out/plan.json [--sweep-proposals 1,2,4,8,16] [--report out/]
     actwm plan --calibrate-stop --stop-metric ncc --json out/stop.json
+    torchrun --nproc_per_node 2 -m actwm.planning ...     # episodes sharded over processes (gloo), rank 0 writes
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+import torch.distributed as dist
 
 from actwm.io import atomic_write_json
 from actwm.planning.calibrate import calibrate_stop
@@ -26,6 +30,11 @@ def _ints(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"--sweep-proposals needs integers >= 1, got {text!r}")
     return values
+
+
+def shard_rank(distributed: bool) -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return int(os.environ.get("RANK", "0")) if distributed else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-proposals", default=None, help="e.g. 1,2,4,8,16: SR vs M")
     p.add_argument("--json", required=True, help="output JSON")
     p.add_argument("--report", default=None, help="directory for report.html")
+    p.add_argument("--videos", default=None, help="directory for per-episode videos (real | imagined | goal)")
     p.add_argument("--calibrate-stop", action="store_true", help="calibrate the stop threshold and exit")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -84,14 +94,25 @@ def main(argv: list[str] | None = None) -> int:
         budget=args.budget,
         rollout_steps=args.rollout_steps,
     )
-    result = run(cfg, progress=not args.no_progress, sweep=sweep)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun: shard episodes over processes
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    try:
+        result = run(cfg, progress=not args.no_progress, sweep=sweep, videos=args.videos)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    if shard_rank(distributed) != 0:
+        return 0
     atomic_write_json(args.json, result)
     if args.report:
         write_report([result], args.report)
     s = result["summary"]
     print(
         f"{cfg.task} world model {s['world_model']}: SR {s['success_rate']:.3f} "
-        f"[{s['success_rate_ci95'][0]:.2f}, {s['success_rate_ci95'][1]:.2f}], SPL {s['spl']:.3f}, n {s['n']}"
+        f"[{s['success_rate_ci95'][0]:.2f}, {s['success_rate_ci95'][1]:.2f}], "
+        + (f"SPL {s['spl']:.3f}, " if "spl" in s else "")
+        + f"n {s['n']}"
     )
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from actwm.pixels import unit_to_uint8
 from actwm.planning.interface import STOP, ImaginedWorld, Observation, Proposer, Scorer, Task
 
 
@@ -74,7 +75,7 @@ class Agent:
             return plans[0], {"imagined": 0, "score": None}
         allows_stay = getattr(self.stop, "allows_stay", None)
         stay_ok = allows_stay is None or allows_stay(obs, task)
-        best_plan, best_score, imagined = plans[0], -np.inf, 0
+        best_plan, best_score, imagined, best_frames = plans[0], -np.inf, 0, None
         while True:
             scores = np.asarray(self.scorer.score(obs, plans, frames), dtype=np.float64)
             if not stay_ok and task.vocabulary.kind == "discrete":
@@ -82,15 +83,19 @@ class Agent:
             imagined += len(plans)
             i = int(np.argmax(scores))
             if scores[i] > best_score:
-                best_plan, best_score = plans[i], float(scores[i])
+                best_plan, best_score, best_frames = plans[i], float(scores[i]), frames[i]
             plans = self.proposer.refine(plans, scores)
             if plans is None:
                 break
             frames = self.world.imagine(obs, plans)
-        return best_plan, {"imagined": imagined, "score": best_score}
+        return best_plan, {"imagined": imagined, "score": best_score, "frames": best_frames}
 
-    def run_episode(self, task: Task, episode: Any, seed: int) -> dict[str, Any]:
-        """Run one episode; returns the task's result plus decisions, imagined plans and seconds."""
+    def run_episode(self, task: Task, episode: Any, seed: int, record: bool = False) -> dict[str, Any]:
+        """Run one episode; returns the task's result plus decisions, imagined plans and seconds.
+
+        With `record`, `result["video"]` is `(T, H, 3W, 3)` uint8: per executed action the real frame, the
+        chosen plan's imagined frame for that action (black without a world model) and the goal image.
+        """
         # 1. reset everything from the episode seed
         rng = np.random.default_rng([seed, 7])
         obs = task.reset(episode)
@@ -98,6 +103,7 @@ class Agent:
         self.proposer.reset(task.vocabulary, rng)
         stopped, decisions, imagined, t0 = False, 0, 0, time.perf_counter()
         executed_actions: list[Any] = []
+        video: list[np.ndarray] = []
         # 2. decide and act until the stop rule fires or a budget is spent
         imagines = getattr(self.world, "imagines", True)
         while obs.step < task.budget:
@@ -114,9 +120,11 @@ class Agent:
             if not actions:  # the chosen plan starts with "stop": the agent's decision
                 stopped = True
                 break
-            for action in actions:
+            for j, action in enumerate(actions):
                 obs = task.step(action)
                 executed_actions.append(np.asarray(action).tolist())
+                if record:
+                    video.append(_video_frame(obs, stats["frames"], j))
             self.proposer.advance(len(actions))
         # 3. the task's metrics, plus what the planner spent
         result = dict(task.result(stopped))
@@ -127,6 +135,8 @@ class Agent:
             executed=executed_actions,
             seed=seed,
         )
+        if record:
+            result["video"] = np.stack(video) if video else np.zeros((0, *obs.rgb.shape[:1], 3 * obs.rgb.shape[1], 3))
         return result
 
     def _to_execute(self, task: Task, obs: Observation, plan: np.ndarray) -> list[Any]:
@@ -149,3 +159,10 @@ class Agent:
             "stop": getattr(self.stop, "name", type(self.stop).__name__),
             "oracle": bool(self.world.is_oracle or getattr(self.stop, "is_oracle", False)),
         }
+
+
+def _video_frame(obs: Observation, imagined: Any, j: int) -> np.ndarray:
+    """`(H, 3W, 3)` uint8: real view | imagined view of the executed action j (black if none) | goal."""
+    fake = np.zeros_like(obs.rgb) if imagined is None else unit_to_uint8(imagined[j])
+    goal = np.zeros_like(obs.rgb) if obs.goal is None else obs.goal
+    return np.concatenate([obs.rgb, fake, goal], axis=1)

@@ -10,6 +10,7 @@ use of its base VLM).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -98,17 +99,21 @@ class TemplateMatchPolicy(_Base):
         return self._plan([turn] * abs(turns) or [self._fwd, self._fwd], horizon)
 
     def macros(self, horizon: int) -> list[np.ndarray]:
-        """Structured alternatives: stay; turn k in place; turn a, walk n, turn back (a side step), all <= L."""
+        """Structured alternatives, mixed so that any prefix holds each kind: stay; walk n; turn k in place;
+        side steps (turn a, walk n, turn back); all within L actions."""
         left, right, fwd = self._left, self._right, self._fwd
-        out = [self._plan([], horizon)]
-        for k in range(1, 5):
-            out += [self._plan([left] * k, horizon), self._plan([right] * k, horizon)]
-        for n in range(1, 5):
-            for a in range(0, 4):
-                for turn, back in ((left, right), (right, left)):
-                    if 2 * a + n <= horizon:
-                        out.append(self._plan([turn] * a + [fwd] * n + [back] * a, horizon))
-        return out
+        walks = [[fwd] * n for n in (2, 4, 1, 3)]
+        turns = [[t] * k for k in (1, 2, 3, 4) for t in (left, right)]
+        sides = [
+            [t] * a + [fwd] * n + [b] * a
+            for n in (2, 4, 1, 3)
+            for a in (1, 2, 3)
+            for t, b in ((left, right), (right, left))
+        ]
+        ordered: list[list[int]] = [[]]
+        for group in itertools.zip_longest(walks, turns, sides, fillvalue=None):
+            ordered += [g for g in group if g is not None]
+        return [self._plan(a, horizon) for a in ordered if len(a) <= horizon]
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
         rows, seen = [], set()

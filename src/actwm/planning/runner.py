@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 import platform
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
+import actwm.planning.serve  # noqa: F401  (registers the "http" world model)
 from actwm import __version__
 from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
@@ -26,6 +29,7 @@ from actwm.planning.scorers import GoalSimilarity, NeverStop, OracleStop, Simila
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask, PushConfig, PushTask
 from actwm.planning.worlds import make_world_model
 from actwm.rollout.rollout import RolloutConfig
+from actwm.video import write_mp4
 
 TASKS = ("imagenav", "push")
 PROPOSERS = ("base", "cem", "random", "enumerate", "mppi")
@@ -147,12 +151,38 @@ def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None
         check_image(ep.goal_image, f"goal image of episode {ep.index}", like=like)
 
 
-def run_episodes(task: Task, agent: Agent, episodes: Any, seed: int, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every episode of the set; episode i uses seed `seed * 100_000 + i`."""
+def shard() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def run_episodes(
+    task: Task, agent: Agent, episodes: Any, seed: int, progress: bool = True, videos: str | None = None
+) -> list[dict[str, Any]]:
+    """Run every episode of the set; episode i uses seed `seed * 100_000 + i`.
+
+    Under torch.distributed, rank r runs episodes i with `i % world == r` and every rank gets all results,
+    ordered by episode (identical to one process: each episode's seed depends only on its index).
+    """
+    rank, world = shard()
+    mine = [ep for ep in episodes if ep.index % world == rank]
     out = []
-    for ep in tqdm(list(episodes), desc=f"episodes (M={agent.cfg.proposals})", disable=not progress):
-        out.append(agent.run_episode(task, ep, seed=seed * 100_000 + ep.index))
-    return out
+    for ep in tqdm(mine, desc=f"episodes (M={agent.cfg.proposals})", disable=not progress or rank != 0):
+        result = agent.run_episode(task, ep, seed=seed * 100_000 + ep.index, record=videos is not None)
+        if videos is not None:
+            path = Path(videos) / f"episode{ep.index:04d}_M{agent.cfg.proposals}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if len(result["video"]):
+                write_mp4(path, result.pop("video"), fps=2.0)
+            result.pop("video", None)
+        out.append(result)
+    if world == 1:
+        return out
+    gathered: list[list[dict[str, Any]]] = [[] for _ in range(world)]
+    dist.all_gather_object(gathered, out)
+    return sorted((r for part in gathered for r in part), key=lambda r: r["episode"])
 
 
 def fingerprint(cfg: PlanRunConfig, agent: Agent, episodes: Any) -> dict[str, Any]:
@@ -163,12 +193,15 @@ def fingerprint(cfg: PlanRunConfig, agent: Agent, episodes: Any) -> dict[str, An
         "episode_set": {"id": episodes.id, "seed": episodes.seed, "n": len(episodes), "task": episodes.task},
         "episode_seeds": [cfg.seed * 100_000 + ep.index for ep in episodes],
         "stop_threshold": cfg.threshold,
+        "processes": shard()[1],
         "actwm_version": __version__,
         "python": platform.python_version(),
     }
 
 
-def run(cfg: PlanRunConfig, progress: bool = True, sweep: list[int] | None = None) -> dict[str, Any]:
+def run(
+    cfg: PlanRunConfig, progress: bool = True, sweep: list[int] | None = None, videos: str | None = None
+) -> dict[str, Any]:
     """Run `cfg` (and, with `sweep`, once per number of proposals M); returns the JSON-able result."""
     # 1. build everything and check it before any episode runs
     task = build_task(cfg)
@@ -180,7 +213,7 @@ def run(cfg: PlanRunConfig, progress: bool = True, sweep: list[int] | None = Non
         for m in sweep or []:
             replace(cfg, proposals=m)  # validates every M up front
         # 2. the main run, then the sweep
-        results = run_episodes(task, agent, episodes, cfg.seed, progress)
+        results = run_episodes(task, agent, episodes, cfg.seed, progress, videos)
         out = {"summary": _summary(task, results, agent), "episodes": results}
         if sweep:
             out["sweep"] = []
