@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("actwm.rollout.cli", "imagine the future of a start frame under an action sequence"),
     "eval": ("actwm.eval.cli", "score predicted videos against ground truth (SCS, PSNR, SSIM, LPIPS, FVD, ...)"),
     "policy-eval": ("actwm.eval.policy", "Pearson / MMRV between world-model and real success rates"),
+    "plan": (
+        "actwm.planning.cli",
+        "closed-loop planning with any world model, judged by task success",
+    ),
+    "serve": ("actwm.planning.serve", "serve a world model's imagine() over HTTP (npz in and out, never pickle)"),
     "kvaf": ("actwm.robots.cli", "render Kinematic-to-Visual Action Fields of a dataset episode, recover actions"),
     "info": ("actwm.models.cli", "list backbone presets and action spaces"),
 }

@@ -15,28 +15,11 @@ from actwm.geometry import wrap_angle
 from actwm.planning.interface import Observation, get_vocabulary
 
 
-def _ensure_snapshot(env) -> None:
-    """Exact snapshot/restore for `nav` if this checkout's simulator predates them (nav is kinematic)."""
-    u = env.unwrapped
-    if hasattr(u, "snapshot"):
-        return
-
-    def snapshot():
-        return (u.pose.copy(), u.velocity.copy(), u.steps, {k: v.copy() for k, v in u._last_obs.items()})
-
-    def restore(state):
-        u.pose, u.velocity, u.steps = state[0].copy(), state[1].copy(), state[2]
-        u._last_obs = {k: v.copy() for k, v in state[3].items()}
-
-    u.snapshot, u.restore = snapshot, restore
-
-
 class MiniImageNav:
     name = "imagenav-mini"
 
     def __init__(self, size: int = 32, budget: int = 12):
         self.env = sim.make("nav", size=size)
-        _ensure_snapshot(self.env)
         self.vocabulary = get_vocabulary("nav_discrete")
         self.budget = budget
         self.image_size = (size, size)
