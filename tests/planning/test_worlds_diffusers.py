@@ -110,7 +110,10 @@ def test_prompt_embeddings_match_the_pipelines_own_encoding(world, monkeypatch):
     torch.testing.assert_close(world.encode_prompts(prompts), theirs)
 
 
-def test_frame_count_and_closing_frames():
+def test_frame_count_and_closing_frames(pipe):
+    world = DiffusersI2VWorld(pipe, I2VConfig(frames_per_action=2))
+    assert [world.num_frames(h) for h in (1, 2, 3)] == [5, 5, 9]  # 1 + 4n covering L * 2 frames (Wan VAE, k = 4)
+    assert world.generation_size(30, 40) == (32, 48)  # rounded up to the VAE's 8 px x the 2 px patch
     assert closing_indices(9, 4).tolist() == [0, 2, 4, 6, 8]
     assert closing_indices(13, 3).tolist() == [0, 4, 8, 12]
     assert closing_indices(5, 3).tolist() == [0, 1, 3, 4]
