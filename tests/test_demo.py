@@ -59,7 +59,7 @@ def test_demo_writes_metrics_and_report(demo):
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
     timings = json.loads(open(f"{out}/timings.json").read())
-    assert {"1 simulate", "2 passive stage", "3 action stage", "7 report"} <= set(timings["stages"])
+    assert {"1 simulate", "2 passive stage", "3 action stage", "8 report"} <= set(timings["stages"])
 
 
 def test_demo_held_out_scenes_are_disjoint(demo):
