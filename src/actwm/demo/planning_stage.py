@@ -344,7 +344,16 @@ def _closed_loop(state: Any) -> dict[str, Any]:
         "settings": _jsonable(asdict(s)),
         "stop_calibration": stop,
         "agents": {
-            k: {"summary": r["summary"], "sweep": r["sweep"], "fingerprint": r["fingerprint"]} for k, r in res.items()
+            k: {
+                "summary": r["summary"],
+                "sweep": r["sweep"],
+                "fingerprint": r["fingerprint"],
+                "episodes": [
+                    {f: e[f] for f in ("episode", "scene_seed", "success", "spl", "actions", "stopped")}
+                    for e in r["episodes"]
+                ],
+            }
+            for k, r in res.items()
         },
         "episode_set": res["action"]["fingerprint"]["episode_set"],
     }
