@@ -76,6 +76,8 @@ class DemoConfig:
     plan_steps: int = 4
     plan_sweep: tuple[int, ...] = (1, 2, 4)
     plan_calib_scenes: int = 12
+    # The no-model and oracle agents run in a second process (worth it when the episodes outweigh its ~10 s start).
+    plan_parallel: bool = True
 
     @classmethod
     def quick(cls, **kw: Any) -> "DemoConfig":
@@ -94,6 +96,7 @@ class DemoConfig:
             plan_steps=2,
             plan_sweep=(1, 2),
             plan_calib_scenes=2,
+            plan_parallel=False,
         )
         return cls(**{**base, **kw})
 

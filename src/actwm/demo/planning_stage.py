@@ -318,16 +318,21 @@ def _closed_loop(state: Any) -> dict[str, Any]:
     print(
         f"closed loop: {s.episodes} ImageNav episodes x 3 agents at {s.size} px; M={s.proposals}, L={s.horizon}, "
         f"k={s.execute}, <= {decisions} decisions / episode, {s.rollout_steps} denoising steps; SR vs M at "
-        f"{list(s.sweep)}; no-model + oracle agents in a second process",
+        f"{list(s.sweep)}; no-model + oracle agents "
+        + ("in a second process" if state.cfg.plan_parallel else "after it, in this process"),
         flush=True,
     )
     # 2. the stop rule at this size, calibrated on training scenes
     stop = calibrated_stop(s, out / "stop_calibration.json")
     # 3. none + oracle in a child process, the demo model here
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        cheap = pool.submit(_cheap_agents, s, stop, out)
+    if state.cfg.plan_parallel:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            cheap = pool.submit(_cheap_agents, s, stop, out)
+            res = {"action": run_agent("action", s, stop, out / "action.json", Path(model))}
+            res.update(cheap.result())
+    else:
         res = {"action": run_agent("action", s, stop, out / "action.json", Path(model))}
-        res.update(cheap.result())
+        res.update({k: run_agent(k, s, stop, out / f"{k}.json") for k in ("none", "oracle")})
     # 4. a strip of real vs imagined futures and the SR-vs-M plot
     assets = state.out / "assets"
     task = imagenav_task(s)
