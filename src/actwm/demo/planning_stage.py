@@ -67,6 +67,8 @@ class PlanSettings:
     guidance: float
     guidance_interval: tuple[float, float]
     frame_step: tuple[float, float]
+    forward_range: tuple[int, int] = (4, 12)
+    view_turns: int = 3
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.budget < 1 or self.calib_scenes < 1 or self.rollout_steps < 1:
@@ -92,12 +94,22 @@ def plan_settings(cfg: DemoConfig) -> PlanSettings:
         guidance=cfg.guidance,
         guidance_interval=tuple(cfg.guidance_interval),
         frame_step=(cfg.robot_speed, cfg.robot_turn_rate),
+        forward_range=tuple(cfg.plan_forward_range),
+        view_turns=cfg.plan_view_turns,
     )
 
 
 def imagenav_task(s: PlanSettings) -> ImageNavTask:
     """ImageNav at the demo's size with the demo's (supersampled) renders."""
-    return ImageNavTask(ImageNavConfig(size=s.size, budget=s.budget, nav=NavConfig(supersample=s.supersample)))
+    return ImageNavTask(
+        ImageNavConfig(
+            size=s.size,
+            budget=s.budget,
+            forward_range=tuple(s.forward_range),
+            view_turns=s.view_turns,
+            nav=NavConfig(supersample=s.supersample),
+        )
+    )
 
 
 def calibrated_stop(s: PlanSettings, path: Path) -> dict[str, float]:
@@ -259,7 +271,9 @@ def _section(res: dict[str, dict], s: PlanSettings, strip: str | None, plot: str
     parts = [
         "<h2>Closed loop: ImageNav on held-out scenes</h2>",
         f"<p>{s.episodes} episodes (episode set <code>{html.escape(str(ep_id))}</code>, planning scenes >= 2e9), "
-        f"{s.size} px, budget {s.budget} actions; M = {s.proposals} base-policy proposals of L = {s.horizon} "
+        f"{s.size} px, goals {s.forward_range[0] * 0.25:g}-{s.forward_range[1] * 0.25:g} m away within "
+        f"{s.view_turns} turns of the start heading, any final heading; budget {s.budget} actions; "
+        f"M = {s.proposals} base-policy proposals of L = {s.horizon} "
         f"actions, k = {s.execute} executed per decision; the demo model samples with {s.rollout_steps} steps. "
         "The same proposals, scorer (SSIM to the goal) and stop rule in every row; the oracle (flagged) "
         "imagines with the simulator itself. 95% intervals: Wilson (SR), bootstrap (SPL).</p>",
