@@ -80,6 +80,8 @@ def test_demo_resumes_without_redoing_work(demo, monkeypatch):
     cfg, metrics = demo
     weights = sorted(Path(cfg.out, "runs").rglob("model.safetensors"))
     stamps = [w.stat().st_mtime_ns for w in weights]
+    agents = sorted(Path(cfg.out, "planning").glob("*.json"))
+    agent_stamps = [a.stat().st_mtime_ns for a in agents]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished demo trained again")
@@ -88,6 +90,9 @@ def test_demo_resumes_without_redoing_work(demo, monkeypatch):
     again = run_demo(cfg)  # every stage finds its output and skips
     assert again["true"] == metrics["true"]
     assert weights and [w.stat().st_mtime_ns for w in weights] == stamps
+    # the closed-loop stage reads its agents' results back instead of running the episodes again
+    assert len(agents) == 4 and [a.stat().st_mtime_ns for a in agents] == agent_stamps
+    assert again["planning"]["agents"] == json.loads(json.dumps(metrics["planning"]["agents"]))
 
 
 def test_demo_refuses_other_settings_in_same_dir(demo):
