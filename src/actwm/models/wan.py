@@ -52,6 +52,10 @@ class WanAdapter(BackboneAdapter):
         transformer.register_forward_pre_hook(self._per_token_timesteps, with_kwargs=True)
         transformer.register_forward_hook(self._end_call)
         transformer.condition_embedder.time_proj.register_forward_hook(self._exact_time_proj)
+        self._tail: tuple | None = None  # (padded, dtype, batch, [mask, padded]): the last concat condition's tail
+        self._frame_tokens = 0  # tokens per latent frame while our forward embeds the time per frame, else 0
+        transformer.condition_embedder.time_embedder.register_forward_pre_hook(self._frame_rows)
+        transformer.condition_embedder.register_forward_hook(self._spread_frames)
         self.concat_condition = cfg.in_channels != cfg.out_channels
         self.mask_channels = cfg.in_channels - 2 * cfg.out_channels if self.concat_condition else 0
         if self.concat_condition and self.mask_channels < 1:
@@ -109,6 +113,8 @@ class WanAdapter(BackboneAdapter):
                 f"temb has shape {tuple(target.shape)}"
             )
         emb = tile_batch(emb, target.shape[0], f"Wan {site.name}")
+        if target.shape[1] == f:  # our forward: the time embedding is computed per latent frame
+            return emb
         return repeat(emb, "b f c -> b (f n) c", n=target.shape[1] // f)
 
     def _per_token_timesteps(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
@@ -140,6 +146,26 @@ class WanAdapter(BackboneAdapter):
 
     def _end_call(self, module: nn.Module, args: tuple, output: object) -> None:
         self._broadcast, self._temb_sample = 0, None
+
+    def _frame_rows(self, module: nn.Module, args: tuple) -> tuple | None:
+        """time_embedder pre-hook in our forward: `(B, S, freq)` sinusoids -> `(B, f, freq)`, one row per latent
+        frame (its tokens share the timestep), so the time MLP and `time_proj` run on `f` rows instead of `S`."""
+        if not self._frame_tokens or args[0].ndim != 3:
+            return None
+        return (args[0][:, :: self._frame_tokens],)
+
+    def _spread_frames(self, module: nn.Module, args: tuple, output: tuple) -> tuple | None:
+        """condition_embedder hook in our forward: per-frame `temb (B, f, C)` and `timestep_proj (B, f, 6C)` ->
+        per token `(B, S, ...)`, the layout the blocks and the output norm expect (a view when f = 1)."""
+        if not self._frame_tokens or output[0].ndim != 3:
+            return None
+        n = self._frame_tokens
+
+        def spread(x: torch.Tensor) -> torch.Tensor:
+            b, f, c = x.shape
+            return x.unsqueeze(2).expand(b, f, n, c).reshape(b, f * n, c)  # "b f c -> b (f n) c"
+
+        return (spread(output[0]), spread(output[1]), *output[2:])
 
     def apply_output(
         self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
@@ -185,16 +211,20 @@ class WanAdapter(BackboneAdapter):
         padded = cond.padded
         if padded.shape[1] != x.shape[1]:
             raise ValueError(f"condition has {padded.shape[1]} latent frames, the noisy latents {x.shape[1]}")
-        mask = torch.zeros(x.shape[0], x.shape[1], self.mask_channels, *x.shape[-2:], dtype=x.dtype, device=x.device)
-        mask[:, 0] = 1.0
-        return torch.cat([x, mask, padded.to(x.dtype)], dim=2)
+        key = (padded, x.dtype, x.shape[0])  # the same condition at every sampler step: build its tail once
+        if self._tail is None or self._tail[0] is not padded or self._tail[1:3] != key[1:]:
+            b, f, _, h, w = x.shape
+            mask = torch.zeros(b, f, self.mask_channels, h, w, dtype=x.dtype, device=x.device)
+            mask[:, 0] = 1.0
+            self._tail = (*key, torch.cat([mask, padded.to(x.dtype)], dim=2))
+        return torch.cat([x, self._tail[3]], dim=2)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
         self.check_latents(x, self.active)
         b, f, _, h, w = x.shape
         _, ph, pw = self.backbone.config.patch_size
         tokens_per_frame = (h // ph) * (w // pw)
-        dtype = self.backbone.dtype
+        dtype = self.backbone.patch_embedding.weight.dtype  # (ModelMixin.dtype walks every module per call)
         t_frames = repeat(t.float() * 1000.0, "b -> b f", f=f).clone()
         if self.concat_condition:
             x = self._concat_input(x, cond)
@@ -203,13 +233,17 @@ class WanAdapter(BackboneAdapter):
             t_frames[:, 0] = 0.0
         t_tokens = repeat(t_frames, "b f -> b (f n)", n=tokens_per_frame)
         extra = {"encoder_hidden_states_image": cond.image.to(dtype)} if cond.image is not None else {}
-        out = self.backbone(
-            rearrange(x, "b f c h w -> b c f h w").to(dtype),
-            timestep=t_tokens,
-            encoder_hidden_states=cond.context.to(dtype),
-            return_dict=False,
-            **extra,
-        )[0]
+        self._frame_tokens = tokens_per_frame if self.backbone.config.patch_size[0] == 1 else 0
+        try:
+            out = self.backbone(
+                rearrange(x, "b f c h w -> b c f h w").to(dtype),
+                timestep=t_tokens,
+                encoder_hidden_states=cond.context.to(dtype),
+                return_dict=False,
+                **extra,
+            )[0]
+        finally:
+            self._frame_tokens = 0
         return rearrange(out, "b c f h w -> b f c h w").float()
 
 
