@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actwm.errors import ArgumentParser
 from actwm.eval.engine import FRAME_CONVENTION, EvalConfig, evaluate
 from actwm.eval.outputs import check_outputs, stale_temps
 from actwm.eval.plots import plot_horizons
@@ -71,7 +72,7 @@ def _parse_metric_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="actwm eval",
         description=(
             "Score predicted videos against ground truth. Each of --gt and --pred holds one sequence per "

@@ -22,7 +22,6 @@ survey reviews):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -31,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from actwm.errors import ArgumentParser
 from actwm.eval.outputs import check_outputs
 from actwm.io import atomic_write_json
 
@@ -128,7 +128,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[float], list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="actwm policy-eval",
         description="Agreement between world-model and real policy success rates: Pearson r (higher is better) "
         "and MMRV, the mean maximum rank violation of SIMPLER (lower is better).",

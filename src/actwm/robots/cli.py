@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from actwm.errors import ArgumentParser
 from actwm.robots.episode import SOURCES
 from actwm.robots.export import ExportConfig, recover_episode, render_episode
 from actwm.robots.render import RenderConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="actwm kvaf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm kvaf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="render an episode's KVAF video, overlay and landmarks")
     r.add_argument("episode", metavar="DATASET:EPISODE", help="LeRobot dataset root and episode index")

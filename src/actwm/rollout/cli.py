@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from actwm.data.lerobot import LeRobotDataset
+from actwm.errors import ArgumentParser
 from actwm.io import atomic_write_json
 from actwm.models.world_model import WorldModel
 from actwm.rollout.env import to_tensor, to_uint8
@@ -142,9 +143,7 @@ def publish(tmp: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="saved world model directory (config.json + model.safetensors)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--frame", help="start frame image (PNG/JPG) at the model's training size")

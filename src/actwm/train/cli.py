@@ -26,6 +26,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from actwm.errors import ArgumentParser
 from actwm.io import read_json
 from actwm.train.config import PRESETS, TrainConfig, field_types
 from actwm.train.trainer import train
@@ -79,9 +80,7 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--preset", choices=list(PRESETS), default=None, help="named defaults (tiny-cpu, svd-8gpu, cosmos2-2b-8gpu)"
     )
