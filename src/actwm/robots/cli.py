@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from actwm.cliargs import config_from_args
 from actwm.errors import ArgumentParser
 from actwm.robots.episode import SOURCES
 from actwm.robots.export import ExportConfig, recover_episode, render_episode
@@ -66,15 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "recover":
             return _recover(args)
-        cfg = ExportConfig(
-            size=args.size,
-            source=args.source,
-            robot=args.robot,
-            ee_link=args.ee_link,
-            overlay=args.overlay,
-            landmarks_json=args.landmarks_json,
-            render=RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range)),
-        )
+        render = RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range))
+        cfg = config_from_args(ExportConfig, args, render=render)
         paths = render_episode(args.episode, args.out, cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"actwm kvaf: error: {exc}", file=sys.stderr)

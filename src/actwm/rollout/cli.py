@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actwm.cliargs import config_from_args
 from actwm.data.lerobot import LeRobotDataset
 from actwm.errors import ArgumentParser
 from actwm.io import atomic_write_json
@@ -192,13 +193,8 @@ def _run(args: argparse.Namespace) -> int:
         wm,
         to_tensor(start),
         torch.from_numpy(actions),
-        cfg=RolloutConfig(
-            steps=args.steps,
-            sampler=args.sampler,
-            guidance=args.guidance,
-            window=args.window,
-            seed=args.seed,
-            guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+        cfg=config_from_args(
+            RolloutConfig, args, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None
         ),
         progress=True,
         kvaf=kvaf,
