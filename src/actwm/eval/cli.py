@@ -255,13 +255,9 @@ def _summary(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        opts = options_from_args(args)  # 1. options and output paths
-        results = run_eval(opts)  # 2. compute everything
-        write_results(results, opts)  # 3. all outputs or none
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"actwm eval: error: {exc}", file=sys.stderr)
-        return 2
+    opts = options_from_args(args)  # 1. options and output paths
+    results = run_eval(opts)  # 2. compute everything
+    write_results(results, opts)  # 3. all outputs or none
     for note in results["meta"]["notes"]:
         print(f"actwm eval: {note}", file=sys.stderr)
     print(_summary(results))

@@ -64,15 +64,10 @@ def _recover(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "recover":
-            return _recover(args)
-        render = RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range))
-        cfg = config_from_args(ExportConfig, args, render=render)
-        paths = render_episode(args.episode, args.out, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm kvaf: error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "recover":
+        return _recover(args)
+    render = RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range))
+    paths = render_episode(args.episode, args.out, config_from_args(ExportConfig, args, render=render))
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

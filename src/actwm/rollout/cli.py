@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -167,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
     args = p.parse_args(argv)
-    try:
-        check_args(args)
-        return _run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm rollout: error: {exc}", file=sys.stderr)
-        return 2
+    check_args(args)
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
