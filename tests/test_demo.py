@@ -59,7 +59,7 @@ def test_demo_writes_metrics_and_report(demo):
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
     timings = json.loads(open(f"{out}/timings.json").read())
-    assert {"1 simulate", "2 passive stage", "3 action stage", "7 report"} <= set(timings["stages"])
+    assert {"1 simulate", "2 passive stage", "3 action stage", "8 report"} <= set(timings["stages"])
 
 
 def test_demo_held_out_scenes_are_disjoint(demo):
@@ -80,6 +80,8 @@ def test_demo_resumes_without_redoing_work(demo, monkeypatch):
     cfg, metrics = demo
     weights = sorted(Path(cfg.out, "runs").rglob("model.safetensors"))
     stamps = [w.stat().st_mtime_ns for w in weights]
+    agents = sorted(Path(cfg.out, "planning").glob("*.json"))
+    agent_stamps = [a.stat().st_mtime_ns for a in agents]
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished demo trained again")
@@ -88,6 +90,9 @@ def test_demo_resumes_without_redoing_work(demo, monkeypatch):
     again = run_demo(cfg)  # every stage finds its output and skips
     assert again["true"] == metrics["true"]
     assert weights and [w.stat().st_mtime_ns for w in weights] == stamps
+    # the closed-loop stage reads its agents' results back instead of running the episodes again
+    assert len(agents) == 4 and [a.stat().st_mtime_ns for a in agents] == agent_stamps
+    assert again["planning"]["agents"] == json.loads(json.dumps(metrics["planning"]["agents"]))
 
 
 def test_demo_refuses_other_settings_in_same_dir(demo):
@@ -134,3 +139,79 @@ def test_report_plots_fit_a_1280_px_page(demo):
             assert img.width <= MAX_FIGURE_PX <= 1280 - 2 * 60, (name, img.width)  # body width + page margins
     html = (Path(cfg.out) / "report.html").read_text()
     assert f"max-width:{MAX_FIGURE_PX}px" in html and "max-width:100%" in html
+
+
+def test_demo_closed_loop_stage_reports_three_agents(demo):
+    """metrics.json["planning"]: no world model, the demo's FINAL action checkpoint and the flagged oracle, on one
+    episode set of planning scenes, with SR / SPL intervals and an SR-vs-M sweep; report.html shows them."""
+    from actwm.planning.worlds import checkpoint_sha256
+
+    cfg, metrics = demo
+    plan = json.loads(open(f"{cfg.out}/metrics.json").read())["planning"]
+    assert plan == json.loads(json.dumps(metrics["planning"]))
+    agents = plan["agents"]
+    assert set(agents) == {"none", "action", "oracle"}
+    ids = {a["fingerprint"]["episode_set"]["id"] for a in agents.values()}
+    assert len(ids) == 1 and plan["episode_set"]["id"] in ids
+    for name, a in agents.items():
+        s = a["summary"]
+        assert s["n"] == cfg.plan_episodes and 0.0 <= s["success_rate"] <= 1.0
+        lo, hi = s["success_rate_ci95"]
+        assert 0.0 <= lo <= s["success_rate"] <= hi <= 1.0 and "spl" in s
+        assert s["oracle"] is (name == "oracle")
+        assert s["proposer"] == "base"  # the same base-policy proposals for every agent
+        assert [e["scene_seed"] for e in a["episodes"]] == [e["scene_seed"] for e in agents["none"]["episodes"]]
+    wm = agents["action"]["fingerprint"]["agent"]["world_model"]
+    final = Path(cfg.out) / "runs" / "action" / "final"
+    assert wm["checkpoint_sha256"] == checkpoint_sha256(final)
+    assert wm["frame_step"] == [cfg.robot_speed, cfg.robot_turn_rate]
+    assert [p["proposals"] for p in agents["action"]["sweep"]] == list(cfg.plan_sweep)
+    assert all(ep["scene_seed"] >= 2_000_000_000 for ep in agents["none"]["episodes"])
+    html = (Path(cfg.out) / "report.html").read_text()
+    assert "Closed loop: ImageNav" in html and "assets/plan_strip.png" in html
+    assert (Path(cfg.out) / "assets" / "plan_strip.png").is_file()
+
+
+def test_paired_futures_real_rows_are_the_executed_plans(demo):
+    """The 'real' future of each plan is what the task reaches executing that plan step by step."""
+    import numpy as np
+
+    from actwm.demo.planning_stage import imagenav_task, make_world, paired_futures, plan_settings
+    from actwm.pixels import uint8_to_unit
+    from actwm.planning.interface import STOP
+    from actwm.planning.policy import TemplateMatchPolicy
+
+    cfg, _ = demo
+    s = plan_settings(cfg)
+    task = imagenav_task(s)
+    try:
+        eps = task.episodes(seed=s.seed, n=1)
+        world = make_world("action", s, Path(cfg.out) / "runs" / "action" / "final")
+        imag, real, goals = paired_futures(task, world, eps, 3, s.horizon, s.seed)
+        assert imag.shape == real.shape == (1, 3, s.horizon, 3, s.size, s.size)
+        obs = task.reset(eps[0])
+        proposer = TemplateMatchPolicy()
+        proposer.reset(task.vocabulary, np.random.default_rng([s.seed * 100_000 + eps[0].index, 7]))
+        plans = proposer.propose(obs, 3, s.horizon)
+        assert len({tuple(p) for p in plans.tolist()}) > 1
+        for i, plan in enumerate(plans):
+            rgb, frames = task.reset(eps[0]).rgb, []
+            for a in plan:
+                if int(a) != STOP:  # stop moves nothing (as OracleWorld imagines it)
+                    rgb = task.step(a).rgb
+                frames.append(rgb)
+            np.testing.assert_array_equal(real[0, i], np.asarray(uint8_to_unit(np.stack(frames))))
+        assert not np.allclose(imag[0, 0], imag[0, 1]) or (plans[0] == plans[1]).all()
+        assert np.array_equal(goals[0], eps[0].goal_image)
+    finally:
+        task.close()
+
+
+def test_no_plan_skips_the_closed_loop_stage(tmp_path):
+    from actwm.demo.pipeline import DemoState, StageClock
+    from actwm.demo.planning_stage import stage_plan
+
+    cfg = DemoConfig.quick(out=str(tmp_path), plan=False)
+    state = DemoState(cfg=cfg, out=tmp_path, clock=StageClock(tmp_path / "timings.json"))
+    stage_plan(state)
+    assert "planning" not in state.metrics and not state.sections and not (tmp_path / "planning").exists()

@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch comparison")
+    p.add_argument("--no-plan", action="store_true", help="skip the closed-loop (ImageNav planning) stage")
     args = p.parse_args(argv)
     cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
     if args.no_scratch:
         cfg = replace(cfg, scratch=False)
+    if args.no_plan:
+        cfg = replace(cfg, plan=False)
     if args.fresh and Path(cfg.out).exists():
         shutil.rmtree(cfg.out)
     try:
@@ -47,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"h={h}: {u[str(h)]:+.2f}" for h in cfg.horizons)
             + ")"
         )
+    if "planning" in metrics:
+        print("\nImageNav closed loop (held-out planning scenes): SR [95%], SPL")
+        for name, agent in metrics["planning"]["agents"].items():
+            sm = agent["summary"]
+            lo, hi = sm["success_rate_ci95"]
+            print(f"  {name:>7}: SR {sm['success_rate']:.3f} [{lo:.2f}, {hi:.2f}]  SPL {sm['spl']:.3f}  n {sm['n']}")
     print(f"\nreport:  {Path(cfg.out) / 'report.html'}\nmetrics: {Path(cfg.out) / 'metrics.json'}")
     print(f"output directory: {Path(cfg.out).resolve()}")
     return 0

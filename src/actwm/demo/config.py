@@ -65,6 +65,23 @@ class DemoConfig:
     scs: bool = True
     seed: int = 0
     threads: int = 1
+    # Closed-loop stage (`actwm.demo.planning_stage`): ImageNav episodes on planning scenes, M base-policy
+    # proposals of L actions imagined per decision, k executed; SR against M at `plan_sweep`.
+    plan: bool = True
+    plan_episodes: int = 16
+    plan_proposals: int = 4
+    plan_horizon: int = 2
+    plan_execute: int = 2
+    plan_budget: int = 24
+    plan_steps: int = 4
+    plan_sweep: tuple[int, ...] = (1, 2, 4)
+    plan_calib_scenes: int = 12
+    # Short-range ImageNav at 32 px: goals 0.5-1 m straight ahead (2-4 forward steps), any final heading. With
+    # the task's default 1-3 m within 3 turns, no agent (the oracle included) succeeded at this size in our runs.
+    plan_forward_range: tuple[int, int] = (2, 4)
+    plan_view_turns: int = 0
+    # The no-model and oracle agents run in a second process (worth it when the episodes outweigh its ~10 s start).
+    plan_parallel: bool = True
 
     @classmethod
     def quick(cls, **kw: Any) -> "DemoConfig":
@@ -77,6 +94,13 @@ class DemoConfig:
             scratch=False,
             eval_clips=6,
             sample_steps=6,
+            plan_episodes=2,
+            plan_proposals=2,
+            plan_budget=6,
+            plan_steps=2,
+            plan_sweep=(1, 2),
+            plan_calib_scenes=2,
+            plan_parallel=False,
         )
         return cls(**{**base, **kw})
 

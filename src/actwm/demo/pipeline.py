@@ -11,7 +11,9 @@ Default stages (`DEFAULT_STAGES`):
    classifier-free guidance on actions and again without;
 6. score the rollouts in memory with `actwm.eval.engine.evaluate` (PSNR, SSIM, SCS with the simulator's
    segmentation): the code `actwm eval` runs on the written folders;
-7. write `DIR/metrics.json` and `DIR/report.html` (side-by-side videos, metric-vs-horizon plots).
+7. closed loop (`actwm.demo.planning_stage`, skipped with `plan=False` / `--no-plan`): ImageNav on held-out
+   planning scenes with no world model, the demo's action model and the oracle (same proposals);
+8. write `DIR/metrics.json` and `DIR/report.html` (side-by-side videos, metric-vs-horizon plots).
 
 Adding a stage: write `def my_stage(state: DemoState) -> None` that reads what earlier stages left in
 `state` (`data`, `models`, `clips`, `summary`), times its work with `state.clock.run(...)`, and puts its
@@ -35,6 +37,7 @@ import torch
 
 from actwm.demo import report
 from actwm.demo.config import DemoConfig
+from actwm.demo.planning_stage import stage_plan
 from actwm.demo.stages import (
     _scratch_in_child,
     eval_clips,
@@ -173,8 +176,8 @@ def stage_evaluate(state: DemoState) -> None:
 
 
 def stage_report(state: DemoState) -> None:
-    """7. metrics.json and report.html."""
-    state.result = state.clock.run("7 report", _report, state)
+    """8. metrics.json and report.html."""
+    state.result = state.clock.run("8 report", _report, state)
 
 
 def _report(state: DemoState) -> dict[str, Any]:
@@ -222,6 +225,7 @@ DEFAULT_STAGES: list[tuple[str, Stage]] = [
     ("simulate", stage_simulate),
     ("train", stage_train),
     ("evaluate", stage_evaluate),
+    ("plan", stage_plan),
     ("report", stage_report),
 ]
 

@@ -40,10 +40,11 @@ def _offset(rng: np.random.Generator, kind: str) -> np.ndarray:
 
 
 def stop_samples(
-    scorer: GoalSimilarity, scenes: int = 24, per_scene: int = 24, size: int = 64, seed: int = 0
+    scorer: GoalSimilarity, scenes: int = 24, per_scene: int = 24, size: int = 64, seed: int = 0, supersample: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Similarities `(near,)` and `(far,)` of views to goal images on training scenes `0..scenes-1`."""
-    env = make("nav", size=size)
+    """Similarities `(near,)` and `(far,)` of views to goal images on training scenes `0..scenes-1`
+    (`supersample`: the renderer's anti-aliasing factor, as the task's observations use)."""
+    env = make("nav", size=size, supersample=supersample)
     rng = np.random.default_rng(seed)
     near, far = [], []
     try:

@@ -266,3 +266,7 @@ def make_world_model(spec: str, **options: Any) -> ImaginedWorld:
         f"world model {spec!r}: not 'none', 'oracle', an http(s):// URL, TYPE:SOURCE of a registered type, "
         "or an existing checkpoint directory"
     )
+
+
+# registers "diffusers-i2v" (the zero-shot text-driven pipeline); at the end: it subclasses VideoWorld above
+from actwm.planning import worlds_diffusers as _worlds_diffusers  # noqa: E402, F401

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as p
 
 from actwm.robots.spec import RobotSpec
+from actwm.sim.bullet import p
 
 
 @dataclass

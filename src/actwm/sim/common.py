@@ -30,8 +30,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 from PIL import Image
+
+from actwm.sim.bullet import p
 
 # OpenGL camera (x right, y up, looks along -z) <-> OpenCV camera (x right, y down, looks along +z).
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])

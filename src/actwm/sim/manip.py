@@ -20,10 +20,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 import pybullet_data
 
 from actwm.geometry import wrap_angle
+from actwm.sim.bullet import p
 from actwm.sim.common import (
     PinholeCamera,
     SimEnv,

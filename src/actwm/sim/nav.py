@@ -18,9 +18,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 
 from actwm.geometry import se2_compose, se2_relative, wrap_angle
+from actwm.sim.bullet import p
 from actwm.sim.common import (
     PinholeCamera,
     SimEnv,
