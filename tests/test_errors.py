@@ -90,3 +90,14 @@ def test_usage_errors_are_one_line(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--frames" in err and err.startswith("actwm x: error:")
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_turns_an_unknown_option_into_one_line(capsys, name):
+    """Every registered command's parser is `actwm.errors.ArgumentParser`: one stderr line, exit code 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--no-such-option"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"actwm {name}") and err.rstrip().endswith("--help)"), err

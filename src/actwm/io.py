@@ -9,6 +9,7 @@ previous target intact and a hidden temp file (`.NAME.XXXXXXXX.tmpSUFFIX`) that 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -94,6 +95,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Serialise `obj` as JSON and write it to `path` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (read in `chunk`-byte blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from actwm.cli import main as actwm_main
-from actwm.eval.cli import main
 from actwm.video import write_frames, write_mp4
+
+
+def main(argv: list[str]) -> int:
+    """`actwm eval ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_main(["eval", *argv])
+
 
 T, SIZE = 6, 32
 

@@ -11,11 +11,17 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from actwm.eval.cli import main as eval_main
+from actwm import cli as actwm_cli
 from actwm.eval.engine import EvalConfig, evaluate
 from actwm.io import atomic_write_json
 from actwm.pixels import uint8_to_unit
 from actwm.rollout.cli import write_video_set
+
+
+def eval_main(argv: list[str]) -> int:
+    """`actwm eval ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["eval", *argv])
+
 
 T, SIZE = 9, 32
 

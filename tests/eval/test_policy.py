@@ -8,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from actwm.eval.policy import main, mmrv, pearson, rank_violations
+from actwm import cli as actwm_cli
+from actwm.eval.policy import mmrv, pearson, rank_violations
+
+
+def main(argv: list[str]) -> int:
+    """`actwm policy-eval ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["policy-eval", *argv])
 
 
 def simpler_mmrv(sim, real):

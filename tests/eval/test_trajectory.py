@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from actwm.eval.cli import main as eval_main
+from actwm import cli as actwm_cli
 from actwm.eval.engine import evaluate
 from actwm.eval.trajectory import (
     WORLDARENA_NDTW_MAX,
@@ -22,6 +22,11 @@ from actwm.eval.trajectory import (
 )
 from actwm.eval.trajectory_metric import parse_ids
 from actwm.io import read_json
+
+
+def eval_main(argv: list[str]) -> int:
+    """`actwm eval ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["eval", *argv])
 
 
 def _brute_force_dtw(a: np.ndarray, b: np.ndarray) -> tuple[float, set[int]]:

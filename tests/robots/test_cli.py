@@ -9,10 +9,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from actwm import cli as actwm_cli
 from actwm.data.convert import simulate
 from actwm.data.lerobot import LeRobotDataset, LeRobotWriter
-from actwm.robots.cli import main
 from actwm.video import read_video
+
+
+def main(argv: list[str]) -> int:
+    """`actwm kvaf ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["kvaf", *argv])
+
 
 FRAMES = 8
 

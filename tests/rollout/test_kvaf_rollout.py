@@ -7,15 +7,21 @@ import numpy as np
 import pytest
 import torch
 
+from actwm import cli as actwm_cli
 from actwm.data.convert import simulate
 from actwm.data.lerobot import LeRobotDataset
 from actwm.geometry import project_points
 from actwm.models.world_model import WorldModel
 from actwm.robots.recover import heatmap_centre
 from actwm.robots.render import RenderConfig, scale_intrinsics
-from actwm.rollout.cli import main as rollout_main
 from actwm.rollout.kvaf import episode_start, kvaf_video
 from actwm.rollout.rollout import RolloutConfig, rollout
+
+
+def rollout_main(argv: list[str]) -> int:
+    """`actwm rollout ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["rollout", *argv])
+
 
 SIZE, FRAMES = 64, 9
 

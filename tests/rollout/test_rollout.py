@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from actwm import cli as actwm_cli
 from actwm.models.world_model import WorldModel
 from actwm.rollout import rollout as rollout_mod
-from actwm.rollout.cli import load_actions, main
+from actwm.rollout.cli import load_actions
 from actwm.rollout.env import WorldModelEnv, to_tensor, to_uint8
 from actwm.rollout.rollout import RolloutConfig, _chunk_bounds, rollout
 from actwm.video import write_frames
+
+
+def main(argv: list[str]) -> int:
+    """`actwm rollout ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["rollout", *argv])
 
 
 @pytest.fixture(scope="module")

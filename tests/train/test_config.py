@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from actwm import cli as actwm_cli
 from actwm.models.world_model import WorldModel
 from actwm.train import TrainConfig, train
-from actwm.train.cli import main, resolve_config
+from actwm.train.cli import resolve_config
 from tests.train.conftest import DictDataset
+
+
+def main(argv: list[str]) -> int:
+    """`actwm train ARGV` through the dispatcher's error boundary (bad input: one stderr line, exit 2)."""
+    return actwm_cli.main(["train", *argv])
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from actwm.data.convert import FORMATS, convert, simulate
 from actwm.data.lerobot import LeRobotDataset
+from actwm.errors import ArgumentParser
 
 EXIT_BAD_INPUT = 2  # as actwm's error boundary (actwm.errors): one line on stderr, exit 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="actwm data", description="Simulate, convert and inspect datasets (LeRobot v3.0).")
+    p = ArgumentParser(prog="actwm data", description="Simulate, convert and inspect datasets (LeRobot v3.0).")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("simulate", help="record episodes in a built-in world into a LeRobot v3.0 store")

@@ -25,7 +25,7 @@ import numpy as np
 from actwm.data.safety import inside_root
 from actwm.episode import Episode
 from actwm.io import read_json
-from actwm.video import iter_video, video_info
+from actwm.video import iter_video, read_video, video_info
 
 STATE_DIM = 25
 
@@ -165,8 +165,6 @@ class OneXDataset:
 
     def episode(self, i: int) -> Episode:
         seg = self.segments[i]
-        from actwm.video import read_video
-
         info = self.shards[seg.shard]
         frames, _ = read_video(info["video"], seg.start, seg.stop)  # type: ignore[arg-type]
         return self._make(seg, frames, self._states(seg.shard))

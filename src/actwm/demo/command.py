@@ -11,12 +11,13 @@ from pathlib import Path
 from actwm.demo import pipeline
 from actwm.demo.config import DEFAULT_OUT, DemoConfig
 from actwm.demo.pipeline import run_demo
+from actwm.errors import ArgumentParser
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="actwm demo", description=pipeline.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")

@@ -23,7 +23,7 @@ import numpy as np
 
 from actwm.demo import report
 from actwm.demo.config import DemoConfig
-from actwm.io import atomic_write_json, read_json
+from actwm.io import atomic_path, atomic_write_json, read_json
 from actwm.models.world_model import WorldModel
 from actwm.planning.calibrate import best_threshold, stop_samples
 from actwm.planning.interface import ImaginedWorld
@@ -239,8 +239,6 @@ def paired_futures(
 def write_strip(path: Path, imagined: np.ndarray, real: np.ndarray, goal: np.ndarray, rows: int = 3) -> None:
     """PNG: per plan, goal | real future (L frames) | imagined future (L frames), 4x upscaled."""
     import matplotlib.pyplot as plt  # noqa: PLC0415 - the demo's report already selected the Agg backend
-
-    from actwm.io import atomic_path  # noqa: PLC0415
 
     def u8(x: np.ndarray) -> np.ndarray:  # (L, 3, H, W) [0, 1] -> (H, L*W, 3) uint8
         return (np.clip(x, 0, 1).transpose(2, 0, 3, 1).reshape(x.shape[2], -1, 3) * 255).round().astype(np.uint8)

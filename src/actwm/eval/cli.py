@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actwm.errors import ArgumentParser
 from actwm.eval.engine import FRAME_CONVENTION, EvalConfig, evaluate
 from actwm.eval.outputs import check_outputs, stale_temps
 from actwm.eval.plots import plot_horizons
@@ -71,7 +72,7 @@ def _parse_metric_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="actwm eval",
         description=(
             "Score predicted videos against ground truth. Each of --gt and --pred holds one sequence per "
@@ -254,13 +255,9 @@ def _summary(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        opts = options_from_args(args)  # 1. options and output paths
-        results = run_eval(opts)  # 2. compute everything
-        write_results(results, opts)  # 3. all outputs or none
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"actwm eval: error: {exc}", file=sys.stderr)
-        return 2
+    opts = options_from_args(args)  # 1. options and output paths
+    results = run_eval(opts)  # 2. compute everything
+    write_results(results, opts)  # 3. all outputs or none
     for note in results["meta"]["notes"]:
         print(f"actwm eval: {note}", file=sys.stderr)
     print(_summary(results))

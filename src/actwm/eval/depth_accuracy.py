@@ -29,7 +29,6 @@ engine report the value at frame h; `info["worldarena_score"]` maps AbsRel to Wo
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 
 from actwm.eval.sequences import SequencePair
 from actwm.eval.weights import WEIGHTS_ENV, weights_dir
+from actwm.io import file_sha256
 
 __all__ = [
     "DEFAULT_HUB_ID",
@@ -126,14 +126,6 @@ def resolve_depth_model(weights: str | os.PathLike | None = None, hub: str | Non
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class DepthNetwork:
     """A transformers depth-estimation model and its image processor, loaded offline from `path`."""
 
@@ -155,7 +147,7 @@ class DepthNetwork:
         self.model = model.to(device).eval()
         self.device, self.batch_size = device, batch_size
         self.kind = getattr(model.config, "depth_estimation_type", "relative") or "relative"
-        self.sha256 = _sha256(self.path / "model.safetensors")
+        self.sha256 = file_sha256(self.path / "model.safetensors")
         self.name = f"{model.config.model_type}:{self.path.name}"
 
     @torch.no_grad()

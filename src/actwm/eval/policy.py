@@ -22,15 +22,14 @@ survey reviews):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from actwm.errors import ArgumentParser
 from actwm.eval.outputs import check_outputs
 from actwm.io import atomic_write_json
 
@@ -128,7 +127,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[float], list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="actwm policy-eval",
         description="Agreement between world-model and real policy success rates: Pearson r (higher is better) "
         "and MMRV, the mean maximum rank violation of SIMPLER (lower is better).",
@@ -139,31 +138,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", help="comma-separated real success rates (with --pred), same policy order")
     parser.add_argument("--json", type=Path, dest="json_out", help="write {pearson, mmrv, ...} here")
     args = parser.parse_args(argv)
-    try:
-        if args.json_out is not None:
-            check_outputs({"--json": args.json_out})
-        if args.csv is not None:
-            if args.real is not None:
-                raise ValueError("--real goes with --pred, not with --csv")
-            names, pred, real = _read_csv(args.csv)
-        else:
-            if args.real is None:
-                raise ValueError("--pred needs --real")
-            pred, real = _floats(args.pred, "--pred"), _floats(args.real, "--real")
-            check_rates(pred, "--pred")
-            check_rates(real, "--real")
-            names = [f"policy_{i}" for i in range(len(pred))]
-        result = {
-            "pearson": pearson(pred, real),
-            "mmrv": mmrv(pred, real),
-            "num_policies": len(pred),
-            "policies": names,
-            "pred": pred,
-            "real": real,
-        }
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm policy-eval: error: {exc}", file=sys.stderr)
-        return 2
+    if args.json_out is not None:
+        check_outputs({"--json": args.json_out})
+    if args.csv is not None:
+        if args.real is not None:
+            raise ValueError("--real goes with --pred, not with --csv")
+        names, pred, real = _read_csv(args.csv)
+    else:
+        if args.real is None:
+            raise ValueError("--pred needs --real")
+        pred, real = _floats(args.pred, "--pred"), _floats(args.real, "--real")
+        check_rates(pred, "--pred")
+        check_rates(real, "--real")
+        names = [f"policy_{i}" for i in range(len(pred))]
+    result = {
+        "pearson": pearson(pred, real),
+        "mmrv": mmrv(pred, real),
+        "num_policies": len(pred),
+        "policies": names,
+        "pred": pred,
+        "real": real,
+    }
     print(f"policies: {len(pred)}")
     print(f"pearson r: {result['pearson']:.4f}  (higher is better)")
     print(f"MMRV:      {result['mmrv']:.4f}  (lower is better)")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 
 from actwm.actions import PRESETS as ACTION_SPACES
+from actwm.errors import ArgumentParser
 from actwm.models.world_model import PRESETS, WorldModel, get_preset
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="actwm info", description=__doc__)
+    parser = ArgumentParser(prog="actwm info", description=__doc__)
     parser.add_argument("--preset", help="describe one preset in detail (sizes computed on the meta device)")
     parser.add_argument("--action-space", default="nav3", help="action space for --preset (default: nav3)")
     args = parser.parse_args(argv)

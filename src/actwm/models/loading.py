@@ -7,7 +7,6 @@ the file instead of black frames.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from actwm.io import atomic_path, atomic_write_json, read_json
+from actwm.io import atomic_path, atomic_write_json, file_sha256, read_json
 from actwm.models import cosmos, svd, wan
 from actwm.models.base import BackboneAdapter
 from actwm.models.codecs import Codec, PixelCodec, SVDVaeCodec, WanVaeCodec
@@ -99,15 +98,6 @@ def make_adapter(cfg: WorldModelConfig, backbone: nn.Module, codec: Codec | None
     if cfg.family == "cosmos":
         return cosmos.CosmosAdapter(backbone, text_tokens=cfg.text_tokens)
     return wan.WanAdapter(backbone, text_tokens=cfg.text_tokens, image_encoder=image_encoder)
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict) -> Path:

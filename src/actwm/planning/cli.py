@@ -15,6 +15,8 @@ import sys
 
 import torch.distributed as dist
 
+from actwm.cliargs import config_from_args
+from actwm.errors import ArgumentParser
 from actwm.io import atomic_write_json
 from actwm.planning.calibrate import calibrate_stop
 from actwm.planning.report import write_report
@@ -38,7 +40,7 @@ def shard_rank(distributed: bool) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="actwm plan", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="actwm plan", description=__doc__.split("\n")[0])
     p.add_argument("--task", default="imagenav", help=f"one of {', '.join(TASKS)}")
     p.add_argument("--world-model", default="none", help="none, oracle, a checkpoint directory or http(s)://URL")
     p.add_argument("--proposer", default="base", help=f"one of {', '.join(PROPOSERS)}")
@@ -75,25 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     sweep = _ints(args.sweep_proposals) if args.sweep_proposals else None
-    cfg = PlanRunConfig(
-        task=args.task,
-        world_model=args.world_model,
-        proposer=args.proposer,
-        proposals=args.proposals,
-        horizon=args.horizon,
-        execute=args.execute,
-        iterations=args.iterations,
-        episodes=args.episodes,
-        seed=args.seed,
-        scorer=args.scorer,
-        reduce=args.reduce,
-        stop_metric=args.stop_metric,
-        stop_threshold=args.stop_threshold,
-        oracle_stop=args.oracle_stop,
-        size=args.size,
-        budget=args.budget,
-        rollout_steps=args.rollout_steps,
-    )
+    cfg = config_from_args(PlanRunConfig, args)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun: shard episodes over processes
     if distributed and not dist.is_initialized():
         dist.init_process_group("gloo")

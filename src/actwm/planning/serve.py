@@ -11,7 +11,6 @@ plans or images the model cannot take 422; the server keeps serving. `GET /healt
 
 from __future__ import annotations
 
-import argparse
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from actwm.errors import ArgumentParser
 from actwm.planning.interface import Observation, Task, get_vocabulary, register_world_model
 from actwm.planning.worlds import VideoWorld, make_world_model
 from actwm.rollout.rollout import RolloutConfig
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     """`actwm serve CHECKPOINT [--host 127.0.0.1] [--port 8000] [--max-mb 16] [--steps 10]`."""
     import uvicorn  # lazy: only the server needs it
 
-    p = argparse.ArgumentParser(prog="actwm serve", description="serve a world model over HTTP")
+    p = ArgumentParser(prog="actwm serve", description="serve a world model over HTTP")
     p.add_argument("checkpoint")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

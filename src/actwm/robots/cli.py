@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from actwm.cliargs import config_from_args
+from actwm.errors import ArgumentParser
 from actwm.robots.episode import SOURCES
 from actwm.robots.export import ExportConfig, recover_episode, render_episode
 from actwm.robots.render import RenderConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="actwm kvaf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm kvaf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render", help="render an episode's KVAF video, overlay and landmarks")
     r.add_argument("episode", metavar="DATASET:EPISODE", help="LeRobot dataset root and episode index")
@@ -64,22 +64,10 @@ def _recover(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "recover":
-            return _recover(args)
-        cfg = ExportConfig(
-            size=args.size,
-            source=args.source,
-            robot=args.robot,
-            ee_link=args.ee_link,
-            overlay=args.overlay,
-            landmarks_json=args.landmarks_json,
-            render=RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range)),
-        )
-        paths = render_episode(args.episode, args.out, cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm kvaf: error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "recover":
+        return _recover(args)
+    render = RenderConfig(depth_mode=args.depth, depth_range=tuple(args.depth_range))
+    paths = render_episode(args.episode, args.out, config_from_args(ExportConfig, args, render=render))
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

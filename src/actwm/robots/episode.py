@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from actwm.data.lerobot import LeRobotDataset
+from actwm.robots.clips import ee7_joints
 from actwm.robots.kinematics import ArmKinematics, ArmPose
 from actwm.robots.spec import ROBOTS, RobotSpec
 
@@ -99,10 +100,4 @@ def _replay_ee7(ds, arrays, cols, robot, kin, q0, opening, where):
     if ds.action_space != "ee7":
         raise ValueError(f"{where}: rendering from actions needs ee7 actions, the dataset has {ds.action_space!r}")
     start = _need(cols, robot.ee_pose_columns, "end-effector pose", where)[0]
-    a = arrays["action"].astype(np.float64)
-    steps = np.concatenate([np.zeros((1, 6)), np.cumsum(a[:-1, :6], 0)])  # row t moves frame t to t + 1
-    target = start[None] + steps
-    q = kin.inverse(target[:, :3], target[:, 3:], q0)
-    first = 1.0 if opening is None else opening[0]
-    opening = np.concatenate([[first], 1.0 - np.clip(a[:-1, 6], 0.0, 1.0)])  # ee7 gripper: 0 open, 1 closed
-    return q, opening
+    return ee7_joints(kin, arrays["action"], start, q0, 1.0 if opening is None else opening[0])

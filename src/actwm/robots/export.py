@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from scipy.spatial.transform import Rotation
 import actwm
 from actwm.data.lerobot import LeRobotDataset
 from actwm.geometry import wrap_angle
-from actwm.io import atomic_write_json
+from actwm.io import atomic_write_json, file_sha256
 from actwm.robots.episode import SOURCES, dataset_robot, episode_camera, episode_pose, parse_spec
 from actwm.robots.kinematics import ArmKinematics
 from actwm.robots.recover import RecoveryConfig, recover_kvaf, recovery_errors
@@ -72,10 +71,6 @@ def overlay(real: np.ndarray, kvaf: np.ndarray, alpha: float = 0.7) -> np.ndarra
     return np.round(mixed).astype(np.uint8)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def render_episode(spec: str, out: str | Path, cfg: ExportConfig) -> dict[str, Path]:
     """`DATASET:EPISODE` -> OUT/kvaf.mp4 (+ OUT/overlay.mp4), landmarks JSON and OUT/kvaf.json (provenance).
 
@@ -108,7 +103,7 @@ def render_episode(spec: str, out: str | Path, cfg: ExportConfig) -> dict[str, P
         "dataset": str(Path(root).resolve()),
         "episode": index,
         "frames": len(frames),
-        "robot": {**asdict(robot), "file_sha256": _sha256(robot.resolved_path())},
+        "robot": {**asdict(robot), "file_sha256": file_sha256(robot.resolved_path())},
         "config": {**asdict(cfg), "render": asdict(rcfg)},
         **used,
         "outputs": {k: str(v) for k, v in paths.items()},
@@ -156,7 +151,7 @@ def recover_episode(video: str | Path, spec: str, json_path: str | Path, cfg: Ex
     record = {
         "actwm_version": actwm.__version__,
         "video": str(Path(video).resolve()),
-        "video_sha256": _sha256(Path(video)),
+        "video_sha256": file_sha256(Path(video)),
         "dataset": str(Path(root).resolve()),
         "episode": index,
         "render": asdict(rcfg),

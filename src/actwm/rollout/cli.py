@@ -18,14 +18,15 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from actwm.cliargs import config_from_args
 from actwm.data.lerobot import LeRobotDataset
+from actwm.errors import ArgumentParser
 from actwm.io import atomic_write_json
 from actwm.models.world_model import WorldModel
 from actwm.rollout.env import to_tensor, to_uint8
@@ -142,9 +143,7 @@ def publish(tmp: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="saved world model directory (config.json + model.safetensors)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--frame", help="start frame image (PNG/JPG) at the model's training size")
@@ -167,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
     args = p.parse_args(argv)
-    try:
-        check_args(args)
-        return _run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm rollout: error: {exc}", file=sys.stderr)
-        return 2
+    check_args(args)
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -193,13 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         wm,
         to_tensor(start),
         torch.from_numpy(actions),
-        cfg=RolloutConfig(
-            steps=args.steps,
-            sampler=args.sampler,
-            guidance=args.guidance,
-            window=args.window,
-            seed=args.seed,
-            guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None,
+        cfg=config_from_args(
+            RolloutConfig, args, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None
         ),
         progress=True,
         kvaf=kvaf,

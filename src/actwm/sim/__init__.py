@@ -19,15 +19,10 @@ Exact snapshot / restore (for planners that imagine with the simulator and come 
 
 from __future__ import annotations
 
-from typing import Any
-
-import gymnasium as gym
-
 from actwm.sim.manip import ManipConfig, ManipEnv
 from actwm.sim.nav import DISCRETE_ACTIONS, NavConfig, NavEnv
+from actwm.sim.registry import ENVS, make
 from actwm.sim.scripted import record_episode, record_episodes, scripted_policy
-
-ENVS: dict[str, type] = {"nav": NavEnv, "manip": ManipEnv}
 
 __all__ = [
     "DISCRETE_ACTIONS",
@@ -41,14 +36,3 @@ __all__ = [
     "record_episodes",
     "scripted_policy",
 ]
-
-
-def make(name: str, *, size: int = 64, seed: int | None = None, **kwargs: Any) -> gym.Env:
-    """Create a built-in world: `name` in {"nav", "manip"}; `kwargs` are fields of NavConfig / ManipConfig.
-
-    `seed` (optional) is the scene id of the first `reset()` without a seed. Each env owns one pybullet
-    DIRECT client; call `close()` to release it.
-    """
-    if name not in ENVS:
-        raise ValueError(f"unknown simulator {name!r}; choose from {', '.join(ENVS)}")
-    return ENVS[name](size=size, seed=seed, **kwargs)

@@ -115,6 +115,16 @@ class PinholeCamera:
         return np.round(blocks).astype(np.uint8), depth[centre].copy(), segmentation[centre].copy()
 
 
+def resolve_config(env_name: str, cls: type, config: Any, kwargs: dict[str, Any]) -> Any:
+    """An env's settings: `config` as given, or `cls(**kwargs)`; ValueError naming the env on a mix or bad key."""
+    if config is not None and kwargs:
+        raise ValueError(f"{env_name}: pass either config= or keyword settings, not both (got {sorted(kwargs)})")
+    try:
+        return config or cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{env_name}: unknown setting ({e}); settings: {', '.join(cls.__dataclass_fields__)}")
+
+
 def zbuffer_to_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:
     """OpenGL z-buffer values in [0, 1] -> metric z-depth (float32), same shape."""
     depth = far * near / (far - (far - near) * zbuf)

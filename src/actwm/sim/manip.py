@@ -30,6 +30,7 @@ from actwm.sim.common import (
     distinct_colours,
     look_at_extrinsics,
     pattern_texture,
+    resolve_config,
 )
 
 ARM_JOINTS = tuple(range(7))
@@ -112,12 +113,7 @@ class ManipEnv(SimEnv):
     reset_options = ("blocks", "ee", "target")
 
     def __init__(self, size: int = 64, seed: int | None = None, config: ManipConfig | None = None, **kwargs: Any):
-        if config is not None and kwargs:
-            raise ValueError(f"manip: pass either config= or keyword settings, not both (got {sorted(kwargs)})")
-        try:
-            self.config = config or ManipConfig(**kwargs)
-        except TypeError as e:
-            raise ValueError(f"manip: unknown setting ({e}); settings: {', '.join(ManipConfig.__dataclass_fields__)}")
+        self.config = resolve_config("manip", ManipConfig, config, kwargs)
         super().__init__(size, seed)
         cfg = self.config
         self.camera = PinholeCamera(self.size, self.size, cfg.fov_deg, near=0.05, far=6.0, supersample=cfg.supersample)

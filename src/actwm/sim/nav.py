@@ -26,6 +26,7 @@ from actwm.sim.common import (
     SimEnv,
     distinct_colours,
     pattern_texture,
+    resolve_config,
     rotation_to_extrinsics,
 )
 
@@ -121,12 +122,7 @@ class NavEnv(SimEnv):
     static_world = True  # the robot is kinematic (not a pybullet body): steps never change the pybullet world
 
     def __init__(self, size: int = 64, seed: int | None = None, config: NavConfig | None = None, **kwargs: Any):
-        if config is not None and kwargs:
-            raise ValueError(f"nav: pass either config= or keyword settings, not both (got {sorted(kwargs)})")
-        try:
-            self.config = config or NavConfig(**kwargs)
-        except TypeError as e:
-            raise ValueError(f"nav: unknown setting ({e}); settings: {', '.join(NavConfig.__dataclass_fields__)}")
+        self.config = resolve_config("nav", NavConfig, config, kwargs)
         super().__init__(size, seed)
         cfg = self.config
         self.camera = PinholeCamera(

@@ -26,6 +26,7 @@ from actwm.episode import Episode
 from actwm.geometry import se2_relative, wrap_angle
 from actwm.sim.common import SimEnv
 from actwm.sim.manip import ManipConfig
+from actwm.sim.registry import make
 
 Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -271,8 +272,6 @@ def record_episode(
     zeros), state (T, S), extras depth/segmentation/intrinsics/extrinsics (+ nav `pose` (T, 3), manip
     `objects` (T, n_blocks, 7)) when `extras`. `env_kwargs` are world settings (e.g. `supersample=3`).
     """
-    from actwm.sim import make
-
     env = make(name, size=size, max_steps=max(int(frames), 1), **(env_kwargs or {}))
     try:
         return _record(env, name, seed, frames, policy_seed, extras, policy_kwargs)
@@ -292,8 +291,6 @@ def record_episodes(
     env_kwargs: dict[str, Any] | None = None,
 ) -> Iterator[Episode]:
     """Yield one episode per seed (one env reused), with a tqdm progress bar over episodes."""
-    from actwm.sim import make
-
     seeds = list(seeds)
     env = make(name, size=size, max_steps=max(int(frames), 1), **(env_kwargs or {}))
     try:

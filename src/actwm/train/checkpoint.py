@@ -22,7 +22,6 @@ damaged afterwards (a truncated copy, a flipped bit) fails `verify` against its 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle  # only for its UnpicklingError: train_state.pt is read with torch.load(weights_only=True)
 import random
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from actwm.io import atomic_write_json, atomic_write_text, read_json, remove_temp_files
+from actwm.io import atomic_write_json, atomic_write_text, file_sha256, read_json, remove_temp_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -102,18 +101,12 @@ def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
 # ------------------------------------------------------------------------------------------ verification
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(ckpt_dir: Path) -> None:
     """`checksums.json`: `{file: {"bytes": n, "sha256": hex}}` of every other file in `ckpt_dir`."""
     files = sorted(p for p in ckpt_dir.iterdir() if p.is_file() and p.name != MANIFEST)
-    atomic_write_json(ckpt_dir / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files})
+    atomic_write_json(
+        ckpt_dir / MANIFEST, {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+    )
 
 
 def verify(ckpt_dir: str | os.PathLike) -> str | None:
@@ -136,7 +129,7 @@ def verify(ckpt_dir: str | os.PathLike) -> str | None:
             size = (path / name).stat().st_size
             if size != entry.get("bytes"):
                 return f"{name} has {size} bytes, {entry.get('bytes')} were written"
-            if _sha256(path / name) != entry.get("sha256"):
+            if file_sha256(path / name) != entry.get("sha256"):
                 return f"{name} differs from the bytes written (sha256 mismatch)"
         return None
     try:  # no manifest: at least both binary files must parse

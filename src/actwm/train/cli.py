@@ -26,6 +26,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from actwm.errors import ArgumentParser
 from actwm.io import read_json
 from actwm.train.config import PRESETS, TrainConfig, field_types
 from actwm.train.trainer import train
@@ -79,9 +80,7 @@ def parse_value(name: str, text: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = ArgumentParser(prog="actwm train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--preset", choices=list(PRESETS), default=None, help="named defaults (tiny-cpu, svd-8gpu, cosmos2-2b-8gpu)"
     )
@@ -134,19 +133,11 @@ def resolve_config(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg, args = resolve_config(argv)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm train: error: {exc}", file=sys.stderr)
-        return 2
+    cfg, args = resolve_config(argv)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    try:
-        result = train(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"actwm train: error: {exc}", file=sys.stderr)
-        return 2
+    result = train(cfg, progress=not args.no_progress)
     if PartialState().is_main_process:
         print(
             f"trained {result.steps} steps in {result.seconds:.1f} s; final loss {result.losses[-1]:.4f}"

@@ -258,6 +258,25 @@ class TrainConfig:
         return list(PRESETS)
 
 
+# EgoWM appendix B settings shared by the 8-GPU presets (the action projection trains at 10x the base lr)
+_EGOWM_8GPU: dict[str, Any] = dict(
+    steps=50_000,
+    batch_size=1,
+    grad_accum=4,
+    action_lr_mult=10.0,
+    weight_decay=0.01,
+    warmup_steps=500,
+    schedule="constant",
+    grad_clip=1.0,
+    mixed_precision="bf16",
+    context=1,
+    target_fps=5.0,
+    num_workers=4,
+    checkpoint_every=1000,
+    keep_last=3,
+    log_every=20,
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-cpu": dict(
         model="wan2.1-tiny",
@@ -279,52 +298,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         cpu=True,
     ),
     # EgoWM appendix B: SVD at 1e-5, action projection at 1e-4; 8 future frames, 5 fps, 512 px.
-    "svd-8gpu": dict(
-        model="svd",
-        steps=50_000,
-        batch_size=1,
-        grad_accum=4,
-        lr=1e-5,
-        action_lr_mult=10.0,
-        weight_decay=0.01,
-        warmup_steps=500,
-        schedule="constant",
-        grad_clip=1.0,
-        mixed_precision="bf16",
-        context=1,
-        horizon=8,
-        target_fps=5.0,
-        size=512,
-        num_workers=4,
-        checkpoint_every=1000,
-        keep_last=3,
-        log_every=20,
-        distributed="ddp",
-        ema_decay=0.9999,
-    ),
+    "svd-8gpu": dict(_EGOWM_8GPU, model="svd", lr=1e-5, horizon=8, size=512, distributed="ddp", ema_decay=0.9999),
     # EgoWM appendix B: Cosmos-Predict2-2B at 1e-6, action projection at 1e-5; 16 frames in one pass.
-    "cosmos2-2b-8gpu": dict(
-        model="cosmos2-2b",
-        steps=50_000,
-        batch_size=1,
-        grad_accum=4,
-        lr=1e-6,
-        action_lr_mult=10.0,
-        weight_decay=0.01,
-        warmup_steps=500,
-        schedule="constant",
-        grad_clip=1.0,
-        mixed_precision="bf16",
-        context=1,
-        horizon=16,
-        target_fps=5.0,
-        size=480,
-        num_workers=4,
-        checkpoint_every=1000,
-        keep_last=3,
-        log_every=20,
-        distributed="fsdp",
-    ),
+    "cosmos2-2b-8gpu": dict(_EGOWM_8GPU, model="cosmos2-2b", lr=1e-6, horizon=16, size=480, distributed="fsdp"),
 }
 
 
