@@ -108,6 +108,39 @@ def rollout(
         `(batch, frames, 3, H, W)` in [-1, 1]; frame 0 is the start frame.
     """
     cfg = cfg or RolloutConfig()
+    _check_inputs(wm, first_frame, raw_actions, kvaf)
+    b, total = raw_actions.shape[:2]
+    frame = first_frame.expand(b, -1, -1, -1)
+    seeds = [cfg.seed + i for i in range(b)] if seeds is None else list(seeds)
+    k = wm.encoder.cfg.temporal_compression
+    chunks = _chunk_bounds(total, model_window(wm, cfg.window), k)
+    out = [frame.unsqueeze(1)]
+    for c, (start, length, keep) in enumerate(tqdm(chunks, desc="rollout chunks", disable=not progress)):
+        raw = raw_actions[:, start : start + length]
+        if raw.shape[1] < length:  # past the end: stand still
+            raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
+        model_actions = to_model_actions(wm, raw)
+        extra = _kvaf_conditioning(wm, model_actions, kvaf, start, length, [s + 7919 * c for s in seeds])
+        video = wm.generate(
+            frame,
+            model_actions,
+            state,
+            steps=cfg.steps,
+            sampler=cfg.sampler,
+            seeds=[s + 7919 * c for s in seeds],
+            guidance=cfg.guidance,
+            guidance_interval=cfg.guidance_interval,
+            conditioning=extra,
+        )
+        out.append(video[:, 1:keep])
+        frame = video[:, keep - 1]
+    return torch.cat(out, dim=1)
+
+
+def _check_inputs(
+    wm: WorldModel, first_frame: torch.Tensor, raw_actions: torch.Tensor, kvaf: torch.Tensor | None
+) -> None:
+    """Raise ValueError unless the start frame(s), raw actions and (for a KVAF model) the KVAF video fit `wm`."""
     if raw_actions.ndim != 3:
         raise ValueError(f"actions must be (batch, frames, D), got shape {tuple(raw_actions.shape)}")
     b, total = raw_actions.shape[:2]
@@ -123,37 +156,20 @@ def rollout(
             "a KVAF world model needs the KVAF video of the actions, (batch, frames, 3, H, W) (actwm.rollout.kvaf), "
             "and only a KVAF model takes one"
         )
-    frame = first_frame.expand(b, -1, -1, -1)
-    seeds = [cfg.seed + i for i in range(b)] if seeds is None else list(seeds)
-    k = wm.encoder.cfg.temporal_compression
-    chunks = _chunk_bounds(total, model_window(wm, cfg.window), k)
-    out = [frame.unsqueeze(1)]
-    for c, (start, length, keep) in enumerate(tqdm(chunks, desc="rollout chunks", disable=not progress)):
-        raw = raw_actions[:, start : start + length]
-        if raw.shape[1] < length:  # past the end: stand still
-            raw = torch.cat([raw, raw.new_zeros(b, length - raw.shape[1], raw.shape[2])], dim=1)
-        model_actions = to_model_actions(wm, raw)
-        extra = None
-        if wm.kvaf is not None and wm.kvaf.numeric is not None:
-            extra = Conditioning({KVAF: numeric_inputs(wm.kvaf, model_actions)})
-        if kvaf is not None:  # past the end: the arm stays where it is
-            part = kvaf[:, start : start + length]
-            part = torch.cat([part] + [part[:, -1:]] * (length - part.shape[1]), dim=1)
-            extra = Conditioning({KVAF: kvaf_branch_for(wm, part, [s + 7919 * c for s in seeds])})
-        video = wm.generate(
-            frame,
-            model_actions,
-            state,
-            steps=cfg.steps,
-            sampler=cfg.sampler,
-            seeds=[s + 7919 * c for s in seeds],
-            guidance=cfg.guidance,
-            guidance_interval=cfg.guidance_interval,
-            conditioning=extra,
-        )
-        out.append(video[:, 1:keep])
-        frame = video[:, keep - 1]
-    return torch.cat(out, dim=1)
+
+
+def _kvaf_conditioning(
+    wm: WorldModel, model_actions: torch.Tensor, kvaf: torch.Tensor | None, start: int, length: int, seeds: list[int]
+) -> Conditioning | None:
+    """The KVAF branch of one chunk: the numeric-stream ablation's actions, or frames `[start, start + length)` of
+    the KVAF video `(b, T, 3, H, W)` (past the end the arm stays where it is); None for other models."""
+    if wm.kvaf is not None and wm.kvaf.numeric is not None:
+        return Conditioning({KVAF: numeric_inputs(wm.kvaf, model_actions)})
+    if kvaf is None:
+        return None
+    part = kvaf[:, start : start + length]
+    part = torch.cat([part] + [part[:, -1:]] * (length - part.shape[1]), dim=1)
+    return Conditioning({KVAF: kvaf_branch_for(wm, part, seeds)})
 
 
 MAX_NORMALISED_ACTION = 1e4  # far outside any normalised training range; beyond it frames are garbage (1e30 -> black)
