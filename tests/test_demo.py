@@ -215,3 +215,15 @@ def test_no_plan_skips_the_closed_loop_stage(tmp_path):
     state = DemoState(cfg=cfg, out=tmp_path, clock=StageClock(tmp_path / "timings.json"))
     stage_plan(state)
     assert "planning" not in state.metrics and not state.sections and not (tmp_path / "planning").exists()
+
+
+def test_announced_training_time_comes_from_the_measured_passive_steps(capsys):
+    """The demo says up front how long the action stage will take here, from its own passive-stage speed."""
+    from actwm.demo.config import DemoConfig
+    from actwm.demo.pipeline import announce_training_time
+
+    cfg = DemoConfig(passive_steps=100, action_steps=600)
+    line = announce_training_time(cfg, passive_seconds=20.0)  # 0.2 s/step -> 600 steps = 2.0 min
+    assert "0.200 s/step" in line and "about 2.0 min" in line
+    assert line in capsys.readouterr().out
+    assert announce_training_time(cfg, passive_seconds=None) is None

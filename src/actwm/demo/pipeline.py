@@ -133,6 +133,7 @@ def stage_train(state: DemoState) -> None:
         passive=True,
         init_from=None,
     )
+    announce_training_time(cfg, clock.stages.get("2 passive stage", {}).get("seconds"))
     state.models["action"] = clock.run(
         "3 action stage",
         train_stage,
@@ -148,6 +149,22 @@ def stage_train(state: DemoState) -> None:
         pool.shutdown()
         clock.record("4 from scratch (parallel process)", seconds, peak)
         state.models["scratch"] = final
+
+
+def announce_training_time(cfg: DemoConfig, passive_seconds: float | None) -> str | None:
+    """Say up front how long the action stage will take on THIS machine, measured from the passive stage's steps
+    (the same model, batch and precision; the action model adds its small encoder). Returns the line printed."""
+    if not passive_seconds or cfg.passive_steps < 1:
+        return None
+    per_step = passive_seconds / cfg.passive_steps
+    minutes = per_step * cfg.action_steps / 60
+    line = (
+        f"this machine trains at {per_step:.3f} s/step (passive stage): the {cfg.action_steps} action-stage steps "
+        f"will take about {minutes:.1f} min"
+        + (" (from scratch trains alongside on the other core)" if cfg.scratch else "")
+    )
+    print(line, flush=True)
+    return line
 
 
 def _rollout_and_score(state: DemoState, name: str, model_dir: Path, out: Path, guidance: float) -> dict[str, Any]:
