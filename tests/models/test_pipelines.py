@@ -41,6 +41,27 @@ def text_embeds(encoder, seed, tokens=6):
         return encoder(input_ids=ids).last_hidden_state
 
 
+def text_pipeline_run(pipe, pos, neg, guidance, *args, **inputs):
+    """`run()` for a text-conditioned pipeline: 32 px, FRAMES frames, 2 steps, a fixed seed, frames as tensors."""
+
+    def run():
+        return pipe(
+            *args,
+            prompt_embeds=pos,
+            negative_prompt_embeds=neg,
+            height=32,
+            width=32,
+            num_frames=FRAMES,
+            num_inference_steps=2,
+            guidance_scale=guidance,
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+            **inputs,
+        ).frames
+
+    return run
+
+
 def check(run, wm, actions):
     """run() -> frames. Zero actions: bit-identical to the bare backbone; random actions: different frames."""
     bare = run()
@@ -131,20 +152,7 @@ def test_wan_pipeline(tmp_path, expand_timesteps, guidance):
     actions = torch.randn(1, FRAMES, 3)
     pos, neg = text_embeds(text, 0), text_embeds(text, 1)
 
-    def run():
-        return pipe(
-            prompt_embeds=pos,
-            negative_prompt_embeds=neg,
-            height=32,
-            width=32,
-            num_frames=FRAMES,
-            num_inference_steps=2,
-            guidance_scale=guidance,
-            generator=torch.Generator().manual_seed(0),
-            output_type="pt",
-        ).frames
-
-    check(run, wm, actions)
+    check(text_pipeline_run(pipe, pos, neg, guidance), wm, actions)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
@@ -169,21 +177,7 @@ def test_wan_image_to_video_pipeline(tmp_path, guidance):
     actions = torch.randn(1, FRAMES, 3)
     pos, neg = text_embeds(text, 0, tokens=512), text_embeds(text, 1, tokens=512)  # Wan I2V splits 512 text tokens
 
-    def run():
-        return pipe(
-            image,
-            prompt_embeds=pos,
-            negative_prompt_embeds=neg,
-            height=32,
-            width=32,
-            num_frames=FRAMES,
-            num_inference_steps=2,
-            guidance_scale=guidance,
-            generator=torch.Generator().manual_seed(0),
-            output_type="pt",
-        ).frames
-
-    check(run, wm, actions)
+    check(text_pipeline_run(pipe, pos, neg, guidance, image), wm, actions)
 
 
 def test_wan22_tiny_preset_in_image_to_video_pipeline_expand_timesteps():
@@ -217,21 +211,7 @@ def test_wan22_tiny_preset_in_image_to_video_pipeline_expand_timesteps():
     actions = torch.randn(1, FRAMES, 3)
     pos, neg = text_embeds(text, 0), text_embeds(text, 1)
 
-    def run():
-        return pipe(
-            image,
-            prompt_embeds=pos,
-            negative_prompt_embeds=neg,
-            height=32,
-            width=32,
-            num_frames=FRAMES,
-            num_inference_steps=2,
-            guidance_scale=3.0,
-            generator=torch.Generator().manual_seed(0),
-            output_type="pt",
-        ).frames
-
-    check(run, wm, actions)
+    check(text_pipeline_run(pipe, pos, neg, 3.0, image), wm, actions)
 
 
 class PassThroughSafetyChecker:
@@ -275,21 +255,7 @@ def test_cosmos2_video_to_world_pipeline(tmp_path, guidance):
     actions = torch.randn(1, FRAMES, 3)
     pos, neg = text_embeds(text, 0), text_embeds(text, 1)
 
-    def run():
-        return pipe(
-            image=image,
-            prompt_embeds=pos,
-            negative_prompt_embeds=neg,
-            height=32,
-            width=32,
-            num_frames=FRAMES,
-            num_inference_steps=2,
-            guidance_scale=guidance,
-            generator=torch.Generator().manual_seed(0),
-            output_type="pt",
-        ).frames
-
-    check(run, wm, actions)
+    check(text_pipeline_run(pipe, pos, neg, guidance, image=image), wm, actions)
 
 
 def test_wan_expand_timesteps_with_another_patch_is_a_clear_error():
