@@ -173,7 +173,7 @@ def test_cli_writes_frames_videos_and_errors(wm, tmp_path, capsys):
     assert record["guidance"] == 2.0 and record["guidance_interval"] == [0.3, 1.0]
     capsys.readouterr()
     assert main(args + ["--out", str(tmp_path / "bad"), "--guidance-interval", "0.5", "0.5"]) == 2
-    assert "guidance_interval" in capsys.readouterr().err
+    assert "--guidance-interval must be (lo, hi) with lo < hi" in capsys.readouterr().err  # named as the option
     # wrong image size and a checkpoint directory that is not one: exit 2 with a message
     write_frames(tmp_path / "big", np.zeros((1, 64, 64, 3), np.uint8))
     rc = main(

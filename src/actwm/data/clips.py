@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from actwm.actions import ACTION_MODES, NORMALISATIONS, ActionNormaliser, gather_windows, transform_actions
+from actwm.checks import require_at_least, require_choice, require_positive, require_range
 from actwm.data.lerobot import LeRobotDataset
 
 SPLIT_BY = ("stored", "episode", "scene")
@@ -61,23 +62,14 @@ class ClipConfig:
     cache_mb: float = 1024.0
 
     def __post_init__(self) -> None:
-        if self.context < 1 or self.horizon < 0:
-            raise ValueError(f"ClipConfig: context must be >= 1 and horizon >= 0, got {self.context}, {self.horizon}")
-        if self.stride < 1 or self.start_every < 1:
-            raise ValueError(f"ClipConfig: stride and start_every must be >= 1, got {self.stride}, {self.start_every}")
-        if self.target_fps is not None and not self.target_fps > 0:
-            raise ValueError(f"ClipConfig: target_fps must be > 0, got {self.target_fps}")
-        for name, val, allowed in (
-            ("action_mode", self.action_mode, ACTION_MODES),
-            ("normalise", self.normalise, NORMALISATIONS),
-            ("split_by", self.split_by, SPLIT_BY),
-        ):
-            if val not in allowed:
-                raise ValueError(f"ClipConfig: {name} must be one of {allowed}, got {val!r}")
-        if not 0.0 <= self.test_fraction <= 1.0:
-            raise ValueError(f"ClipConfig: test_fraction must be in [0, 1], got {self.test_fraction}")
-        if self.size is not None and self.size < 2:
-            raise ValueError(f"ClipConfig: size must be >= 2, got {self.size}")
+        require_at_least(self, 1, "context", "stride", "start_every")
+        require_at_least(self, 0, "horizon")
+        require_positive(self, "target_fps", optional=True)
+        require_choice(self, "action_mode", ACTION_MODES)
+        require_choice(self, "normalise", NORMALISATIONS)
+        require_choice(self, "split_by", SPLIT_BY)
+        require_range(self, "test_fraction", 0.0, 1.0)
+        require_at_least(self, 2, "size", optional=True)
 
     @property
     def num_frames(self) -> int:

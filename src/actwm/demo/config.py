@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from actwm.checks import require, require_at_least, require_choice, require_range
+
 DEFAULT_OUT = "actwm_out/demo"
 
 
@@ -105,22 +107,16 @@ class DemoConfig:
         return cls(**{**base, **kw})
 
     def __post_init__(self) -> None:
-        if self.eval_frames < 2 or self.episode_frames < self.eval_frames:
-            raise ValueError("DemoConfig: need 2 <= eval_frames <= episode_frames")
-        if max(self.horizons) > self.eval_frames - 1:
-            raise ValueError(f"DemoConfig.horizons {self.horizons} exceed eval_frames - 1 = {self.eval_frames - 1}")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise ValueError(
-                f"DemoConfig.mixed_precision: must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}"
-            )
-        if not 0.0 <= self.guidance_interval[0] < self.guidance_interval[1]:
-            raise ValueError(
-                f"DemoConfig.guidance_interval: must be (lo, hi) with 0 <= lo < hi, got {self.guidance_interval}"
-            )
-        if self.guidance < 1.0:
-            raise ValueError(f"DemoConfig.guidance: must be >= 1 (1 = no guidance), got {self.guidance}")
-        if not 0.0 <= self.action_dropout < 1.0:
-            raise ValueError(f"DemoConfig.action_dropout: must be in [0, 1), got {self.action_dropout}")
+        require_at_least(self, 2, "eval_frames")
+        require(self.episode_frames >= self.eval_frames, self, "episode_frames", f">= eval_frames = {self.eval_frames}")
+        require(
+            max(self.horizons) < self.eval_frames, self, "horizons", f"at most eval_frames - 1 = {self.eval_frames - 1}"
+        )
+        require_choice(self, "mixed_precision", ("auto", "bf16", "no"))
+        lo, hi = self.guidance_interval
+        require(0.0 <= lo < hi, self, "guidance_interval", "(lo, hi) with 0 <= lo < hi")
+        require_at_least(self, 1.0, "guidance")  # 1 = no guidance
+        require_range(self, "action_dropout", 0.0, 1.0, closed="[)")
         if self.guidance > 1.0 and self.action_dropout == 0.0:
             raise ValueError(
                 "DemoConfig.guidance > 1 needs action_dropout > 0 (the action-free prediction it extrapolates from)"

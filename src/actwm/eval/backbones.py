@@ -20,7 +20,40 @@ from torch import nn
 # ------------------------------------------------------------------------------- AlexNet / VGG16
 
 
-class AlexNet(nn.Module):
+class _ImageNetNet(nn.Module):
+    """torchvision's classifier layout: ``features`` -> ``avgpool`` -> flatten -> ``classifier`` (two 4096-wide
+    ReLU layers with dropout, then the class logits); ``classifier`` is None when built for features only."""
+
+    def __init__(
+        self,
+        features: nn.Sequential,
+        channels: int,
+        pool: int,
+        num_classes: int,
+        with_classifier: bool,
+        dropout_first: bool,
+    ) -> None:
+        """`channels` x `pool` x `pool`: the pooled features the classifier reads."""
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
+        self.classifier = None
+        if with_classifier:
+            layers: list[nn.Module] = []
+            # AlexNet: dropout before each hidden layer; VGG16: after it (torchvision's module indices)
+            for n_in in (channels * pool * pool, 4096):
+                block = [nn.Linear(n_in, 4096), nn.ReLU(inplace=True)]
+                layers += [nn.Dropout(), *block] if dropout_first else [*block, nn.Dropout()]
+            self.classifier = nn.Sequential(*layers, nn.Linear(4096, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.classifier is None:
+            raise RuntimeError(f"{type(self).__name__} built without classifier (features only)")
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(x)
+
+
+class AlexNet(_ImageNetNet):
     """torchvision's AlexNet (``features``, ``avgpool``, ``classifier``); input ``(batch, 3, H, W)``."""
 
     #: indices of the ReLU outputs LPIPS reads (relu1..relu5)
@@ -28,8 +61,7 @@ class AlexNet(nn.Module):
     LPIPS_CHANNELS = (64, 192, 384, 256, 256)
 
     def __init__(self, num_classes: int = 1000, with_classifier: bool = True) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
@@ -44,26 +76,7 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = (
-            nn.Sequential(
-                nn.Dropout(),
-                nn.Linear(256 * 6 * 6, 4096),
-                nn.ReLU(inplace=True),
-                nn.Dropout(),
-                nn.Linear(4096, 4096),
-                nn.ReLU(inplace=True),
-                nn.Linear(4096, num_classes),
-            )
-            if with_classifier
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.classifier is None:
-            raise RuntimeError("AlexNet built without classifier (features only)")
-        x = torch.flatten(self.avgpool(self.features(x)), 1)
-        return self.classifier(x)
+        super().__init__(features, 256, 6, num_classes, with_classifier, dropout_first=True)
 
 
 def _vgg16_features() -> nn.Sequential:
@@ -79,35 +92,14 @@ def _vgg16_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VGG16(nn.Module):
+class VGG16(_ImageNetNet):
     """torchvision's VGG16 (configuration D, no batch norm); input ``(batch, 3, H, W)``."""
 
     LPIPS_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
     LPIPS_CHANNELS = (64, 128, 256, 512, 512)
 
     def __init__(self, num_classes: int = 1000, with_classifier: bool = True) -> None:
-        super().__init__()
-        self.features = _vgg16_features()
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = (
-            nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096),
-                nn.ReLU(inplace=True),
-                nn.Dropout(),
-                nn.Linear(4096, 4096),
-                nn.ReLU(inplace=True),
-                nn.Dropout(),
-                nn.Linear(4096, num_classes),
-            )
-            if with_classifier
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.classifier is None:
-            raise RuntimeError("VGG16 built without classifier (features only)")
-        x = torch.flatten(self.avgpool(self.features(x)), 1)
-        return self.classifier(x)
+        super().__init__(_vgg16_features(), 512, 7, num_classes, with_classifier, dropout_first=False)
 
 
 def tap_features(features: nn.Sequential, x: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:

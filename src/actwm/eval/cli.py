@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actwm.cliargs import config_from_args
 from actwm.errors import ArgumentParser
 from actwm.eval.engine import FRAME_CONVENTION, EvalConfig, evaluate
 from actwm.eval.outputs import check_outputs, stale_temps
@@ -156,23 +157,13 @@ def _add_scs_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:
-    structures = args.structures or ("prompts" if args.prompts else "auto")
-    config = EvalConfig(
+    config = config_from_args(  # the options named as EvalConfig fields map 1:1; these need converting
+        EvalConfig,
+        args,
         metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
         horizons=_parse_ints(args.horizons, "--horizons"),
-        prompts=args.prompts,
-        structures=structures,
-        tracker=args.tracker,
-        trim=args.trim,
-        context=args.context,
-        resize=args.resize,
-        sam2_model=args.sam2_model,
-        sam2_config=args.sam2_config,
-        sam2_image_size=args.sam2_image_size,
-        device=args.device,
+        structures=args.structures or ("prompts" if args.prompts else "auto"),
         metric_options=_parse_metric_options(args.metric_option),
-        max_objects=args.max_objects,
-        min_area=args.min_area,
         progress=not args.no_progress,
     )
     opts = EvalOptions(args.gt, args.pred, args.json_out, config, args.csv_out, args.plot_out)

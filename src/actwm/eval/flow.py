@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from actwm.checks import require, require_at_least, require_choice, require_positive
+
 __all__ = ["FlowConfig", "compute_flow", "consistent_flow", "gray_frames", "inside_image", "sample_at"]
 
 _DIS_PRESETS = {
@@ -94,24 +96,17 @@ class FlowConfig:
     var_iterations: int | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("dis", "farneback"):
-            raise ValueError(f"FlowConfig.method must be 'dis' or 'farneback', got {self.method!r}")
-        if self.preset not in _DIS_PRESETS:
-            raise ValueError(f"FlowConfig.preset must be one of {sorted(_DIS_PRESETS)}, got {self.preset!r}")
-        if self.finest_scale < 0 or self.patch_size < 2 or self.patch_stride < 1:
-            raise ValueError("FlowConfig: finest_scale >= 0, patch_size >= 2 and patch_stride >= 1 are required")
-        if self.motion_model not in ("homography", "affine", "dense"):
-            raise ValueError(
-                f"FlowConfig.motion_model must be 'homography', 'affine' or 'dense', got {self.motion_model!r}"
-            )
-        if self.offscreen < 0 or self.extend_ratio <= 1.0 or self.refine_ratio <= 1.0 or self.refine_band < 1:
-            raise ValueError(
-                "FlowConfig: offscreen >= 0, extend_ratio > 1, refine_ratio > 1 and refine_band >= 1 are required"
-            )
-        if self.erode < 0 or self.min_points < 3 or self.max_points < self.min_points or self.ransac_threshold <= 0:
-            raise ValueError(
-                "FlowConfig: erode >= 0, 3 <= min_points <= max_points and ransac_threshold > 0 are required"
-            )
+        require_choice(self, "method", ("dis", "farneback"))
+        require_choice(self, "preset", sorted(_DIS_PRESETS))
+        require_choice(self, "motion_model", ("homography", "affine", "dense"))
+        require_at_least(self, 0, "finest_scale", "offscreen", "erode")
+        require_at_least(self, 1, "patch_stride", "refine_band")
+        require_at_least(self, 2, "patch_size")
+        require_at_least(self, 3, "min_points")
+        require(self.max_points >= self.min_points, self, "max_points", f">= min_points = {self.min_points}")
+        for name in ("extend_ratio", "refine_ratio"):
+            require(getattr(self, name) > 1.0, self, name, "> 1")
+        require_positive(self, "ransac_threshold")
 
     @property
     def label(self) -> str:

@@ -150,17 +150,16 @@ def _lpips(
     return FrameMetric("lpips", False, model.distance, resize, batch_size, device)
 
 
-def _controllability(
-    resize: int | None = None,
-    net: str = "alex",
-    weights: str | None = None,
-    heads: str | None = None,
-    batch_size: int = 16,
-    device: str | None = None,
-) -> FrameMetric:
-    """World-In-World (ch. 1, 8) controllability: ``1 - LPIPS(gt, pred)`` per frame; higher is better."""
-    model = LPIPS.from_pretrained(net=net, weights=weights, heads=heads).to(device or "cpu")
-    return FrameMetric("controllability", True, lambda g, p: 1.0 - model.distance(g, p), resize, batch_size, device)
+def _controllability(**lpips_options: Any) -> FrameMetric:
+    """World-In-World (ch. 1, 8) controllability: ``1 - LPIPS(gt, pred)`` per frame; higher is better.
+    Takes LPIPS's options (its signature is `_lpips`'s, so `get_metric` checks them alike)."""
+    lpips = _lpips(**lpips_options)
+    return FrameMetric(
+        "controllability", True, lambda g, p: 1.0 - lpips.fn(g, p), lpips.resize, lpips.batch_size, lpips.device
+    )
+
+
+_controllability.__signature__ = inspect.signature(_lpips)  # type: ignore[attr-defined]
 
 
 def _dreamsim(

@@ -86,7 +86,8 @@ class BackboneAdapter(nn.Module):
     def emb_dim(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def spec(self, codec: nn.Module) -> BackboneSpec:  # pragma: no cover - interface
+    def assumptions(self) -> dict[str, str]:  # pragma: no cover - interface
+        """The `BackboneSpec` texts this adapter states: `first_frame`, `objective` and `injection_sites`."""
         raise NotImplementedError
 
     def condition(self, first_frame: torch.Tensor, first_latent: torch.Tensor) -> FrameCondition:  # pragma: no cover
@@ -111,6 +112,17 @@ class BackboneAdapter(nn.Module):
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
+    def spec(self, codec: nn.Module) -> BackboneSpec:
+        """The adapter's stated assumptions with the latent geometry of `codec`."""
+        return BackboneSpec(
+            family=self.family,
+            latent_channels=codec.latent_channels,
+            spatial_compression=codec.spatial_compression,
+            temporal_compression=codec.temporal_compression,
+            emb_dim=self.emb_dim,
+            **self.assumptions(),
+        )
+
     @property
     def active(self) -> Conditioning | None:
         """The conditioning in effect (None outside `conditioned`)."""

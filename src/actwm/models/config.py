@@ -6,9 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from actwm.actions import ActionSpace, get_action_space
+from actwm.checks import require, require_at_least, require_choice
 
 BACKBONES = ("svd", "cosmos", "wan2.1", "wan2.2")
 TRAIN_MODES = ("full", "lora", "frozen")
+CODEC_KINDS = ("pixel", "svd-vae", "wan-vae")
 LORA_TARGETS = {
     "svd": ["to_q", "to_k", "to_v", "to_out.0"],
     "cosmos": ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
@@ -78,22 +80,14 @@ class WorldModelConfig:
     kvaf: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.conditioning not in ("actions", "kvaf", "kvaf+actions"):
-            raise ValueError(
-                f"WorldModelConfig.conditioning must be 'actions', 'kvaf' or 'kvaf+actions', got {self.conditioning!r}"
-            )
-        if self.action_mode not in ("delta", "cumulative"):
-            raise ValueError(f"WorldModelConfig.action_mode must be 'delta' or 'cumulative', got {self.action_mode!r}")
-        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
-            raise ValueError(f"WorldModelConfig.image_size must be [height, width], got {self.image_size}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"WorldModelConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.train_mode not in TRAIN_MODES:
-            raise ValueError(f"WorldModelConfig.train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
-        if self.codec.get("kind") not in ("pixel", "svd-vae", "wan-vae"):
-            raise ValueError(f"WorldModelConfig.codec.kind must be 'pixel', 'svd-vae' or 'wan-vae', got {self.codec}")
-        if self.lora_rank < 1:
-            raise ValueError(f"WorldModelConfig.lora_rank must be >= 1, got {self.lora_rank}")
+        require_choice(self, "conditioning", ("actions", "kvaf", "kvaf+actions"))
+        require_choice(self, "action_mode", ("delta", "cumulative"))
+        size = self.image_size
+        require(size is None or (len(size) == 2 and min(size) >= 1), self, "image_size", "[height, width] or None")
+        require_choice(self, "backbone", BACKBONES)
+        require_choice(self, "train_mode", TRAIN_MODES)
+        require(self.codec.get("kind") in CODEC_KINDS, self, "codec", f"a dict with 'kind' one of {CODEC_KINDS}")
+        require_at_least(self, 1, "lora_rank")
         ActionSpace.from_dict(self.action_space)  # validates
 
     @property

@@ -18,7 +18,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.base import BackboneAdapter
 from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 
 HUB_ID = "nvidia/Cosmos-Predict2-2B-Video2World"
@@ -42,15 +42,10 @@ class CosmosAdapter(BackboneAdapter):
     def emb_dim(self) -> int:
         return self.backbone.config.num_attention_heads * self.backbone.config.attention_head_dim
 
-    def spec(self, codec: nn.Module) -> BackboneSpec:
-        return BackboneSpec(
-            family="cosmos",
-            latent_channels=codec.latent_channels,
-            spatial_compression=codec.spatial_compression,
-            temporal_compression=codec.temporal_compression,
+    def assumptions(self) -> dict[str, str]:
+        return dict(
             first_frame="clean latent replaces latent frame 0, condition-mask channel, own timestep sigma=1e-4",
             objective="flow: rectified-flow velocity (eps - x0), timestep t in [0, 1]",
-            emb_dim=self.emb_dim,
             injection_sites=f"embedded_timestep -> AdaLN-Zero of all {len(self.backbone.transformer_blocks)} "
             "blocks + norm_out",
         )

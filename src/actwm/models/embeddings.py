@@ -23,6 +23,8 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
+from actwm.checks import require_at_least, require_choice, require_positive
+
 
 @dataclass
 class ActionEncoderConfig:
@@ -49,18 +51,10 @@ class ActionEncoderConfig:
     state_dim: int = 0
 
     def __post_init__(self) -> None:
-        if self.action_dim < 1:
-            raise ValueError(f"ActionEncoderConfig.action_dim must be >= 1, got {self.action_dim}")
-        if self.emb_dim < 1 or self.hidden_dim < 1:
-            raise ValueError("ActionEncoderConfig.emb_dim and hidden_dim must be >= 1")
-        if self.features not in ("sincos", "mlp"):
-            raise ValueError(f"ActionEncoderConfig.features must be 'sincos' or 'mlp', got {self.features!r}")
-        if self.temporal_compression < 1:
-            raise ValueError(f"ActionEncoderConfig.temporal_compression must be >= 1, got {self.temporal_compression}")
-        if self.state_dim < 0:
-            raise ValueError(f"ActionEncoderConfig.state_dim must be >= 0, got {self.state_dim}")
-        if self.num_freqs < 1 or self.max_freq <= 0:
-            raise ValueError("ActionEncoderConfig.num_freqs must be >= 1 and max_freq > 0")
+        require_at_least(self, 1, "action_dim", "emb_dim", "hidden_dim", "temporal_compression", "num_freqs")
+        require_choice(self, "features", ("sincos", "mlp"))
+        require_at_least(self, 0, "state_dim")
+        require_positive(self, "max_freq")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,7 +19,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.base import BackboneAdapter
 from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 from actwm.models.embeddings import clip_pixels
 
@@ -55,15 +55,10 @@ class SVDAdapter(BackboneAdapter):
     def emb_dim(self) -> int:
         return self.backbone.time_embedding.linear_2.out_features
 
-    def spec(self, codec: nn.Module) -> BackboneSpec:
-        return BackboneSpec(
-            family="svd",
-            latent_channels=codec.latent_channels,
-            spatial_compression=codec.spatial_compression,
-            temporal_compression=codec.temporal_compression,
+    def assumptions(self) -> dict[str, str]:
+        return dict(
             first_frame="latent concatenated to every frame + CLIP image embedding as cross-attention context",
             objective="edm: EDM-preconditioned v-prediction denoising",
-            emb_dim=self.emb_dim,
             injection_sites=f"temb of {len(self.sites)} down/mid/up blocks (every res-block's time_emb_proj)",
         )
 

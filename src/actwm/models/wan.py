@@ -28,7 +28,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from actwm.models.base import BackboneAdapter, BackboneSpec
+from actwm.models.base import BackboneAdapter
 from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 from actwm.models.embeddings import clip_pixels
 
@@ -83,19 +83,14 @@ class WanAdapter(BackboneAdapter):
     def emb_dim(self) -> int:
         return self.backbone.config.num_attention_heads * self.backbone.config.attention_head_dim
 
-    def spec(self, codec: nn.Module) -> BackboneSpec:
-        return BackboneSpec(
-            family="wan",
-            latent_channels=codec.latent_channels,
-            spatial_compression=codec.spatial_compression,
-            temporal_compression=codec.temporal_compression,
+    def assumptions(self) -> dict[str, str]:
+        return dict(
             first_frame=(
                 f"channel concat: [noisy, {self.mask_channels} mask channels, latent of (first frame, grey frames)]"
                 if self.concat_condition
                 else "clean latent replaces latent frame 0, whose tokens get timestep 0"
             ),
             objective="flow: flow-matching velocity (eps - x0), timestep 1000 t",
-            emb_dim=self.emb_dim,
             injection_sites=f"temb -> time_proj of all {len(self.backbone.blocks)} blocks + output norm",
         )
 
@@ -256,12 +251,18 @@ def clip_hidden_states(image_encoder: nn.Module, first_frame: torch.Tensor) -> t
     return image_encoder(pixel_values=x, output_hidden_states=True).hidden_states[-2]
 
 
+# What every Wan transformer here shares with the official checkpoints: the 1x2x2 patch and the normalisation layout.
+_LAYOUT = dict(patch_size=(1, 2, 2), cross_attn_norm=True, qk_norm="rms_norm_across_heads")
+# What the released checkpoints (1.3B, 5B, 14B) share on top: head width, UMT5 text width, time embedding, RoPE.
+_RELEASED = dict(_LAYOUT, attention_head_dim=128, text_dim=4096, freq_dim=256, eps=1e-6, rope_max_seq_len=1024)
+
+
 def tiny_config(latent_channels: int, concat_mask: int = 0) -> dict:
     """A tiny real Wan transformer (2 layers, 2 heads x 32); `concat_mask` = k makes it a channel-concat
     image-to-video transformer like Wan 2.1 I2V (in_channels = 2 * latent_channels + k)."""
     in_channels = 2 * latent_channels + concat_mask if concat_mask else latent_channels
     return dict(
-        patch_size=(1, 2, 2),
+        _LAYOUT,
         num_attention_heads=2,
         attention_head_dim=32,
         in_channels=in_channels,
@@ -270,66 +271,29 @@ def tiny_config(latent_channels: int, concat_mask: int = 0) -> dict:
         freq_dim=32,
         ffn_dim=128,
         num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64,
     )
 
 
 def wan21_1_3b_config() -> dict:
     """Wan 2.1 T2V 1.3B transformer config."""
-    return dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=12,
-        attention_head_dim=128,
-        in_channels=16,
-        out_channels=16,
-        text_dim=4096,
-        freq_dim=256,
-        ffn_dim=8960,
-        num_layers=30,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        rope_max_seq_len=1024,
-    )
+    return dict(_RELEASED, num_attention_heads=12, in_channels=16, out_channels=16, ffn_dim=8960, num_layers=30)
 
 
 def wan22_ti2v_5b_config() -> dict:
     """Wan 2.2 TI2V 5B transformer config."""
-    return dict(
-        patch_size=(1, 2, 2),
-        num_attention_heads=24,
-        attention_head_dim=128,
-        in_channels=48,
-        out_channels=48,
-        text_dim=4096,
-        freq_dim=256,
-        ffn_dim=14336,
-        num_layers=30,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
-        rope_max_seq_len=1024,
-    )
+    return dict(_RELEASED, num_attention_heads=24, in_channels=48, out_channels=48, ffn_dim=14336, num_layers=30)
 
 
 def wan21_i2v_14b_config() -> dict:
     """Wan 2.1 I2V 14B (480P) transformer config: channel-concat first frame + CLIP image cross-attention."""
     return dict(
-        patch_size=(1, 2, 2),
+        _RELEASED,
         num_attention_heads=40,
-        attention_head_dim=128,
         in_channels=36,
         out_channels=16,
-        text_dim=4096,
-        freq_dim=256,
         ffn_dim=13824,
         num_layers=40,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
         image_dim=1280,
         added_kv_proj_dim=5120,
-        rope_max_seq_len=1024,
     )

@@ -113,17 +113,18 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--start must be >= 0, got {args.start}")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise ValueError(f"--fps must be a positive number, got {args.fps}")
-    if not math.isfinite(args.guidance):
-        raise ValueError(f"--guidance must be a finite number, got {args.guidance}")
-    if args.guidance_interval is not None and not all(math.isfinite(v) for v in args.guidance_interval):
-        raise ValueError(f"--guidance-interval must be two finite numbers, got {args.guidance_interval}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    rollout_config(args)  # the sampling options: RolloutConfig checks them
     if args.frames is not None and args.frame is not None:
         raise ValueError("--frames applies to --episode; with --frame the actions file sets the length")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
+
+
+def rollout_config(args: argparse.Namespace) -> RolloutConfig:
+    """The sampling options (`--steps`, `--sampler`, `--guidance`, `--guidance-interval`, `--window`, `--seed`)."""
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    return config_from_args(RolloutConfig, args, guidance_interval=interval)
 
 
 def publish(tmp: Path, out: Path) -> None:
@@ -188,9 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         wm,
         to_tensor(start),
         torch.from_numpy(actions),
-        cfg=config_from_args(
-            RolloutConfig, args, guidance_interval=tuple(args.guidance_interval) if args.guidance_interval else None
-        ),
+        cfg=rollout_config(args),
         progress=True,
         kvaf=kvaf,
     )

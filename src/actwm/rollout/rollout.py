@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from actwm.actions import ActionNormaliser, transform_actions
+from actwm.checks import require, require_at_least
 from actwm.models.conditioning import Conditioning
 from actwm.models.kvaf import KVAF, kvaf_branch_for, numeric_inputs
 from actwm.models.world_model import WorldModel
@@ -35,18 +36,13 @@ class RolloutConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.guidance):
-            raise ValueError(f"RolloutConfig.guidance must be a finite number, got {self.guidance}")
-        if self.guidance_interval is not None and not all(math.isfinite(v) for v in self.guidance_interval):
-            raise ValueError(f"RolloutConfig.guidance_interval must be finite, got {self.guidance_interval}")
-        if self.steps < 1:
-            raise ValueError(f"RolloutConfig.steps must be >= 1, got {self.steps}")
-        if self.guidance_interval is not None and not self.guidance_interval[0] < self.guidance_interval[1]:
-            raise ValueError(
-                f"RolloutConfig.guidance_interval must be (lo, hi) with lo < hi, got {self.guidance_interval}"
-            )
-        if self.window is not None and self.window < 2:
-            raise ValueError(f"RolloutConfig.window must be >= 2, got {self.window}")
+        require(math.isfinite(self.guidance), self, "guidance", "a finite number")
+        interval = self.guidance_interval
+        if interval is not None:
+            require(all(math.isfinite(v) for v in interval), self, "guidance_interval", "two finite numbers")
+            require(interval[0] < interval[1], self, "guidance_interval", "(lo, hi) with lo < hi")
+        require_at_least(self, 1, "steps")
+        require_at_least(self, 2, "window", optional=True)
 
 
 def model_window(wm: WorldModel, window: int | None = None) -> int:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from actwm.actions import NORMALISATIONS
+from actwm.checks import ConfigError, require, require_at_least, require_choice, require_positive, require_range
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -36,6 +37,7 @@ SCHEDULES = ("cosine", "constant")
 ACTION_MODES = ("delta", "cumulative")
 SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
+CLIP_FIELDS = ("split", "context", "horizon", "stride", "target_fps", "action_mode", "normalise", "size")
 
 
 @dataclass
@@ -159,46 +161,36 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if not _matches(value, hints[f.name]):
-                raise ValueError(f"TrainConfig.{f.name}: expected {_type_name(hints[f.name])}, got {value!r}")
+                raise ConfigError("TrainConfig", f.name, f"of type {_type_name(hints[f.name])}", value)
 
     def _check_values(self) -> None:
-        _choice("train_mode", self.train_mode, TRAIN_MODES)
-        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _choice("distributed", self.distributed, DISTRIBUTED)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("action_mode", self.action_mode, ACTION_MODES)
-        _choice("normalise", self.normalise, NORMALISATIONS)
-        _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)
-        if self.sdpa_backend is not None:
-            _choice("sdpa_backend", self.sdpa_backend, SDPA_BACKENDS)
-        _choice("conditioning", self.conditioning, ("actions", "kvaf", "kvaf+actions"))
-        _choice("kvaf_stage", self.kvaf_stage, (1, 2))
-        for name in ("steps", "batch_size", "grad_accum", "lora_rank", "context", "stride", "keep_last", "log_every"):
-            _at_least(name, getattr(self, name), 1)
-        for name in ("state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every"):
-            _at_least(name, getattr(self, name), 0)
+        require_choice(self, "train_mode", TRAIN_MODES)
+        require_choice(self, "mixed_precision", MIXED_PRECISION)
+        require_choice(self, "distributed", DISTRIBUTED)
+        require_choice(self, "schedule", SCHEDULES)
+        require_choice(self, "action_mode", ACTION_MODES)
+        require_choice(self, "normalise", NORMALISATIONS)
+        require_choice(self, "optimizer_impl", OPTIMIZER_IMPLS)
+        require_choice(self, "sdpa_backend", (None, *SDPA_BACKENDS))
+        require_choice(self, "conditioning", ("actions", "kvaf", "kvaf+actions"))
+        require_choice(self, "kvaf_stage", (1, 2))
+        require_at_least(self, 1, "steps", "batch_size", "grad_accum", "lora_rank", "context", "stride")
+        require_at_least(self, 1, "keep_last", "log_every")
+        require_at_least(self, 0, "state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every")
         for name in ("lr", "action_lr_mult", "weight_decay", "grad_clip", "min_lr_ratio"):
             v = getattr(self, name)
-            if not math.isfinite(v) or v < 0:
-                raise ValueError(f"TrainConfig.{name}: must be a finite number >= 0, got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr: must be > 0, got {self.lr!r}")
-        if self.min_lr_ratio > 1:
-            raise ValueError(f"TrainConfig.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not 0.0 <= self.action_dropout <= 1.0:
-            raise ValueError(f"TrainConfig.action_dropout: must be in [0, 1], got {self.action_dropout!r}")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay: must be in (0, 1) or None, got {self.ema_decay!r}")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"TrainConfig.betas: must be two numbers in [0, 1), got {self.betas!r}")
-        if self.lora_alpha is not None and not self.lora_alpha > 0:
-            raise ValueError(f"TrainConfig.lora_alpha: must be > 0 or None, got {self.lora_alpha!r}")
-        if self.target_fps is not None and not self.target_fps > 0:
-            raise ValueError(f"TrainConfig.target_fps: must be > 0 or None, got {self.target_fps!r}")
-        if self.size is not None and self.size < 2:
-            raise ValueError(f"TrainConfig.size: must be >= 2 or None, got {self.size!r}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"TrainConfig.threads: must be >= 1 or None, got {self.threads!r}")
+            require(math.isfinite(v) and v >= 0, self, name, "a finite number >= 0")
+        require_positive(self, "lr")
+        require_range(self, "min_lr_ratio", 0.0, 1.0)
+        require_range(self, "action_dropout", 0.0, 1.0)
+        if self.ema_decay is not None:
+            require_range(self, "ema_decay", 0.0, 1.0, closed="()")
+        require(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), self, "betas", "two numbers in [0, 1)"
+        )
+        require_positive(self, "lora_alpha", "target_fps", optional=True)
+        require_at_least(self, 2, "size", optional=True)
+        require_at_least(self, 1, "threads", optional=True)
         if not self.out:
             raise ValueError("TrainConfig.out: an output directory is required")
         if self.passive and self.train_mode == "frozen":
@@ -218,6 +210,10 @@ class TrainConfig:
     def num_frames(self) -> int:
         """Frames per training clip (`context + horizon`)."""
         return self.context + self.horizon
+
+    def clip_settings(self) -> dict[str, Any]:
+        """The clip-sampler settings (`CLIP_FIELDS`) as `actwm.data.clips.ClipDataset` keyword arguments."""
+        return {name: getattr(self, name) for name in CLIP_FIELDS}
 
     @property
     def effective_action_dropout(self) -> float:
@@ -307,16 +303,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"TrainConfig.{name}: must be one of {allowed}, got {value!r}")
-
-
-def _at_least(name: str, value: int, lo: int) -> None:
-    if value < lo:
-        raise ValueError(f"TrainConfig.{name}: must be >= {lo}, got {value!r}")
-
-
 def _matches(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -352,4 +338,4 @@ def field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-__all__ = ["TrainConfig", "PRESETS", "field_types"]
+__all__ = ["TrainConfig", "PRESETS", "CLIP_FIELDS", "field_types"]

@@ -128,22 +128,12 @@ def dataset_normalisation(dataset: Dataset, dim: int) -> tuple[list[float], list
 
 
 def build_dataset(cfg: TrainConfig) -> Dataset:
-    """`ClipDataset(cfg.data, ...)` with the clip-sampler fields of `cfg`."""
+    """`ClipDataset(cfg.data, ...)` with the clip-sampler settings of `cfg`."""
     if cfg.data is None:
         raise ValueError("TrainConfig.data: a LeRobot store directory is required when no dataset is passed to train()")
     if not Path(cfg.data).exists():
         raise FileNotFoundError(f"TrainConfig.data: {cfg.data}: no such dataset directory")
-    return ClipDataset(
-        cfg.data,
-        split=cfg.split,
-        context=cfg.context,
-        horizon=cfg.horizon,
-        stride=cfg.stride,
-        target_fps=cfg.target_fps,
-        action_mode=cfg.action_mode,
-        normalise=cfg.normalise,
-        size=cfg.size,
-    )
+    return ClipDataset(cfg.data, **cfg.clip_settings())
 
 
 def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
