@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actwm.checks import require
 from actwm.eval.tracker_base import check_track_inputs
 
 __all__ = ["SAM2Config", "SAM2Tracker", "SAM2_HUB_IDS"]
@@ -53,8 +54,8 @@ class SAM2Config:
     image_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.image_size is not None and (self.image_size < 64 or self.image_size % 32):
-            raise ValueError(f"SAM2Config.image_size must be a multiple of 32 and >= 64, got {self.image_size}")
+        size = self.image_size
+        require(size is None or (size >= 64 and size % 32 == 0), self, "image_size", "a multiple of 32 >= 64 or None")
 
 
 def _import_sam2():

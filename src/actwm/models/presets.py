@@ -48,22 +48,16 @@ def _full(backbone: str) -> dict:
             num_freqs=16,
         )
     if backbone == "cosmos":
-        return dict(
-            backbone_config=cosmos.predict2_2b_config(),
-            source=cosmos.HUB_ID,
-            features="mlp",
-            hidden_dim=1024,
-            codec={"kind": "wan-vae", "source": cosmos.HUB_ID, "subfolder": "vae"},
-        )
+        return _released_dit(cosmos.HUB_ID, cosmos.predict2_2b_config())
     cfg = wan.wan21_1_3b_config() if backbone == "wan2.1" else wan.wan22_ti2v_5b_config()
-    hub = wan.HUB_IDS[backbone]
-    return dict(
-        backbone_config=cfg,
-        source=hub,
-        features="mlp",
-        hidden_dim=1024,
-        codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
-    )
+    return _released_dit(wan.HUB_IDS[backbone], cfg)
+
+
+def _released_dit(hub: str, backbone_config: dict, **fields_: Any) -> dict:
+    """A released Cosmos / Wan checkpoint: its transformer, the Wan VAE from the same hub repo, MLP action
+    features 1024 wide."""
+    codec = {"kind": "wan-vae", "source": hub, "subfolder": "vae"}
+    return dict(backbone_config=backbone_config, source=hub, features="mlp", hidden_dim=1024, codec=codec, **fields_)
 
 
 def _tiny_i2v(backbone: str) -> dict:
@@ -75,12 +69,9 @@ def _tiny_i2v(backbone: str) -> dict:
 
 def _full_i2v(backbone: str) -> dict:
     hub = wan.HUB_IDS["wan2.1-i2v"]
-    return dict(
-        backbone_config=wan.wan21_i2v_14b_config(),
-        source=hub,
-        features="mlp",
-        hidden_dim=1024,
-        codec={"kind": "wan-vae", "source": hub, "subfolder": "vae"},
+    return _released_dit(
+        hub,
+        wan.wan21_i2v_14b_config(),
         image_encoder={"source": hub, "subfolder": "image_encoder"},
         text_tokens=wan.I2V_TEXT_TOKENS,
     )

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from actwm.checks import require, require_at_least
 from actwm.pixels import signed_to_uint8, unit_to_signed
 from actwm.planning.interface import register_world_model
 from actwm.planning.translate import text_prompt
@@ -58,14 +59,9 @@ class I2VConfig:
     max_sequence_length: int = 512
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.frames_per_action < 1 or self.max_sequence_length < 1:
-            raise ValueError(f"I2VConfig: steps, frames_per_action and max_sequence_length must be >= 1, got {self}")
-        if not (math.isfinite(self.guidance) and self.guidance >= 0):
-            raise ValueError(f"I2VConfig.guidance must be finite and >= 0, got {self.guidance}")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value is not None and value < 8:
-                raise ValueError(f"I2VConfig.{name} must be >= 8 pixels, got {value}")
+        require_at_least(self, 1, "steps", "frames_per_action", "max_sequence_length")
+        require(math.isfinite(self.guidance) and self.guidance >= 0, self, "guidance", "a finite number >= 0")
+        require_at_least(self, 8, "height", "width", optional=True)  # pixels
 
 
 def resolve_pipeline_dir(source: str | Path) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 import actwm
+from actwm.checks import require_at_least, require_choice
 from actwm.data.lerobot import LeRobotDataset
 from actwm.geometry import wrap_angle
 from actwm.io import atomic_write_json, file_sha256
@@ -43,10 +44,8 @@ class ExportConfig:
     render: RenderConfig = RenderConfig()
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"ExportConfig.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
-        if self.size is not None and self.size < 8:
-            raise ValueError(f"--size must be >= 8, got {self.size}")
+        require_choice(self, "source", SOURCES)
+        require_at_least(self, 8, "size", optional=True)
 
 
 def output_hw(video_hw: tuple[int, int], size: int | None) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from actwm.checks import require, require_at_least, require_choice, require_positive
 from actwm.geometry import check_camera, project_points
 from actwm.robots.kinematics import ArmPose
 from actwm.robots.spec import GripperSpec
@@ -59,16 +60,12 @@ class RenderConfig:
     axes: bool = True
 
     def __post_init__(self) -> None:
-        if self.height < 8 or self.width < 8:
-            raise ValueError(f"RenderConfig: canvas must be at least 8x8, got {self.height}x{self.width}")
-        if self.depth_mode not in ("percentile", "absolute"):
-            raise ValueError(f"RenderConfig.depth_mode must be 'percentile' or 'absolute', got {self.depth_mode!r}")
-        if not 0 < self.depth_range[0] < self.depth_range[1]:
-            raise ValueError(f"RenderConfig.depth_range must satisfy 0 < near < far, got {self.depth_range}")
-        if not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
-            raise ValueError(f"RenderConfig.percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
-        if self.heatmap_sigma <= 0 or self.axis_length <= 0:
-            raise ValueError("RenderConfig: heatmap_sigma and axis_length must be > 0")
+        require_at_least(self, 8, "height", "width")
+        require_choice(self, "depth_mode", ("percentile", "absolute"))
+        require(0 < self.depth_range[0] < self.depth_range[1], self, "depth_range", "(near, far) with 0 < near < far")
+        lo, hi = self.percentiles
+        require(0 <= lo < hi <= 100, self, "percentiles", "(low, high) with 0 <= low < high <= 100")
+        require_positive(self, "heatmap_sigma", "axis_length")
 
     @property
     def scale(self) -> float:

@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from actwm.checks import require, require_at_least, require_range
 from actwm.geometry import se2_compose, se2_relative, wrap_angle
 from actwm.sim.bullet import p
 from actwm.sim.common import (
@@ -72,17 +73,12 @@ class NavConfig:
 
     def __post_init__(self) -> None:
         lo, hi = self.room_size
-        if not 3.0 <= lo <= hi:
-            raise ValueError(f"NavConfig.room_size must satisfy 3 <= low <= high, got {self.room_size}")
+        require(3.0 <= lo <= hi, self, "room_size", "(low, high) with 3 <= low <= high")
         n0, n1 = self.n_structures
-        if not 0 <= n0 <= n1 <= 16:
-            raise ValueError(f"NavConfig.n_structures must satisfy 0 <= low <= high <= 16, got {self.n_structures}")
-        if not 0 < self.robot_radius < 1:
-            raise ValueError(f"NavConfig.robot_radius must be in (0, 1), got {self.robot_radius}")
-        if not 0 < self.camera_height < 3:
-            raise ValueError(f"NavConfig.camera_height must be in (0, 3), got {self.camera_height}")
-        if self.max_steps < 1:
-            raise ValueError(f"NavConfig.max_steps must be >= 1, got {self.max_steps}")
+        require(0 <= n0 <= n1 <= 16, self, "n_structures", "(low, high) with 0 <= low <= high <= 16")
+        require_range(self, "robot_radius", 0, 1, closed="()")
+        require_range(self, "camera_height", 0, 3, closed="()")
+        require_at_least(self, 1, "max_steps")
 
 
 @dataclass(frozen=True)
