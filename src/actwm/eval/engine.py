@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from actwm.checks import require_at_least, require_choice
 from actwm.eval.inputs import in_memory_pairs
 from actwm.eval.metrics import available_metrics, get_metric
 from actwm.eval.prompts import load_prompts, parse_prompts
@@ -82,20 +83,13 @@ class EvalConfig:
         if not self.horizons or any(not isinstance(h, int) or h < 1 for h in self.horizons):
             raise ValueError(f"--horizons: need positive integers, got {self.horizons}")
         self.horizons = sorted(set(self.horizons))
-        if self.context < 1:
-            raise ValueError(f"--context must be >= 1, got {self.context}")
-        if self.structures not in ("prompts", "segmentation", "auto"):
-            raise ValueError(f"--structures must be prompts, segmentation or auto, got {self.structures!r}")
+        require_at_least(self, 1, "context", "max_objects", "min_area")
+        require_choice(self, "structures", ("prompts", "segmentation", "auto"))
         if self.structures == "prompts" and self.prompts is None and "scs" in self.metrics:
             raise ValueError("--structures prompts needs --prompts FILE")
-        if self.tracker not in ("classical", "sam2"):
-            raise ValueError(f"--tracker must be classical or sam2, got {self.tracker!r}")
-        if self.trim not in ("auto", "flow", "depth", "none"):
-            raise ValueError(f"--trim must be auto, flow, depth or none, got {self.trim!r}")
-        if self.resize is not None and self.resize < 8:
-            raise ValueError(f"--resize must be >= 8 pixels, got {self.resize}")
-        if self.max_objects < 1 or self.min_area < 1:
-            raise ValueError(f"--max-objects and --min-area must be >= 1, got {self.max_objects}, {self.min_area}")
+        require_choice(self, "tracker", ("classical", "sam2"))
+        require_choice(self, "trim", ("auto", "flow", "depth", "none"))
+        require_at_least(self, 8, "resize", optional=True)  # pixels
         for name in self.metric_options:
             if name not in self.metrics or name == "scs":
                 raise ValueError(f"--metric-option {name}.*: {name!r} is not one of the requested --metrics")
