@@ -26,18 +26,18 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from actwm.actions import NORMALISATIONS
 from actwm.checks import ConfigError, require, require_at_least, require_choice, require_positive, require_range
+from actwm.data.clips import ClipConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 DISTRIBUTED = ("auto", "ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
-ACTION_MODES = ("delta", "cumulative")
 SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 CLIP_FIELDS = ("split", "context", "horizon", "stride", "target_fps", "action_mode", "normalise", "size")
+_CLIP = ClipConfig()  # the clip sampler's defaults are the run's
 
 
 @dataclass
@@ -120,13 +120,13 @@ class TrainConfig:
     passive: bool = False
     ema_decay: float | None = None
     split: str = "train"
-    context: int = 1
-    horizon: int = 8
-    stride: int = 1
-    target_fps: float | None = None
-    action_mode: str = "delta"
-    normalise: str = "std"
-    size: int | None = None
+    context: int = _CLIP.context
+    horizon: int = _CLIP.horizon
+    stride: int = _CLIP.stride
+    target_fps: float | None = _CLIP.target_fps
+    action_mode: str = _CLIP.action_mode
+    normalise: str = _CLIP.normalise
+    size: int | None = _CLIP.size
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int = 500
@@ -168,15 +168,16 @@ class TrainConfig:
         require_choice(self, "mixed_precision", MIXED_PRECISION)
         require_choice(self, "distributed", DISTRIBUTED)
         require_choice(self, "schedule", SCHEDULES)
-        require_choice(self, "action_mode", ACTION_MODES)
-        require_choice(self, "normalise", NORMALISATIONS)
         require_choice(self, "optimizer_impl", OPTIMIZER_IMPLS)
         require_choice(self, "sdpa_backend", (None, *SDPA_BACKENDS))
         require_choice(self, "conditioning", ("actions", "kvaf", "kvaf+actions"))
         require_choice(self, "kvaf_stage", (1, 2))
-        require_at_least(self, 1, "steps", "batch_size", "grad_accum", "lora_rank", "context", "stride")
-        require_at_least(self, 1, "keep_last", "log_every")
-        require_at_least(self, 0, "state_dim", "warmup_steps", "horizon", "num_workers", "seed", "checkpoint_every")
+        try:
+            ClipConfig(**self.clip_settings())  # the clip sampler checks its settings
+        except ConfigError as exc:
+            raise ConfigError("TrainConfig", exc.field, exc.requirement, exc.value) from None
+        require_at_least(self, 1, "steps", "batch_size", "grad_accum", "lora_rank", "keep_last", "log_every")
+        require_at_least(self, 0, "state_dim", "warmup_steps", "num_workers", "seed", "checkpoint_every")
         for name in ("lr", "action_lr_mult", "weight_decay", "grad_clip", "min_lr_ratio"):
             v = getattr(self, name)
             require(math.isfinite(v) and v >= 0, self, name, "a finite number >= 0")
@@ -188,8 +189,7 @@ class TrainConfig:
         require(
             len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), self, "betas", "two numbers in [0, 1)"
         )
-        require_positive(self, "lora_alpha", "target_fps", optional=True)
-        require_at_least(self, 2, "size", optional=True)
+        require_positive(self, "lora_alpha", optional=True)
         require_at_least(self, 1, "threads", optional=True)
         if not self.out:
             raise ValueError("TrainConfig.out: an output directory is required")
