@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from torch import nn
@@ -46,3 +48,15 @@ def test_switches_reach_their_targets(tmp_path):
     assert wm.adapter.backbone._compiled_call_impl is not None and list(wm.state_dict()) == keys
     with pytest.raises(ValueError, match="sdpa_backend"):
         Trainer(_cfg(tmp_path, "e", sdpa_backend="efficient"), dataset=ds, progress=False)
+
+
+def test_result_separates_the_first_step_from_the_steady_state(tmp_path):
+    """TrainResult keeps each step's seconds of this call; the steady figure leaves out the first step (where
+    compilation happens) and a resumed call reports only its own steps."""
+    ds = DictDataset(n=4, frames=5, size=16)
+    first = train(_cfg(tmp_path, "r", steps=4), dataset=ds, progress=False, stop_after=1)
+    assert len(first.step_seconds) == 1 and first.steady_seconds_per_step == first.first_step_seconds
+    res = train(_cfg(tmp_path, "r", steps=4, resume=True), dataset=ds, progress=False)
+    assert len(res.step_seconds) == 3 and all(s > 0 for s in res.step_seconds)
+    assert res.first_step_seconds == res.step_seconds[0]
+    assert res.steady_seconds_per_step == statistics.median(res.step_seconds[1:])
