@@ -60,3 +60,17 @@ def test_result_separates_the_first_step_from_the_steady_state(tmp_path):
     assert len(res.step_seconds) == 3 and all(s > 0 for s in res.step_seconds)
     assert res.first_step_seconds == res.step_seconds[0]
     assert res.steady_seconds_per_step == statistics.median(res.step_seconds[1:])
+
+
+def test_compile_keeps_the_loss_curve(tmp_path, monkeypatch):
+    """`compile=True` trains the same model: the traced graph (dynamo + AOTAutograd; the `aot_eager` backend
+    stands in for inductor's code generation, which takes minutes) sees the conditioning, action dropout and
+    the adapter's hooks as eager training does."""
+    ds = DictDataset(n=4, frames=5, size=16)
+    cfg = dict(steps=3, action_dropout=0.5)
+    base = train(_cfg(tmp_path, "eager", **cfg), dataset=ds, progress=False).losses
+    compile_module = nn.Module.compile
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: compile_module(self, backend="aot_eager", **kw))
+    trainer = Trainer(_cfg(tmp_path, "compiled", compile=True, **cfg), dataset=ds, progress=False)
+    assert trainer.wm.adapter.backbone._compiled_call_impl is not None
+    assert trainer.run().losses == pytest.approx(base, rel=1e-5, abs=1e-6)
