@@ -323,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
                 res = measure(args, threads, precision)
                 _print(res, "AVX2-emulated" if args.child else "native")
                 results.append(res)
-        if args.avx2:  # the child prints its rows
+        if args.avx2 and cpu_flags().get("avx2"):  # the child prints its rows
             results += _avx2_rows(args, tmp)
+        elif args.avx2:
+            print("no AVX2 on this CPU: no AVX2-emulated row")
     result = {
         **fingerprint(args),
         # the first row's (fp32, first thread count): the case issue 14 targets; every row's under `by_row`
