@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from torch import nn
@@ -46,3 +48,40 @@ def test_switches_reach_their_targets(tmp_path):
     assert wm.adapter.backbone._compiled_call_impl is not None and list(wm.state_dict()) == keys
     with pytest.raises(ValueError, match="sdpa_backend"):
         Trainer(_cfg(tmp_path, "e", sdpa_backend="efficient"), dataset=ds, progress=False)
+
+
+def test_result_separates_the_first_step_from_the_steady_state(tmp_path):
+    """TrainResult keeps each step's seconds of this call; the steady figure leaves out the first step (where
+    compilation happens) and a resumed call reports only its own steps."""
+    ds = DictDataset(n=4, frames=5, size=16)
+    first = train(_cfg(tmp_path, "r", steps=4), dataset=ds, progress=False, stop_after=1)
+    assert len(first.step_seconds) == 1 and first.steady_seconds_per_step == first.first_step_seconds
+    res = train(_cfg(tmp_path, "r", steps=4, resume=True), dataset=ds, progress=False)
+    assert len(res.step_seconds) == 3 and all(s > 0 for s in res.step_seconds)
+    assert res.first_step_seconds == res.step_seconds[0]
+    assert res.steady_seconds_per_step == statistics.median(res.step_seconds[1:])
+
+
+def test_compile_keeps_the_loss_curve(tmp_path, monkeypatch):
+    """`compile=True` trains the same model: the traced graph (dynamo + AOTAutograd; the `aot_eager` backend
+    stands in for inductor's code generation, which takes minutes) sees the conditioning, action dropout and
+    the adapter's hooks as eager training does."""
+    ds = DictDataset(n=4, frames=5, size=16)
+    cfg = dict(steps=3, action_dropout=0.5)
+    base = train(_cfg(tmp_path, "eager", **cfg), dataset=ds, progress=False).losses
+    compile_module = nn.Module.compile
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: compile_module(self, backend="aot_eager", **kw))
+    trainer = Trainer(_cfg(tmp_path, "compiled", compile=True, **cfg), dataset=ds, progress=False)
+    assert trainer.wm.adapter.backbone._compiled_call_impl is not None
+    assert trainer.run().losses == pytest.approx(base, rel=1e-5, abs=1e-6)
+
+
+def test_compile_without_a_cpp_compiler_trains_uncompiled(tmp_path, monkeypatch):
+    """inductor builds C++ kernels on CPU: without a compiler the switch warns and leaves the model eager."""
+    import torch._inductor.config as inductor_config
+
+    wm = WorldModel.from_preset("wan2.1-tiny", "custom3")
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
+    with pytest.warns(UserWarning, match="TrainConfig.compile: training runs uncompiled"):
+        apply_speed_switches(wm, _cfg(tmp_path, "k", compile=True), torch.device("cpu"))
+    assert wm.adapter.backbone._compiled_call_impl is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,22 @@ def apply_speed_switches(wm: WorldModel, cfg: TrainConfig, device: torch.device)
             elif isinstance(module, nn.Conv3d):
                 module.to(memory_format=torch.channels_last_3d)
     if cfg.compile:
-        wm.adapter.backbone.compile()
+        missing = cpu_compiler_missing() if device.type == "cpu" else None
+        if missing is not None:  # a laptop without a C++ toolchain still trains, uncompiled
+            warnings.warn(f"TrainConfig.compile: training runs uncompiled: {missing}", stacklevel=2)
+        else:
+            wm.adapter.backbone.compile()
+
+
+def cpu_compiler_missing() -> str | None:
+    """Why torch.compile's CPU backend (inductor) cannot build its C++ kernels here, or None when it can."""
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except (exc.InvalidCxxCompiler, OSError, RuntimeError) as error:
+        return f"no C++ compiler for torch.compile's CPU backend ({type(error).__name__}; set CXX)"
+    return None
 
 
 def attention_context(cfg: TrainConfig) -> contextlib.AbstractContextManager:

@@ -52,10 +52,11 @@ supported with FSDP.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -108,6 +109,8 @@ class TrainResult:
         seconds: wall time of this call (setup included).
         start_step: the step this call resumed from (0 for a fresh run).
         out: the run directory.
+        step_seconds: wall seconds of each optimizer step of this call; the first includes one-off costs
+            (torch.compile's compilation with `compile=True`), see `steady_seconds_per_step`.
     """
 
     losses: list[float]
@@ -116,6 +119,19 @@ class TrainResult:
     seconds: float
     start_step: int = 0
     out: Path | None = None
+    step_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def first_step_seconds(self) -> float | None:
+        """The first step of this call (with compilation when compiled); None when it ran no step."""
+        return self.step_seconds[0] if self.step_seconds else None
+
+    @property
+    def steady_seconds_per_step(self) -> float | None:
+        """Median seconds of this call's steps after the first (the first when it ran one): what a further
+        step costs on this machine, one-off compilation excluded; None when it ran no step."""
+        rest = self.step_seconds[1:] or self.step_seconds
+        return statistics.median(rest) if rest else None
 
 
 class Trainer:
@@ -157,6 +173,7 @@ class Trainer:
         self.action_dropout = cfg.effective_action_dropout
         self.indexer = StepIndexer(len(self.dataset), cfg.seed, cfg.batch_size, cfg.grad_accum, self.world)
         self.losses: list[float] = []
+        self.step_seconds: list[float] = []  # this call's steps (wall), for TrainResult
         self.start_step, state = self._resume_point()
         if state is not None:
             self._load_weights(self.resumed_from)
@@ -365,7 +382,9 @@ class Trainer:
         final_dir = self._finish(end)
         if main:
             clean_leftovers(self.out)
-        return TrainResult(list(self.losses), final_dir, end, time.time() - t0, self.start_step, self.out)
+        return TrainResult(
+            list(self.losses), final_dir, end, time.time() - t0, self.start_step, self.out, list(self.step_seconds)
+        )
 
     def _set_train_mode(self) -> None:
         self.model.train()
@@ -380,6 +399,7 @@ class Trainer:
         loss = self.backward(step)
         norm = self.apply()
         seconds = time.perf_counter() - tick
+        self.step_seconds.append(seconds)
         value = float(self.accelerator.reduce(loss, "mean")) if self.world > 1 else float(loss)
         self.losses.append(value)
         done = step + 1
