@@ -162,6 +162,7 @@ def announce_training_time(cfg: DemoConfig, passive_seconds: float | None) -> st
         f"this machine trains at {per_step:.3f} s/step (passive stage): the {cfg.action_steps} action-stage steps "
         f"will take about {minutes:.1f} min"
         + (" (from scratch trains alongside on the other core)" if cfg.scratch else "")
+        + (", or about 25-30% less compiled, after a one-off compile of 1-2 min" if cfg.compile else "")
     )
     print(line, flush=True)
     return line

@@ -111,6 +111,8 @@ def train_stage(
         resume=True,
         threads=cfg.threads,
         warmup_steps=min(50, steps // 10),
+        compile=cfg.compile and not passive,
+        optimizer_impl="fused",
     )
     return trainer.train(tcfg, progress=progress).final_dir
 
