@@ -26,12 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch comparison")
     p.add_argument("--no-plan", action="store_true", help="skip the closed-loop (ImageNav planning) stage")
+    p.add_argument("--no-compile", action="store_true", help="train eagerly (no torch.compile of the action stages)")
     args = p.parse_args(argv)
     cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
     if args.no_scratch:
         cfg = replace(cfg, scratch=False)
     if args.no_plan:
         cfg = replace(cfg, plan=False)
+    if args.no_compile:
+        cfg = replace(cfg, compile=False)
     if args.fresh and Path(cfg.out).exists():
         shutil.rmtree(cfg.out)
     try:
