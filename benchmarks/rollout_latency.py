@@ -219,6 +219,11 @@ def framewise_rollout(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor) ->
     return torch.stack(frames, 1)
 
 
+def use_paths(wm: WorldModel, paths: FastPaths) -> None:
+    """Switch the adapter's inference fast paths (`actwm.models.wan_fast`) to `paths`."""
+    wm.adapter.fast.__dict__.update(paths.__dict__)
+
+
 def chunked(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor, **kw) -> torch.Tensor:
     return rollout(wm, first, raw, cfg=RolloutConfig(steps=STEPS, **kw))
 
@@ -238,14 +243,14 @@ def call(fn: Callable[[], object]) -> object:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Wall seconds per call of each function, interleaved A, B, ... per repeat after one warm-up call each (process
+    """Wall seconds per call of each function, interleaved per repeat after one warm-up call each (process
     CPU seconds in `CPU_SECONDS`: steadier than wall time on a shared machine, but summed over threads)."""
     for fn in fns.values():
         call(fn)
     out: dict[str, list[float]] = {k: [] for k in fns}
     CPU_SECONDS.clear()
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for i in range(repeats):
+        for name, fn in list(fns.items())[:: 1 if i % 2 == 0 else -1]:  # A, B, ... then ..., B, A: no order bias
             t0, c0 = time.perf_counter(), time.process_time()
             call(fn)
             out[name].append(time.perf_counter() - t0)
@@ -334,7 +339,22 @@ def guidance_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
     first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     raw = torch.randn(1, horizon + 1, 3) * 0.05
     guided = lambda: chunked(wm, first, raw, guidance=2.0, guidance_interval=GUIDANCE_INTERVAL)  # noqa: E731
-    t = interleaved({"guided": guided, "unguided": lambda: chunked(wm, first, raw)}, repeats)
+
+    def stock(fn: Callable[[], object]) -> Callable[[], object]:
+        """`fn` with every inference fast path off (the stock diffusers modules: the code before them)."""
+
+        def run() -> object:
+            use_paths(wm, FastPaths.off())
+            try:
+                return fn()
+            finally:
+                use_paths(wm, FastPaths())
+
+        return run
+
+    unguided = lambda: chunked(wm, first, raw)  # noqa: E731
+    fns = {"guided": guided, "unguided": unguided, "guided_stock": stock(guided), "unguided_stock": stock(unguided)}
+    t = interleaved(fns, repeats)
     cpu = dict(CPU_SECONDS)
     batches: list[int] = []
     handle = wm.adapter.backbone.register_forward_pre_hook(
@@ -348,6 +368,9 @@ def guidance_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
         **forward,
         "guided_over_unguided": ratio(t["guided"], t["unguided"]),
         "guided_over_unguided_cpu": ratio(cpu["guided"], cpu["unguided"]),
+        "stock_guided_over_unguided": ratio(t["guided_stock"], t["unguided_stock"]),
+        "stock_guided_over_unguided_cpu": ratio(cpu["guided_stock"], cpu["unguided_stock"]),
+        "stock_over_fast": {k: ratio(t[f"{k}_stock"], t[k]) for k in ("guided", "unguided")},
         "horizon": horizon,
         "guided_forwards_per_chunk": {"batch 1": batches.count(1) // chunks, "batch 2": batches.count(2) // chunks},
     }
@@ -421,8 +444,7 @@ def fast_paths_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
 
     def run(paths: FastPaths, **kw) -> Callable[[], object]:
         def fn() -> object:
-            for n in FastPaths.names():
-                setattr(wm.adapter.fast, n, getattr(paths, n))
+            use_paths(wm, paths)
             return chunked(wm, first, raw, **kw)
 
         return fn
