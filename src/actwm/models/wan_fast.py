@@ -71,7 +71,7 @@ class CachedRope(WanRotaryPosEmbed):
     def forward(self, hidden_states: torch.Tensor):
         if not (self.paths.fast_rope and _inference()):
             return super().forward(hidden_states)
-        key = (tuple(hidden_states.shape[2:]), hidden_states.device)
+        key = (tuple(hidden_states.shape[2:]), self.freqs_cos.device, self.freqs_cos.dtype, self.freqs_cos.data_ptr())
         cache = self.__dict__.setdefault("_tables", {})
         if key not in cache:
             cache[key] = super().forward(hidden_states)
