@@ -1,24 +1,29 @@
 """Imagination cost: chunked rollouts against frame-wise generation, guidance, and batched candidates.
 
-    python benchmarks/rollout_latency.py --json results/rollout_latency.json [--quick] [--repeats 3]
+    python benchmarks/rollout_latency.py --json results/rollout_latency.json [--quick] [--repeats 3] [--dtype bfloat16]
 
 All figures are ratios measured side by side in ONE run, with interleaved repeats (A, B, A, B, ...), and
-reported as median [min, max] over repeats; a slower competitor gives a ratio > 1. Measured on the demo's
+reported as median [min, max] over repeats; a slower competitor gives a ratio > 1. The headline keys use wall time;
+`detail` also gives the ratios of process CPU time (steadier on a shared machine). Measured on the demo's
 world model (`wan2.1-i2v-tiny` with the demo's overrides: 32 px frames, pixel codec spatial 2 / temporal 4,
 2 layers, 6 heads x 32) with untrained weights (cost does not depend on the weights), 10 Euler steps:
 
 1. seconds per rollout vs horizon 8..64 for
    - chunked: our rollout (chunks of the model's 9-frame window, 8 new frames per call),
    - frame-wise (ours): the same model called once per new frame (a 5-frame window, 1 frame kept),
-   - CDiT: a frame-wise conditional diffusion transformer written from the NWM paper (Bar et al. 2025):
-     per new frame, self-attention over the target frame's tokens, cross-attention to the tokens of the 4
-     previous (context) frames, AdaLN-Zero modulation from time + action, at the same latent grid (16 x 16,
-     2 x 2 patches) and sampler steps; its width is set so that its parameter count matches the chunked
-     backbone's ("matched parameters"), and again at the backbone's width ("matched width"),
+   - CDiT: NWM's frame-wise conditional diffusion transformer (Bar et al. 2025, models.py), written from its
+     description: per new frame, self-attention over the target frame's tokens, cross-attention to the tokens of the
+     4 previous (context) frames, which every block normalises and modulates with the conditioning (adaLN-Zero, 11
+     vectors), time + relative time + action (x, y, angle) embeddings, one patch embedding with learned position
+     embeddings per frame slot, adaLN final layer; at the same latent grid (16 x 16, 2 x 2 patches) and sampler
+     steps. The context's patch embedding is computed once per frame (it is the same at every step); its width is
+     set so that its parameter count matches the chunked backbone + action encoder ("matched parameters"), and
+     again at the backbone's width ("matched width"),
    and the growth exponent of chunked cost in the horizon (least squares on log-log);
 2. guided / unguided cost of a 64-frame rollout at the demo's guidance interval (flow times (0.3, 1]);
 3. batched imagination of M candidates in one call vs one at a time (M = 1..16; 9 frames) on 1 and 2 threads,
-   and the per-candidate matmul rate relative to this CPU's large-matmul rate.
+   and the per-candidate FLOP rate (torch's FLOP counter) relative to this CPU's large-matmul rate;
+4. each inference fast path of the Wan adapter (`actwm.models.wan_fast.FastPaths`): cost with it off / all on.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from torch import nn
 import actwm
 from actwm.io import atomic_write_json
 from actwm.models import wan
+from actwm.models.conditioning import Conditioning, Guidance
+from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import WorldModel, get_preset
 from actwm.rollout.rollout import RolloutConfig, rollout, to_model_actions
 
@@ -74,57 +81,96 @@ def demo_world_model() -> WorldModel:
     return WorldModel.from_config(cfg).eval()
 
 
+def sinusoids(t: torch.Tensor, dim: int = 256) -> torch.Tensor:
+    """`(b,)` scalars -> `(b, dim)` cos/sin features (DiT's timestep embedding, max period 1e4)."""
+    freqs = torch.exp(-math.log(1e4) * torch.arange(dim // 2, dtype=torch.float32) / (dim // 2))
+    args = t.float()[:, None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ScalarEmbed(nn.Module):
+    """NWM's TimestepEmbedder: 256 sinusoids of a scalar -> MLP -> `width`."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(256, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoids(t))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
 class CDiTBlock(nn.Module):
-    """One CDiT block: AdaLN-Zero self-attention on target tokens, cross-attention to context tokens, MLP."""
+    """NWM's CDiT block: adaLN-Zero self-attention on the target tokens, cross-attention to the context tokens (the
+    context normalised and modulated by the same conditioning: 11 modulation vectors), MLP."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(width, elementwise_affine=False) for _ in range(3))
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.norm1, self.norm2, self.norm_cond, self.norm3 = (
+            nn.LayerNorm(width, elementwise_affine=False, eps=1e-6) for _ in range(4)
+        )
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.cttn = nn.MultiheadAttention(width, heads, add_bias_kv=True, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
-        self.modulation = nn.Linear(width, 9 * width)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 11 * width))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x `(b, n, width)` target tokens, context `(b, m, width)`, cond `(b, width)` -> `(b, n, width)`."""
-        s1, c1, g1, s2, c2, g2, s3, c3, g3 = self.modulation(nn.functional.silu(cond))[:, None].chunk(9, dim=-1)
-        h = self.norm1(x) * (1 + c1) + s1
-        x = x + g1 * self.self_attn(h, h, h, need_weights=False)[0]
-        h = self.norm2(x) * (1 + c2) + s2
-        x = x + g2 * self.cross_attn(h, context, context, need_weights=False)[0]
-        return x + g3 * self.mlp(self.norm3(x) * (1 + c3) + s3)
+        s_msa, c_msa, g_msa, s_ctx, c_ctx, s_ca, c_ca, g_ca, s_mlp, c_mlp, g_mlp = self.modulation(cond)[:, None].chunk(
+            11, dim=-1
+        )
+        h = modulate(self.norm1(x), s_msa, c_msa)
+        x = x + g_msa * self.attn(h, h, h, need_weights=False)[0]
+        ctx = modulate(self.norm_cond(context), s_ctx, c_ctx)
+        x = x + g_ca * self.cttn(modulate(self.norm2(x), s_ca, c_ca), ctx, ctx, need_weights=False)[0]
+        return x + g_mlp * self.mlp(modulate(self.norm3(x), s_mlp, c_mlp))
 
 
 class CDiT(nn.Module):
-    """Frame-wise conditional DiT after NWM: predicts one frame's latent from `context` previous frames."""
+    """NWM's frame-wise conditional DiT: predicts one frame's latent from `context` previous frames' latents.
 
-    def __init__(self, channels: int, width: int, heads: int, layers: int, action_dim: int = 3, patch: int = 2):
+    As in NWM: one patch embedding for target and context tokens plus a learned position embedding per frame slot;
+    conditioning = time + relative time + action (x, y, angle each a sinusoid MLP); adaLN-modulated final layer.
+    The output is the flow velocity (NWM's learned-sigma channels are a DDPM detail, dropped for flow matching).
+    """
+
+    def __init__(self, channels: int, width: int, heads: int, layers: int, tokens: int, context: int = 4):
         super().__init__()
-        self.patch = patch
-        token = channels * patch * patch
-        self.embed = nn.Linear(token, width)
-        self.context_embed = nn.Linear(token, width)
-        self.time_embed = nn.Sequential(nn.Linear(64, width), nn.SiLU(), nn.Linear(width, width))
-        self.action_embed = nn.Sequential(nn.Linear(action_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.patch, self.context = 2, context
+        token = channels * self.patch * self.patch
+        self.embed = nn.Linear(token, width)  # NWM: a Conv2d with stride = kernel = patch, the same map
+        self.pos = nn.Parameter(torch.randn(context + 1, tokens, width) * 0.02)
+        self.t_embed, self.rel_t_embed = ScalarEmbed(width), ScalarEmbed(width)
+        third = width // 3
+        self.action_embed = nn.ModuleList(ScalarEmbed(w) for w in (third, third, width - 2 * third))
         self.blocks = nn.ModuleList(CDiTBlock(width, heads) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, token)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """`(b, C, h, w)` -> `(b, h/p * w/p, C p p)`."""
         return rearrange(x, "b c (h p) (w q) -> b (h w) (c p q)", p=self.patch, q=self.patch)
 
+    def embed_context(self, context: torch.Tensor) -> torch.Tensor:
+        """`(b, k, C, h, w)` clean context latents -> `(b, k * n, width)` (the same at every sampler step)."""
+        ctx = self.embed(self.tokens(rearrange(context, "b k c h w -> (b k) c h w")))
+        return rearrange(ctx, "(b k) n d -> b k n d", k=context.shape[1]).add(self.pos[: self.context]).flatten(1, 2)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """x `(b, C, h, w)` noisy frame, t `(b,)`, context `(b, k, C, h, w)`, action `(b, D)` -> `(b, C, h, w)`."""
-        b, c, h, w = x.shape
-        freqs = torch.exp(-math.log(1e4) * torch.arange(32, dtype=x.dtype) / 32)
-        temb = torch.cat([torch.sin(t[:, None] * 1e3 * freqs), torch.cos(t[:, None] * 1e3 * freqs)], -1)
-        cond = self.time_embed(temb) + self.action_embed(action)
-        ctx = self.context_embed(self.tokens(rearrange(context, "b k c h w -> (b k) c h w")))
-        ctx = rearrange(ctx, "(b k) n d -> b (k n) d", b=b)
-        tok = self.embed(self.tokens(x))
+        """x `(b, C, h, w)` noisy frame, t `(b,)`, context from `embed_context`, action `(b, 3)` -> `(b, C, h, w)`."""
+        _, _, h, w = x.shape
+        rel_t = torch.ones_like(t)  # the target is one step after the last context frame
+        actions = torch.cat([e(action[:, i]) for i, e in enumerate(self.action_embed)], dim=-1)
+        cond = self.t_embed(t * 1000) + self.rel_t_embed(rel_t) + actions
+        tok = self.embed(self.tokens(x)) + self.pos[self.context]
         for block in self.blocks:
-            tok = block(tok, ctx, cond)
-        out = self.out(tok)
+            tok = block(tok, context, cond)
+        shift, scale = self.final_modulation(cond)[:, None].chunk(2, dim=-1)
+        out = self.out(modulate(self.norm_out(tok), shift, scale))
         return rearrange(out, "b (h w) (c p q) -> b c (h p) (w q)", h=h // self.patch, p=self.patch, q=self.patch)
 
 
@@ -132,15 +178,15 @@ def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def matched_cdit(channels: int, target_params: int, heads: int) -> CDiT:
+def matched_cdit(channels: int, target_params: int, heads: int, tokens: int) -> CDiT:
     """The CDiT whose parameter count is closest to `target_params` (width a multiple of `heads`)."""
     best = None
     for width in range(heads * 4, heads * 128, heads * 2):
-        n = count(CDiT(channels, width, heads, LAYERS))
+        n = count(CDiT(channels, width, heads, LAYERS, tokens))
         if best is None or abs(n - target_params) < abs(best[1] - target_params):
             best = (width, n)
     torch.manual_seed(0)
-    return CDiT(channels, best[0], heads, LAYERS).eval()
+    return CDiT(channels, best[0], heads, LAYERS, tokens).eval()
 
 
 # ------------------------------------------------------------------------------------------ rollouts
@@ -151,7 +197,7 @@ def cdit_rollout(model: CDiT, first: torch.Tensor, actions: torch.Tensor, contex
     """Frame-wise: `(b, C, h, w)` first latent, `(b, T, D)` actions -> `(b, T, C, h, w)`, 10 Euler steps each."""
     frames = [first]
     for i in range(1, actions.shape[1]):
-        ctx = torch.stack((frames[:1] * context + frames)[-context:], 1)
+        ctx = model.embed_context(torch.stack((frames[:1] * context + frames)[-context:], 1))
         x = torch.randn_like(first)
         ts = torch.linspace(1.0, 0.0, STEPS + 1)
         for s in range(STEPS):
@@ -173,6 +219,11 @@ def framewise_rollout(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor) ->
     return torch.stack(frames, 1)
 
 
+def use_paths(wm: WorldModel, paths: FastPaths) -> None:
+    """Switch the adapter's inference fast paths (`actwm.models.wan_fast`) to `paths`."""
+    wm.adapter.fast.__dict__.update(paths.__dict__)
+
+
 def chunked(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor, **kw) -> torch.Tensor:
     return rollout(wm, first, raw, cfg=RolloutConfig(steps=STEPS, **kw))
 
@@ -180,16 +231,30 @@ def chunked(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor, **kw) -> tor
 # ------------------------------------------------------------------------------------------ timing
 
 
+DTYPE = torch.float32  # --dtype bfloat16: every timed call (ours and the baselines) runs under CPU bf16 autocast
+CPU_SECONDS: dict[str, list[float]] = {}  # the last `interleaved` call's process CPU seconds per call
+
+
+def call(fn: Callable[[], object]) -> object:
+    if DTYPE == torch.float32:
+        return fn()
+    with torch.autocast("cpu", dtype=DTYPE):
+        return fn()
+
+
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, interleaved A, B, ... per repeat after one warm-up call each."""
+    """Wall seconds per call of each function, interleaved per repeat after one warm-up call each (process
+    CPU seconds in `CPU_SECONDS`: steadier than wall time on a shared machine, but summed over threads)."""
     for fn in fns.values():
-        fn()
+        call(fn)
     out: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
+    CPU_SECONDS.clear()
+    for i in range(repeats):
+        for name, fn in list(fns.items())[:: 1 if i % 2 == 0 else -1]:  # A, B, ... then ..., B, A: no order bias
+            t0, c0 = time.perf_counter(), time.process_time()
+            call(fn)
             out[name].append(time.perf_counter() - t0)
+            CPU_SECONDS.setdefault(name, []).append(time.process_time() - c0)
     return out
 
 
@@ -199,13 +264,27 @@ def ratio(slow: list[float], fast: list[float]) -> dict[str, float]:
 
 
 def matmul_gflops(threads: int) -> float:
+    """This CPU's large-matmul rate (1024^3, in `DTYPE`), best of 5 rounds of 10."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a, b = torch.randn(1024, 1024, dtype=DTYPE), torch.randn(1024, 1024, dtype=DTYPE)
     a @ b
-    t0 = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    return 10 * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 10 * 2 * 1024**3 / best / 1e9
+
+
+def candidate_gflop(wm: WorldModel) -> float:
+    """GFLOP of one 9-frame candidate (matmuls, convolutions, attention; torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    first, raw = torch.rand(1, 3, SIZE, SIZE) * 2 - 1, torch.randn(1, 9, 3) * 0.05
+    with FlopCounterMode(display=False) as counter:
+        chunked(wm, first, raw)
+    return counter.get_total_flops() / 1e9
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -216,14 +295,17 @@ def horizon_section(wm: WorldModel, horizons: list[int], repeats: int) -> dict:
     torch.set_num_threads(1)
     channels_frame = 3 * SPATIAL * SPATIAL  # one pixel frame's latent on the same grid
     params = count(wm.adapter.backbone) + count(wm.encoder)
-    cdit_p = matched_cdit(channels_frame, params, HEADS)
-    cdit_w = CDiT(channels_frame, HEADS * HEAD_DIM, HEADS, LAYERS).eval()
+    tokens = (SIZE // SPATIAL // 2) ** 2  # 2 x 2 patches of the 16 x 16 latent grid
+    cdit_p = matched_cdit(channels_frame, params, HEADS, tokens)
+    cdit_w = CDiT(channels_frame, HEADS * HEAD_DIM, HEADS, LAYERS, tokens).eval()
     first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     latent = torch.randn(1, channels_frame, SIZE // SPATIAL, SIZE // SPATIAL)
     out: dict = {
-        "params": {"chunked": params, "cdit_matched_params": count(cdit_p), "cdit_matched_width": count(cdit_w)}
+        "params": {"chunked": params, "cdit_matched_params": count(cdit_p), "cdit_matched_width": count(cdit_w)},
+        "width": {"chunked": HEADS * HEAD_DIM, "cdit_matched_params": cdit_p.blocks[0].norm1.normalized_shape[0]},
     }
     seconds: dict[str, dict[str, float]] = {}
+    pairs = {"cdit_over_chunked": "cdit_params", "cdit_width_over_chunked": "cdit_width"}
     for h in horizons:
         raw = torch.randn(1, h + 1, 3) * 0.05
         fns = {
@@ -233,17 +315,17 @@ def horizon_section(wm: WorldModel, horizons: list[int], repeats: int) -> dict:
         }
         if h == max(horizons):
             fns["framewise"] = lambda: framewise_rollout(wm, first, raw)
+            pairs["framewise_over_chunked"] = "framewise"
         t = interleaved(fns, repeats)
         seconds[str(h)] = {k: round(statistics.median(v), 4) for k, v in t.items()}
-        out.setdefault("cdit_over_chunked", {})[str(h)] = ratio(t["cdit_params"], t["chunked"])["median"]
-        out.setdefault("cdit_width_over_chunked", {})[str(h)] = ratio(t["cdit_width"], t["chunked"])["median"]
-        out.setdefault("detail", {})[str(h)] = {
-            "cdit_over_chunked": ratio(t["cdit_params"], t["chunked"]),
-            "cdit_width_over_chunked": ratio(t["cdit_width"], t["chunked"]),
-        }
-        if "framewise" in t:
-            out["framewise_over_chunked"] = {str(h): ratio(t["framewise"], t["chunked"])["median"]}
-            out["detail"][str(h)]["framewise_over_chunked"] = ratio(t["framewise"], t["chunked"])
+        detail = out.setdefault("detail", {}).setdefault(str(h), {})
+        for key, slow in pairs.items():
+            if slow in t:
+                out.setdefault(key, {})[str(h)] = ratio(t[slow], t["chunked"])["median"]
+                detail[key] = {
+                    "wall": ratio(t[slow], t["chunked"]),
+                    "cpu": ratio(CPU_SECONDS[slow], CPU_SECONDS["chunked"]),
+                }
     xs = np.log([int(h) for h in seconds])
     ys = np.log([seconds[h]["chunked"] for h in seconds])
     out["chunked_growth_exponent"] = round(float(np.polyfit(xs, ys, 1)[0]), 3) if len(xs) > 1 else None
@@ -252,26 +334,83 @@ def horizon_section(wm: WorldModel, horizons: list[int], repeats: int) -> dict:
 
 
 def guidance_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
-    """2. guided / unguided at the demo's interval."""
+    """2. guided / unguided at the demo's interval, and the network calls per chunk of each."""
     torch.set_num_threads(1)
     first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     raw = torch.randn(1, horizon + 1, 3) * 0.05
-    t = interleaved(
-        {
-            "guided": lambda: chunked(wm, first, raw, guidance=2.0, guidance_interval=GUIDANCE_INTERVAL),
-            "unguided": lambda: chunked(wm, first, raw),
-        },
-        repeats,
+    guided = lambda: chunked(wm, first, raw, guidance=2.0, guidance_interval=GUIDANCE_INTERVAL)  # noqa: E731
+
+    def stock(fn: Callable[[], object]) -> Callable[[], object]:
+        """`fn` with every inference fast path off (the stock diffusers modules: the code before them)."""
+
+        def run() -> object:
+            use_paths(wm, FastPaths.off())
+            try:
+                return fn()
+            finally:
+                use_paths(wm, FastPaths())
+
+        return run
+
+    unguided = lambda: chunked(wm, first, raw)  # noqa: E731
+    fns = {"guided": guided, "unguided": unguided, "guided_stock": stock(guided), "unguided_stock": stock(unguided)}
+    t = interleaved(fns, repeats)
+    cpu = dict(CPU_SECONDS)
+    batches: list[int] = []
+    handle = wm.adapter.backbone.register_forward_pre_hook(
+        lambda m, a, kw: batches.append(kw["timestep"].shape[0]), with_kwargs=True
     )
-    return {"guided_over_unguided": ratio(t["guided"], t["unguided"]), "horizon": horizon}
+    guided()
+    handle.remove()
+    chunks = -(-horizon // 8)
+    forward = forward_costs(wm, first, repeats * 10)
+    return {
+        **forward,
+        "guided_over_unguided": ratio(t["guided"], t["unguided"]),
+        "guided_over_unguided_cpu": ratio(cpu["guided"], cpu["unguided"]),
+        "stock_guided_over_unguided": ratio(t["guided_stock"], t["unguided_stock"]),
+        "stock_guided_over_unguided_cpu": ratio(cpu["guided_stock"], cpu["unguided_stock"]),
+        "stock_over_fast": {k: ratio(t[f"{k}_stock"], t[k]) for k in ("guided", "unguided")},
+        "horizon": horizon,
+        "guided_forwards_per_chunk": {"batch 1": batches.count(1) // chunks, "batch 2": batches.count(2) // chunks},
+    }
+
+
+def forward_costs(wm: WorldModel, first: torch.Tensor, repeats: int) -> dict:
+    """One network call at a guided level (conditional + action-free copies, batch 2) vs an unguided one (batch 1),
+    and the floor this puts under guided / unguided: (unguided levels + guided levels * that ratio) / levels."""
+    raw = torch.randn(1, 9, 3) * 0.05
+    cond = wm.condition(first, frames=9)
+    branches = wm.conditioning(to_model_actions(wm, raw))
+    stacked = Conditioning.stack([branches, branches.without(["actions"])], like=branches)
+    x, t, cond2 = torch.randn(1, 3, 48, SIZE // SPATIAL, SIZE // SPATIAL), torch.full((1,), 0.5), cond.repeat(2)
+    with torch.no_grad():
+        t_ = interleaved(
+            {
+                "batch1": lambda: wm.net(x, t, cond, branches),
+                "batch2": lambda: wm.net(x, t, cond2, stacked, copies=2),
+            },
+            repeats,
+        )
+    r = ratio(t_["batch2"], t_["batch1"])["median"]
+    levels = wm.objective.schedule(STEPS, dtype=torch.float64).tolist()[:STEPS]
+    guided = sum(Guidance.of(2.0, GUIDANCE_INTERVAL).guided_levels(levels))
+    return {
+        "forward_guided_over_unguided": r,
+        "forward_guided_over_unguided_cpu": ratio(CPU_SECONDS["batch2"], CPU_SECONDS["batch1"])["median"],
+        "guided_levels": guided,
+        "network_floor": round((STEPS - guided + guided * r) / STEPS, 3),
+    }
 
 
 def batched_section(wm: WorldModel, ms: list[int], threads: list[int], repeats: int) -> dict:
-    """3. M candidates in one call vs one at a time (9 frames each)."""
+    """3. M candidates in one call vs one at a time (9 frames each); per-candidate FLOP rate vs large matmuls."""
     first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
-    out: dict = {"batched_speedup": {}, "detail": {}, "matmul_gflops": {}}
+    gflop = candidate_gflop(wm)
+    out: dict = {"batched_speedup": {}, "detail": {}, "matmul_gflops": {}, "candidate_gflop": round(gflop, 4)}
     for th in threads:
-        out["matmul_gflops"][str(th)] = round(matmul_gflops(th), 1)
+        rate = matmul_gflops(th)
+        out["matmul_gflops"][str(th)] = round(rate, 1)
         torch.set_num_threads(th)
         for m in ms:
             raw = torch.randn(m, 9, 3) * 0.05
@@ -283,46 +422,103 @@ def batched_section(wm: WorldModel, ms: list[int], threads: list[int], repeats: 
                 repeats,
             )
             r = ratio(t["sequential"], t["batched"])
+            per_candidate = statistics.median(t["batched"]) / m
             out["batched_speedup"].setdefault(str(th), {})[str(m)] = r["median"]
             out["detail"].setdefault(str(th), {})[str(m)] = {
                 "ratio": r,
-                "seconds_per_candidate_batched": round(statistics.median(t["batched"]) / m, 4),
+                "ratio_cpu": ratio(CPU_SECONDS["sequential"], CPU_SECONDS["batched"]),
+                "seconds_per_candidate_batched": round(per_candidate, 4),
+                "fraction_of_matmul_rate": round(gflop / per_candidate / rate, 3),
             }
     return out
 
 
+def fast_paths_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
+    """4. each inference fast path's gain (actwm.models.wan_fast): cost with it off / cost with all on, unguided and
+    guided (the demo's interval), and everything off; one thread."""
+    torch.set_num_threads(1)
+    first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    raw = torch.randn(1, horizon + 1, 3) * 0.05
+    settings = {"all_on": FastPaths(), "all_off": FastPaths.off()}
+    settings.update({f"no_{n}": FastPaths(**{n: False}) for n in FastPaths.names()})
+
+    def run(paths: FastPaths, **kw) -> Callable[[], object]:
+        def fn() -> object:
+            use_paths(wm, paths)
+            return chunked(wm, first, raw, **kw)
+
+        return fn
+
+    out: dict = {"horizon": horizon}
+    for mode, kw in (("unguided", {}), ("guided", {"guidance": 2.0, "guidance_interval": GUIDANCE_INTERVAL})):
+        t = interleaved({k: run(p, **kw) for k, p in settings.items()}, repeats)
+        cpu = dict(CPU_SECONDS)
+        out[mode] = {
+            k: {"wall": ratio(t[k], t["all_on"])["median"], "cpu": ratio(cpu[k], cpu["all_on"])["median"]}
+            for k in settings
+            if k != "all_on"
+        }
+    run(FastPaths())()
+    return out
+
+
+def fingerprint(repeats: int, horizons: list[int], ms: list[int]) -> dict:
+    flags = set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    return {
+        "actwm": actwm.__version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_flags": [f for f in wanted if f in flags],
+        "cpus": os.cpu_count(),
+        "threads": {"horizons, guidance, fast paths": 1, "batched": [1, 2]},
+        "dtype": str(DTYPE).removeprefix("torch."),
+        "fast_paths": FastPaths().__dict__,
+        "settings": {"size": SIZE, "steps": STEPS, "repeats": repeats, "horizons": horizons, "M": ms},
+        "model": {
+            "preset": "wan2.1-i2v-tiny",
+            "layers": LAYERS,
+            "heads": HEADS,
+            "head_dim": HEAD_DIM,
+            "init": "seed 0",
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    global DTYPE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="horizons 8/16/64, M in {1, 8}, 2 repeats")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3; 2 with --quick)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: CPU autocast")
     args = parser.parse_args(argv)
-    repeats = 2 if args.quick else args.repeats
+    DTYPE = getattr(torch, args.dtype)
+    repeats = args.repeats or (2 if args.quick else 3)
     horizons = [8, 16, 64] if args.quick else [8, 16, 32, 64]
     ms = [1, 8] if args.quick else [1, 2, 4, 8, 16]
     wm = demo_world_model()
-    # 1-3, each printed as it finishes
+    # 1-4, each printed as it finishes
     result = {"horizons": horizon_section(wm, horizons, repeats)}
     print("chunked vs frame-wise:", {k: result["horizons"][k] for k in ("cdit_over_chunked", "framewise_over_chunked")})
     result["guidance"] = guidance_section(wm, 64, repeats)
     print("guided / unguided:", result["guidance"]["guided_over_unguided"])
     result["batched"] = batched_section(wm, ms, [1, 2], repeats)
     print("batched speedup:", result["batched"]["batched_speedup"])
+    result["fast_paths"] = fast_paths_section(wm, 16 if args.quick else 64, repeats)
+    print("fast paths (cost without / with):", result["fast_paths"])
     summary = {
         "guided_over_unguided": result["guidance"]["guided_over_unguided"]["median"],
         "cdit_over_chunked": result["horizons"]["cdit_over_chunked"],
         "framewise_over_chunked": result["horizons"]["framewise_over_chunked"],
         "batched_speedup": result["batched"]["batched_speedup"],
     }
-    fingerprint = {
-        "actwm": actwm.__version__,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "cpu": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "settings": {"size": SIZE, "steps": STEPS, "repeats": repeats, "horizons": horizons, "M": ms},
-    }
-    atomic_write_json(args.json, {**summary, "detail": result, "fingerprint": fingerprint})
+    out = {**summary, "detail": result, "fingerprint": fingerprint(repeats, horizons, ms)}
+    atomic_write_json(args.json, out)
     print(f"wrote {args.json}")
     return 0
 

@@ -123,6 +123,12 @@ class BackboneAdapter(nn.Module):
             **self.assumptions(),
         )
 
+    def forward_copies(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition, copies: int) -> torch.Tensor:
+        """The network on `copies` stacked copies of `x` `(b, f, C, h, w)` and `t` `(b,)`: one forward of batch
+        `copies * b` under `cond` (and the active conditioning) given for that batch -> `(copies * b, f, C, h, w)`.
+        Classifier-free guidance runs its passes this way; adapters may share work across the identical copies."""
+        return self(torch.cat([x] * copies), torch.cat([t] * copies), cond)
+
     @property
     def active(self) -> Conditioning | None:
         """The conditioning in effect (None outside `conditioned`)."""

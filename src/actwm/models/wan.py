@@ -31,6 +31,7 @@ from torch import nn
 from actwm.models.base import BackboneAdapter
 from actwm.models.conditioning import FrameCondition, InjectionSite, tile_batch
 from actwm.models.embeddings import clip_pixels
+from actwm.models.wan_fast import FastPaths, FrameModulatedBlock, SharedPatchEmbed, install
 
 HUB_IDS = {
     "wan2.1": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
@@ -47,6 +48,9 @@ class WanAdapter(BackboneAdapter):
     def __init__(self, transformer: nn.Module, text_tokens: int = 1, image_encoder: nn.Module | None = None) -> None:
         super().__init__(transformer)
         cfg = transformer.config
+        self.fast = FastPaths()  # inference fast paths (actwm.models.wan_fast), switchable: adapter.fast.NAME = False
+        install(transformer, self.fast)
+        self._frame_blocks = all(isinstance(b, FrameModulatedBlock) for b in transformer.blocks)
         self._broadcast = 0  # tokens per frame while a call's per-sample timesteps are broadcast by us, else 0
         self._temb_sample: torch.Tensor | None = None  # that call's per-sample time embedding (B, C)
         transformer.register_forward_pre_hook(self._per_token_timesteps, with_kwargs=True)
@@ -160,7 +164,8 @@ class WanAdapter(BackboneAdapter):
             b, f, c = x.shape
             return x.unsqueeze(2).expand(b, f, n, c).reshape(b, f * n, c)  # "b f c -> b (f n) c"
 
-        return (spread(output[0]), spread(output[1]), *output[2:])
+        per_frame = self.fast.frame_modulation and self._frame_blocks and not torch.is_grad_enabled()
+        return (spread(output[0]), output[1] if per_frame else spread(output[1]), *output[2:])
 
     def apply_output(
         self, site: InjectionSite, module: nn.Module, inputs: tuple, target: torch.Tensor, add: torch.Tensor
@@ -213,6 +218,17 @@ class WanAdapter(BackboneAdapter):
             mask[:, 0] = 1.0
             self._tail = (*key, torch.cat([mask, padded.to(x.dtype)], dim=2))
         return torch.cat([x, self._tail[3]], dim=2)
+
+    def forward_copies(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition, copies: int) -> torch.Tensor:
+        """As the base class; the identical copies' patch embedding is computed once (`FastPaths.shared_patch`)."""
+        embed = self.backbone.patch_embedding
+        if not isinstance(embed, SharedPatchEmbed):
+            return super().forward_copies(x, t, cond, copies)
+        embed.copies = copies
+        try:
+            return super().forward_copies(x, t, cond, copies)
+        finally:
+            embed.copies = 1
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition) -> torch.Tensor:
         self.check_latents(x, self.active)

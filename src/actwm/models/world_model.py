@@ -227,11 +227,21 @@ class WorldModel(nn.Module):
         return Conditioning(branches)
 
     def net(
-        self, x: torch.Tensor, t: torch.Tensor, cond: FrameCondition, conditioning: Conditioning | None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: FrameCondition,
+        conditioning: Conditioning | None,
+        copies: int = 1,
     ) -> torch.Tensor:
-        """The one network call: `(b, f, C, h, w)`, `(b,)` -> raw output `(b, f, C, h, w)` under `conditioning`."""
+        """The one network call: `(b, f, C, h, w)`, `(b,)` -> raw output `(b, f, C, h, w)` under `conditioning`.
+
+        `copies` > 1: the network runs on that many stacked copies of `x` and `t` (`cond` and `conditioning` given
+        for batch `copies * b`), returning `(copies * b, f, C, h, w)`: the passes of a guided level in one forward."""
         with self.adapter.conditioned(conditioning):
-            return self.adapter(x, t, cond)
+            if copies == 1:
+                return self.adapter(x, t, cond)
+            return self.adapter.forward_copies(x, t, cond, copies)
 
     def forward(
         self,
@@ -433,7 +443,7 @@ class WorldModel(nn.Module):
         def net(x: torch.Tensor, t: torch.Tensor, level: int) -> torch.Tensor:
             if not guided[level]:
                 return self.net(x, t, cond, branches)
-            out = self.net(torch.cat([x] * passes), torch.cat([t] * passes), cond_n, stacked).chunk(passes)
+            out = self.net(x, t, cond_n, stacked, copies=passes).chunk(passes)
             return plan.combine(out[0], out[1:])
 
         return net

@@ -1,0 +1,186 @@
+"""Inference fast paths for the diffusers Wan transformer, installed by `WanAdapter` without editing diffusers.
+
+Each path is a named switch in `FastPaths` (all on by default: each leaves outputs equal to float rounding, which
+tests/models/test_wan_fast.py pins against the stock modules). They act only while autograd is off (sampling,
+`actions_for_pipeline`); a training forward runs the stock diffusers code, so gradients are untouched.
+
+- `shared_patch`: a guided level's forward stacks identical copies of `x_t` (the conditional and branch-dropped
+  passes); the patch embedding of the first copy is repeated for the others.
+- `fast_rope`: the rotary tables depend only on the latent grid: built once per grid and applied in float32 with
+  one complex product per pair (diffusers rebuilds them every call and applies them in float64, then rounds back to
+  the activations' float32).
+- `single_key`: cross-attention to ONE context token (the tiny presets' empty-prompt context): softmax over one key
+  is exactly 1, so the output is `to_out(v)` for every query; the query projection and the attention are skipped.
+- `frame_modulation`: per-latent-frame timesteps and action embeddings give each frame's tokens one modulation row;
+  the blocks apply it per frame `(B, f, 1, C)` against tokens viewed `(B, f, n, C)` instead of materialising the
+  per-token `(B, S, 6, C)` table diffusers builds in every block (the same elementwise operations, per value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanRotaryPosEmbed, WanTransformerBlock
+from torch import nn
+
+
+@dataclass
+class FastPaths:
+    """Switches of the inference fast paths (module docstring); `FastPaths.off()` = stock diffusers everywhere."""
+
+    shared_patch: bool = True
+    fast_rope: bool = True
+    single_key: bool = True
+    frame_modulation: bool = True
+
+    @classmethod
+    def off(cls) -> "FastPaths":
+        return cls(**{f.name: False for f in fields(cls)})
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _inference() -> bool:
+    return not torch.is_grad_enabled()
+
+
+class SharedPatchEmbed(nn.Conv3d):
+    """The backbone's patch `Conv3d` (same parameters and state-dict keys). `copies`: the call's batch is that many
+    identical stacked copies (set by the adapter around a guided forward); while sampling, the first copy is embedded
+    and repeated (`FastPaths.shared_patch`)."""
+
+    paths: FastPaths
+    copies: int = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, C, F, H, W)` -> `(B, width, F', h, w)`."""
+        if self.copies == 1 or x.shape[0] % self.copies or not (self.paths.shared_patch and _inference()):
+            return super().forward(x)
+        return super().forward(x[: x.shape[0] // self.copies]).repeat(self.copies, 1, 1, 1, 1)
+
+
+class CachedRope(WanRotaryPosEmbed):
+    """Wan's rotary embedding; while sampling, its tables are built once per latent grid (same values)."""
+
+    paths: FastPaths
+
+    def forward(self, hidden_states: torch.Tensor):
+        if not (self.paths.fast_rope and _inference()):
+            return super().forward(hidden_states)
+        key = (tuple(hidden_states.shape[2:]), self.freqs_cos.device, self.freqs_cos.dtype, self.freqs_cos.data_ptr())
+        cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache:
+            cache[key] = super().forward(hidden_states)
+        return cache[key]
+
+
+def _rope_complex(rotary_emb: tuple[torch.Tensor, torch.Tensor], store: dict) -> torch.Tensor:
+    """Diffusers' `(cos, sin)` `(1, S, 1, D)` (each pair's value repeated) -> complex64 `(1, S, 1, D/2)`
+    `cos + i sin`, cached per table object: rotating pair `(x1, x2)` is the complex product `(x1 + i x2) e^(i a)`."""
+    cos, sin = rotary_emb
+    hit = store.get("rope")
+    if hit is None or hit[0] is not cos or hit[1] is not sin:
+        hit = (cos, sin, torch.complex(cos[..., 0::2].float(), sin[..., 1::2].float()))
+        store["rope"] = hit
+    return hit[2]
+
+
+def _apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """`(B, S, H, D)` with interleaved pairs -> rotated (diffusers' `x1 cos - x2 sin, x1 sin + x2 cos`), float32."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
+
+
+class FastWanAttnProcessor(WanAttnProcessor):
+    """Wan's attention processor with the `fast_rope` and `single_key` paths while sampling; every
+    other case (training, masks, image context, fused projections, another attention backend) is the stock processor."""
+
+    def __init__(self, paths: FastPaths) -> None:
+        super().__init__()
+        self.paths = paths
+        self._store: dict = {}  # the float32 rope tables of the last grid (shared by every attention module)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        stock = (
+            not _inference()
+            or attention_mask is not None
+            or attn.add_k_proj is not None
+            or attn.fused_projections
+            or self._attention_backend is not None
+        )
+        if stock:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        if encoder_hidden_states is not None:
+            return self._cross(attn, hidden_states, encoder_hidden_states)
+        if not (self.paths.fast_rope and rotary_emb is not None):
+            return super().__call__(attn, hidden_states, None, None, rotary_emb)
+        return self._self(attn, hidden_states, rotary_emb)
+
+    def _self(self, attn, x: torch.Tensor, rotary_emb) -> torch.Tensor:
+        """Self-attention: `(B, S, C)` -> `(B, S, C)`."""
+        query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
+        freqs = _rope_complex(rotary_emb, self._store)
+        query, key = _apply_rope(query, freqs), _apply_rope(key, freqs)
+        q, k, v = (t.transpose(1, 2) for t in (query, key, value))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2, 3).type_as(query)
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _cross(self, attn, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of `(B, S, C)` queries to `(B, L, C')` context."""
+        if not (self.paths.single_key and context.shape[1] == 1):
+            return super().__call__(attn, x, context, None, None)
+        value = attn.to_v(context)  # (B, 1, C): softmax over one key is exactly 1, so every query reads v
+        out = attn.to_out[1](attn.to_out[0](value.type_as(x)))
+        return out.expand(-1, x.shape[1], -1)
+
+
+def frame_modulated_forward(
+    block: WanTransformerBlock, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, temb, rotary_emb
+) -> torch.Tensor:
+    """Diffusers' `WanTransformerBlock.forward` for per-frame modulation `temb (B, f, 6, C)` and frame-major tokens
+    `(B, f * n, C)`: each value goes through the same operations; the per-token table is never built."""
+    b, s, c = hidden_states.shape
+    f = temb.shape[1]
+    mod = block.scale_shift_table.unsqueeze(0) + temb.float()  # (B, f, 6, C)
+    shift, scale, gate, c_shift, c_scale, c_gate = (m.unsqueeze(2) for m in mod.unbind(2))  # each (B, f, 1, C)
+
+    def per_frame(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(b, f, s // f, c)
+
+    norm = (per_frame(block.norm1(hidden_states.float())) * (1 + scale) + shift).reshape(b, s, c)
+    attn_output = block.attn1(norm.type_as(hidden_states), None, None, rotary_emb)
+    hidden = per_frame(hidden_states.float()) + per_frame(attn_output) * gate
+    hidden_states = hidden.reshape(b, s, c).type_as(hidden_states)
+    norm = block.norm2(hidden_states.float()).type_as(hidden_states)
+    hidden_states = hidden_states + block.attn2(norm, encoder_hidden_states, None, None)
+    norm = (per_frame(block.norm3(hidden_states.float())) * (1 + c_scale) + c_shift).reshape(b, s, c)
+    ff_output = block.ffn(norm.type_as(hidden_states))
+    hidden = per_frame(hidden_states.float()) + per_frame(ff_output.float()) * c_gate
+    return hidden.reshape(b, s, c).type_as(hidden_states)
+
+
+class FrameModulatedBlock(WanTransformerBlock):
+    """A Wan block that also accepts per-frame modulation (`temb (B, f, 6, C)` with f < tokens); otherwise stock."""
+
+    def forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb):
+        if temb.ndim == 4 and temb.shape[1] != hidden_states.shape[1]:
+            return frame_modulated_forward(self, hidden_states, encoder_hidden_states, temb, rotary_emb)
+        return super().forward(hidden_states, encoder_hidden_states, temb, rotary_emb)
+
+
+def install(transformer: nn.Module, paths: FastPaths) -> None:
+    """Swap the Wan transformer's patch embedding, rope and blocks to the subclasses above (parameters, buffers and
+    state-dict keys unchanged) and set the fast attention processor; `paths` is shared and switchable later."""
+    swaps = [(transformer.patch_embedding, SharedPatchEmbed), (transformer.rope, CachedRope)]
+    swaps += [(block, FrameModulatedBlock) for block in transformer.blocks]
+    for module, cls in swaps:
+        if type(module) is cls.__mro__[1]:  # only the exact stock class (never a user's subclass)
+            module.__class__ = cls
+            module.paths = paths
+    transformer.set_attn_processor(FastWanAttnProcessor(paths))
