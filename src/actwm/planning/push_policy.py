@@ -72,7 +72,8 @@ class PushPolicyConfig:
         contact: flange-to-block-centre distance (m) while in contact (the block ends on the target when the
             flange is this far short of it).
         travel_speed, push_speed: largest step (m) per action when travelling and when pushing.
-        jitter: block readings closer than this (m) to the remembered one are noise (see `_track`).
+        retreat: where the flange goes after a stroke (near home, out of the camera's view of the table), so
+            the next frame shows the block unoccluded.
         turns_deg, shifts, strokes: the variants proposed around the preferred plan (push-direction turn,
             sideways contact shift in m, stroke-length factor).
     """
@@ -86,7 +87,7 @@ class PushPolicyConfig:
     turns_deg: tuple[float, ...] = (0.0, 10.0, -10.0, 20.0, -20.0)
     shifts: tuple[float, ...] = (0.0, 0.01, -0.01)
     strokes: tuple[float, ...] = (1.0, 0.5, 1.5)
-    jitter: float = 0.03
+    retreat: tuple[float, float, float] = (0.6, 0.0, 0.42)
 
     def __post_init__(self) -> None:
         if not 0.28 <= self.push_z < self.travel_z <= 0.65:
@@ -116,12 +117,13 @@ class PushPolicy(_Base):
         self.config = config or PushPolicyConfig()
         self.perception = perception or PushPerception()
         self._block: np.ndarray | None = None
+        self._looking = False
 
     def reset(self, vocabulary: Vocabulary, rng: np.random.Generator) -> None:
         if vocabulary.name != "ee7":
             raise ValueError(f"proposer 'base' of task push needs the ee7 vocabulary, got {vocabulary.name!r}")
         super().reset(vocabulary, rng)
-        self._block = None
+        self._block, self._looking = None, False
 
     def variants(self) -> list[Variant]:
         """Preferred first, then one change at a time, then combinations (deterministic order)."""
@@ -143,7 +145,12 @@ class PushPolicy(_Base):
         """`(count, horizon, 7)` plans: the preferred push, its variants, then "hold still" and more variants."""
         reader = self.perception.update(observation)
         ee = np.asarray(observation.extras["ee"], dtype=np.float64)[:3]
-        block = self._track(reader.locate(observation.rgb, VISIBLE), reader.target)
+        seen = reader.locate(observation.rgb, VISIBLE)
+        block = self._track(seen, reader.target)
+        if seen is not None:
+            self._looking = False
+        elif self._stroke_done(ee, block, reader.target):
+            self._looking = True  # pushed to the end on an old reading: retreat until the block is seen again
         rows: list[np.ndarray] = []
         seen: set[bytes] = set()
 
@@ -158,26 +165,22 @@ class PushPolicy(_Base):
             if len(rows) >= count:
                 break
             add(self.plan(ee, block, reader.target, v, horizon))
-        while len(rows) < count:  # more candidates than distinct variants: random directions and shifts
+        for _ in range(4 * count):  # more candidates than distinct variants: random directions and shifts
+            if len(rows) >= count:
+                break
             v = Variant(self.rng.uniform(-0.6, 0.6), self.rng.uniform(-0.02, 0.02), self.rng.uniform(0.3, 1.8))
             add(self.plan(ee, block, reader.target, v, horizon))
+        rows += [rows[i % len(rows)] for i in range(count - len(rows))]  # all alike (e.g. retreating): repeat
         plans = np.stack(rows[:count])
         plans[..., 6] = 1.0  # gripper closed: the fingers push as one
         return plans
 
     def _track(self, seen: np.ndarray | None, target: np.ndarray) -> np.ndarray:
-        """The block position to plan with: the reading when the block is well visible (else the remembered
-        one: the arm hides the block as it pushes, so a stroke runs to its end on the last clear reading);
-        a reading within `jitter` of the remembered one counts as noise."""
-        memory = self._block
-        if seen is None:
-            block = memory if memory is not None else target
-        elif memory is not None and float(np.linalg.norm(seen - memory)) < self.config.jitter:
-            block = memory
-        else:
-            block = seen
-        self._block = block
-        return block
+        """The block position to plan with: the reading when the block is well visible, else the remembered
+        one (the arm hides the block as it pushes, so a stroke runs to its end on the last clear reading)."""
+        if seen is not None:
+            self._block = seen
+        return self._block if self._block is not None else target
 
     def plan(self, ee: np.ndarray, block: np.ndarray, target: np.ndarray, v: Variant, horizon: int) -> np.ndarray:
         """`(horizon, 7)` ee7 actions that carry out push `v` from flange position `ee` (3,), kinematically."""
@@ -192,9 +195,15 @@ class PushPolicy(_Base):
         contact = block + v.shift * normal - c.contact * line  # flange xy when touching the block
         end = contact + v.stroke * remaining * line  # flange xy when the block would be on the target
         pushing = self._in_contact(ee, block, line, normal, v)
-        pos, out = ee.copy(), np.zeros((horizon, 7))
+        pos, out, done = ee.copy(), np.zeros((horizon, 7)), self._looking
+        pushing = pushing and not done
         for i in range(horizon):
-            if pushing:
+            if pushing and float(np.linalg.norm(end - pos[:2])) < 0.005:
+                pushing, done = False, True  # stroke done: lift, then retreat out of the camera's way
+            if done:
+                lifted = pos[2] >= c.travel_z - 0.01
+                goal, speed = (np.asarray(c.retreat) if lifted else np.r_[pos[:2], c.travel_z]), c.travel_speed
+            elif pushing:
                 goal = np.r_[end, c.push_z]
                 speed = min(c.push_speed, 0.6 * float(np.linalg.norm(end - pos[:2])) + 0.002)
             else:
@@ -208,6 +217,16 @@ class PushPolicy(_Base):
             if not pushing and self._in_contact(pos, block, line, normal, v) and pos[2] <= c.push_z + 0.005:
                 pushing = True
         return out
+
+    def _stroke_done(self, ee: np.ndarray, block: np.ndarray, target: np.ndarray) -> bool:
+        """The preferred push from `block` has run to its end: the flange is low, at the stroke's end point."""
+        d = np.asarray(target, np.float64) - block
+        remaining = float(np.linalg.norm(d))
+        if remaining < 1e-6:
+            return True
+        line = d / remaining
+        end = block + (remaining - self.config.contact) * line
+        return ee[2] <= self.config.push_z + 0.02 and float(np.linalg.norm(ee[:2] - end)) < 0.01
 
     def _in_contact(self, ee: np.ndarray, block: np.ndarray, line: np.ndarray, normal: np.ndarray, v: Variant) -> bool:
         """The flange is low, behind the block on the push line (within a few cm), ready to push."""
@@ -255,7 +274,9 @@ class PushStop:
 class BlockToTarget:
     """Scores imagined futures: minus the block-to-target distance (m) read from each plan's last frame.
 
-    `margin` (m) favours row 0 (the base policy's own plan): a variant must look that much better to win.
+    A last frame where the arm hides the block (less than `VISIBLE` of it seen) tells nothing: that plan
+    scores the distance seen now. `margin` (m) favours row 0 (the base policy's own plan): a variant must
+    look that much better to win.
     """
 
     def __init__(self, perception: PushPerception, margin: float = 0.005) -> None:
@@ -265,8 +286,10 @@ class BlockToTarget:
     def score(self, observation: Observation, plans: np.ndarray, frames: torch.Tensor) -> np.ndarray:
         """`(M, L, 3, H, W)` frames in [0, 1] -> `(M,)` float64 (higher is better; -1 when the block is unseen)."""
         reader = self.perception.update(observation)
+        now = min(reader.distance(observation.rgb, VISIBLE), 1.0)
         last = unit_to_uint8(frames[:, -1])
-        scores = np.array([-min(reader.distance(f), 1.0) for f in last], dtype=np.float64)
+        seen = [reader.distance(f, VISIBLE) for f in last]
+        scores = np.array([-(now if not np.isfinite(d) else min(d, 1.0)) for d in seen], dtype=np.float64)
         scores[0] += self.margin
         return scores
 
