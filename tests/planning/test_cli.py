@@ -98,8 +98,9 @@ def test_push_runs_with_its_own_base_policy_and_with_cem(tmp_path):
         "32",
     ]
     assert main([*push, "--json", str(out), "--no-progress"]) == 0  # proposer "base": the push base policy
-    base = json.loads(out.read_text())["summary"]
-    assert base["proposer"] == "push-base" and base["scorer"].startswith("block-to-target")
+    base = json.loads(out.read_text())
+    assert base["summary"]["proposer"] == "push-base" and base["summary"]["scorer"].startswith("block-to-target")
+    assert base["fingerprint"]["stop_threshold"] == 0.02  # metres (push's calibrated stop), not a similarity
     out.unlink()
     assert (
         main(

@@ -103,6 +103,8 @@ class PlanRunConfig:
     def threshold(self) -> float | None:
         if self.stop_metric == "never":
             return None
+        if self.task == "push":  # metres of seen block-to-target distance (`PushStop`)
+            return DEFAULT_PUSH_STOP if self.stop_threshold is None else self.stop_threshold
         return DEFAULT_STOP_THRESHOLDS[self.stop_metric] if self.stop_threshold is None else self.stop_threshold
 
 
@@ -155,7 +157,7 @@ def build_push_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
     elif cfg.stop_metric == "never":
         stop = NeverStop()
     else:
-        stop = PushStop(perception, DEFAULT_PUSH_STOP if cfg.stop_threshold is None else cfg.stop_threshold)
+        stop = PushStop(perception, cfg.threshold)
     planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
     return Agent(world, proposer, BlockToTarget(perception), stop, planner)
 
