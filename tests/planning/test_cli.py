@@ -79,7 +79,7 @@ def test_goal_image_of_the_wrong_size_is_refused_before_any_episode():
         task.close()
 
 
-def test_push_runs_with_cem_and_refuses_the_nav_base_policy(tmp_path):
+def test_push_runs_with_its_own_base_policy_and_with_cem(tmp_path):
     out = tmp_path / "push.json"
     push = [
         "--task",
@@ -97,9 +97,11 @@ def test_push_runs_with_cem_and_refuses_the_nav_base_policy(tmp_path):
         "--size",
         "32",
     ]
-    with pytest.raises(ValueError, match="proposer 'base' needs the discrete nav vocabulary"):
-        main([*push, "--json", str(out), "--no-progress"])
-    assert not out.exists()
+    assert main([*push, "--json", str(out), "--no-progress"]) == 0  # proposer "base": the push base policy
+    base = json.loads(out.read_text())
+    assert base["summary"]["proposer"] == "push-base" and base["summary"]["scorer"].startswith("block-to-target")
+    assert base["fingerprint"]["stop_threshold"] == 0.02  # metres (push's calibrated stop), not a similarity
+    out.unlink()
     assert (
         main(
             [

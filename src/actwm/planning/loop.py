@@ -9,7 +9,8 @@ executes the best-scoring plan's first k actions (iterative proposers refine ove
 Stopping is the agent's own decision: without a world model the stop rule (a calibrated similarity threshold)
 fires before each decision; with one, the agent stops when the "stay" plan (a plan that starts with stop)
 scores best among the imagined futures, allowed once the view passes the stop rule's floor
-(`allows_stay`). Oracle stop rules (flagged in results) fire before each decision in both cases.
+(`allows_stay`). Oracle stop rules (flagged in results) fire before each decision in both cases, and so do
+stop rules with `checks_every_decision` (vocabularies without a stop primitive, e.g. push's ee7).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class Agent:
         imagines = getattr(self.world, "imagines", True)
         while obs.step < task.budget:
             # without imagination the stop rule decides; with it, "stay" must win a decision (oracle rules: both)
-            if (not imagines or getattr(self.stop, "is_oracle", False)) and self.stop(obs, task):
+            asks_now = not imagines or getattr(self.stop, "is_oracle", False)
+            if (asks_now or getattr(self.stop, "checks_every_decision", False)) and self.stop(obs, task):
                 stopped = True
                 break
             if self.cfg.max_decisions is not None and decisions >= self.cfg.max_decisions:

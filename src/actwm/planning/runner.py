@@ -25,6 +25,7 @@ from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
 from actwm.planning.policy import TemplateMatchPolicy
 from actwm.planning.proposers import CEM, MPPI, Enumerate, RandomShooting
+from actwm.planning.push_policy import DEFAULT_PUSH_STOP, BlockToTarget, PushPerception, PushPolicy, PushStop
 from actwm.planning.scorers import GoalSimilarity, NeverStop, OracleStop, SimilarityStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask, PushConfig, PushTask
 from actwm.planning.worlds import make_world_model
@@ -102,6 +103,8 @@ class PlanRunConfig:
     def threshold(self) -> float | None:
         if self.stop_metric == "never":
             return None
+        if self.task == "push":  # metres of seen block-to-target distance (`PushStop`)
+            return DEFAULT_PUSH_STOP if self.stop_threshold is None else self.stop_threshold
         return DEFAULT_STOP_THRESHOLDS[self.stop_metric] if self.stop_threshold is None else self.stop_threshold
 
 
@@ -131,6 +134,8 @@ def build_world(cfg: PlanRunConfig) -> ImaginedWorld:
 
 
 def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
+    if cfg.task == "push":
+        return build_push_agent(cfg, world)
     scorer = GoalSimilarity(cfg.scorer, cfg.reduce)
     if cfg.oracle_stop:
         stop = OracleStop()
@@ -140,6 +145,21 @@ def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
         stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
     planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
     return Agent(world, build_proposer(cfg), scorer, stop, planner)
+
+
+def build_push_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
+    """Push reads block and target from frames: its base policy, scorer and stop share one perception;
+    `stop_threshold` is the seen block-to-target distance in metres (None: `DEFAULT_PUSH_STOP`)."""
+    perception = PushPerception()
+    proposer = PushPolicy(perception=perception) if cfg.proposer == "base" else build_proposer(cfg)
+    if cfg.oracle_stop:
+        stop = OracleStop()
+    elif cfg.stop_metric == "never":
+        stop = NeverStop()
+    else:
+        stop = PushStop(perception, cfg.threshold)
+    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
+    return Agent(world, proposer, BlockToTarget(perception), stop, planner)
 
 
 def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None:

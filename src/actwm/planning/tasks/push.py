@@ -130,7 +130,12 @@ class PushTask(SimTask):
         return self.observe()
 
     def observe(self) -> Observation:
-        """The camera frame and the goal image (`pose` = block 0's (x, y, yaw): oracle use only)."""
+        """The camera frame and the goal image (`pose` = block 0's (x, y, yaw): oracle use only).
+
+        `extras` holds what a real robot knows without privileged state: "ee", its own end-effector
+        (flange) pose (6,) from proprioception, and the camera calibration "intrinsics" (3, 3) and
+        "extrinsics" (4, 4) world-to-camera. ("target" is the true target, for results and oracles only.)
+        """
         ep = self._require_episode()
         u = self.env.unwrapped
         block = u.block_poses()[0]
@@ -142,7 +147,13 @@ class PushTask(SimTask):
             goal=ep.goal_image,
             step=self._books["issued"],
             pose=np.array([block[0], block[1], yaw]),
-            extras={"stopped": self._books["stopped"], "target": ep.target},
+            extras={
+                "stopped": self._books["stopped"],
+                "target": ep.target,
+                "ee": u.ee_pose(),
+                "intrinsics": u.camera.intrinsics,
+                "extrinsics": u.extrinsics,
+            },
         )
 
     def env_actions(self, action: Any) -> list[np.ndarray]:
