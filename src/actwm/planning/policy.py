@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -128,3 +130,25 @@ class TemplateMatchPolicy(_Base):
     def advance(self, executed: int) -> None:
         if self._scanning:
             self._scanned += executed
+
+
+#: The proposer "base" of each task: task name -> factory() -> a fresh proposer (the task's base policy, used
+#: identically with and without a world model). A task registers its own from its module with
+#: `register_base_policy`; `actwm plan --proposer base` looks it up with `base_policy`.
+BASE_POLICIES: dict[str, Callable[[], Any]] = {}
+
+
+def register_base_policy(task: str, factory: Callable[[], Any]) -> None:
+    """Make `factory()` the base policy (proposer "base") of `task` (replaces an earlier registration)."""
+    if not task or not callable(factory):
+        raise ValueError(f"register_base_policy needs a task name and a callable factory, got {task!r}, {factory!r}")
+    BASE_POLICIES[task] = factory
+
+
+def base_policy(task: str) -> Any:
+    """A fresh base policy for `task`; a task without its own gets the ImageNav policy (which refuses, at
+    `reset`, any vocabulary but the discrete nav one)."""
+    return BASE_POLICIES.get(task, TemplateMatchPolicy)()
+
+
+register_base_policy("imagenav", TemplateMatchPolicy)

@@ -23,7 +23,7 @@ import actwm.planning.serve  # noqa: F401  (registers the "http" world model)
 from actwm import __version__
 from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
-from actwm.planning.policy import TemplateMatchPolicy
+from actwm.planning.policy import base_policy
 from actwm.planning.proposers import CEM, MPPI, Enumerate, RandomShooting
 from actwm.planning.scorers import GoalSimilarity, NeverStop, OracleStop, SimilarityStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask, PushConfig, PushTask
@@ -114,8 +114,8 @@ def build_task(cfg: PlanRunConfig) -> Task:
 
 
 def build_proposer(cfg: PlanRunConfig):
-    if cfg.proposer == "base":
-        return TemplateMatchPolicy()
+    if cfg.proposer == "base":  # the task's registered base policy (`actwm.planning.policy.BASE_POLICIES`)
+        return base_policy(cfg.task)
     if cfg.proposer == "cem":
         return CEM(iterations=cfg.iterations)
     if cfg.proposer == "mppi":
