@@ -33,12 +33,15 @@ class PlannerConfig:
         horizon: L, agent actions per plan.
         execute: k, actions of the chosen plan executed before replanning (1 <= k <= L).
         max_decisions: decision budget per episode (None: until the task's action budget is spent).
+        base_margin: revise, not replace: the proposer's own plan (row 0 of its first batch) is kept unless
+            another imagined plan scores more than this above it (0: plain score-and-select).
     """
 
     proposals: int = 8
     horizon: int = 3
     execute: int = 1
     max_decisions: int | None = None
+    base_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.proposals < 1:
@@ -49,6 +52,8 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.execute (k) must be in 1..horizon={self.horizon}, got {self.execute}")
         if self.max_decisions is not None and self.max_decisions < 1:
             raise ValueError(f"PlannerConfig.max_decisions must be >= 1, got {self.max_decisions}")
+        if not (self.base_margin >= 0 and np.isfinite(self.base_margin)):
+            raise ValueError(f"PlannerConfig.base_margin must be finite and >= 0, got {self.base_margin}")
 
 
 StopRule = Callable[[Observation, Task], bool]
@@ -76,8 +81,11 @@ class Agent:
         allows_stay = getattr(self.stop, "allows_stay", None)
         stay_ok = allows_stay is None or allows_stay(obs, task)
         best_plan, best_score, imagined, best_frames = plans[0], -np.inf, 0, None
+        margin = cfg.base_margin  # the proposer's own plan (row 0 of the first batch) gets this head start
         while True:
             scores = np.asarray(self.scorer.score(obs, plans, frames), dtype=np.float64)
+            scores[0] += margin
+            margin = 0.0
             if not stay_ok and task.vocabulary.kind == "discrete":
                 scores = np.where(plans[:, 0] == STOP, -np.inf, scores)
             imagined += len(plans)

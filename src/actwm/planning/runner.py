@@ -57,6 +57,8 @@ class PlanRunConfig:
         stop_metric, stop_threshold: the agent's stop (None: the calibrated default; "never" disables).
         oracle_stop: ORACLE upper-bound variant: stop when the task says the goal is reached.
         rollout_steps: denoising steps of a video world model.
+        base_margin: revise, not replace: the base policy's own plan wins unless an imagined alternative
+            scores more than this above it (`PlannerConfig.base_margin`).
     """
 
     task: str = "imagenav"
@@ -66,7 +68,7 @@ class PlanRunConfig:
     horizon: int = 10
     execute: int = 10
     iterations: int = 3
-    episodes: int = 10
+    episodes: int = 40
     seed: int = 0
     scorer: str = "ssim"
     reduce: str = "last"
@@ -76,6 +78,7 @@ class PlanRunConfig:
     size: int = 64
     budget: int | None = None
     rollout_steps: int = 10
+    base_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -96,7 +99,7 @@ class PlanRunConfig:
             raise ValueError(f"stop threshold must be finite, got {self.stop_threshold}")
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
-        PlannerConfig(self.proposals, self.horizon, self.execute)  # validates M, L, k
+        PlannerConfig(self.proposals, self.horizon, self.execute, base_margin=self.base_margin)  # validates
 
     @property
     def threshold(self) -> float | None:
@@ -138,7 +141,7 @@ def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
         stop = NeverStop()
     else:
         stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
-    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
+    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute, base_margin=cfg.base_margin)
     return Agent(world, build_proposer(cfg), scorer, stop, planner)
 
 
