@@ -152,3 +152,14 @@ def test_base_margin_keeps_the_proposers_plan_unless_another_is_clearly_better(m
         agent.proposer.reset(get_vocabulary("nav_discrete"), np.random.default_rng(0))
         plan, _ = agent.decide(obs, mini_task)
         assert plan.tolist() == plans[expected].tolist()
+
+
+@pytest.mark.parametrize("always, decisions", [(True, 0), (False, 1)])
+def test_always_stop_rule_stops_on_the_real_view_with_a_world_model(mini_task, always, decisions):
+    episode = free_episode(mini_task, scene=3, turns=2, forwards=2)
+    scorer = GoalSimilarity("ssim")
+    cfg = PlannerConfig(4, 2, 1, max_decisions=1, always_stop_rule=always)
+    agent = Agent(OracleWorld(), Enumerate(), scorer, SimilarityStop(scorer, -1.0), cfg)  # the rule always fires
+    agent.world.bind(mini_task)
+    r = agent.run_episode(mini_task, episode, seed=0)
+    assert r["decisions"] == decisions and r["stopped"] == always

@@ -9,7 +9,9 @@ executes the best-scoring plan's first k actions (iterative proposers refine ove
 Stopping is the agent's own decision: without a world model the stop rule (a calibrated similarity threshold)
 fires before each decision; with one, the agent stops when the "stay" plan (a plan that starts with stop)
 scores best among the imagined futures, allowed once the view passes the stop rule's floor
-(`allows_stay`). Oracle stop rules (flagged in results) fire before each decision in both cases.
+(`allows_stay`); with `PlannerConfig.always_stop_rule` the stop rule also fires before each decision with a
+world model (the same stop as the base agent's). Oracle stop rules (flagged in results) fire in both cases.
+`PlannerConfig.base_margin` makes imagination revise rather than replace the base policy's own plan.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class PlannerConfig:
         max_decisions: decision budget per episode (None: until the task's action budget is spent).
         base_margin: revise, not replace: the proposer's own plan (row 0 of its first batch) is kept unless
             another imagined plan scores more than this above it (0: plain score-and-select).
+        always_stop_rule: the stop rule fires before each decision with a world model too (the base agent's
+            own stop, judged on the real view); imagination then revises only the moves (and "stay").
     """
 
     proposals: int = 8
@@ -42,6 +46,7 @@ class PlannerConfig:
     execute: int = 1
     max_decisions: int | None = None
     base_margin: float = 0.0
+    always_stop_rule: bool = False
 
     def __post_init__(self) -> None:
         if self.proposals < 1:
@@ -116,7 +121,8 @@ class Agent:
         imagines = getattr(self.world, "imagines", True)
         while obs.step < task.budget:
             # without imagination the stop rule decides; with it, "stay" must win a decision (oracle rules: both)
-            if (not imagines or getattr(self.stop, "is_oracle", False)) and self.stop(obs, task):
+            rule = not imagines or self.cfg.always_stop_rule or getattr(self.stop, "is_oracle", False)
+            if rule and self.stop(obs, task):
                 stopped = True
                 break
             if self.cfg.max_decisions is not None and decisions >= self.cfg.max_decisions:
