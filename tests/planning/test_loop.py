@@ -132,3 +132,34 @@ def test_no_world_model_follows_the_proposers_first_plan(mini_task):
 def test_unknown_scorer_metric_is_refused():
     with pytest.raises(ValueError, match="unknown scorer metric"):
         GoalSimilarity("psnr")
+
+
+def test_base_margin_keeps_the_proposers_plan_unless_another_is_clearly_better(mini_task):
+    episode = free_episode(mini_task, scene=3, turns=2, forwards=2)
+    scorer = GoalSimilarity("ssim")
+    world = OracleWorld()
+    world.bind(mini_task)
+    obs = mini_task.reset(episode)
+    proposer = Enumerate()
+    proposer.reset(get_vocabulary("nav_discrete"), np.random.default_rng(0))
+    plans = proposer.propose(obs, 9, 2)
+    scores = scorer.score(obs, plans, world.imagine(obs, plans))
+    best = int(np.argmax(scores))
+    assert best != 0  # the episode needs two left turns; row 0 is "forward, forward"
+    gap = scores[best] - scores[0]
+    for margin, expected in [(0.0, best), (0.5 * gap, best), (2.0 * gap, 0)]:
+        agent = Agent(world, Enumerate(), scorer, OracleStop(), PlannerConfig(9, 2, 1, base_margin=margin))
+        agent.proposer.reset(get_vocabulary("nav_discrete"), np.random.default_rng(0))
+        plan, _ = agent.decide(obs, mini_task)
+        assert plan.tolist() == plans[expected].tolist()
+
+
+@pytest.mark.parametrize("always, decisions", [(True, 0), (False, 1)])
+def test_always_stop_rule_stops_on_the_real_view_with_a_world_model(mini_task, always, decisions):
+    episode = free_episode(mini_task, scene=3, turns=2, forwards=2)
+    scorer = GoalSimilarity("ssim")
+    cfg = PlannerConfig(4, 2, 1, max_decisions=1, always_stop_rule=always)
+    agent = Agent(OracleWorld(), Enumerate(), scorer, SimilarityStop(scorer, -1.0), cfg)  # the rule always fires
+    agent.world.bind(mini_task)
+    r = agent.run_episode(mini_task, episode, seed=0)
+    assert r["decisions"] == decisions and r["stopped"] == always

@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
         "--execute", type=int, default=10, help="k: most actions executed per decision (a plan's stop ends it)"
     )
     p.add_argument("--iterations", type=int, default=3, help="CEM / MPPI iterations")
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=int, default=40, help="N: size of the episode set `--seed` draws")
     p.add_argument("--seed", type=int, default=0, help="picks the episode set and every seed of the run")
     p.add_argument("--scorer", default="ssim", help=f"goal similarity of imagined frames: {', '.join(METRICS)}")
     p.add_argument("--reduce", default="last", choices=("max", "last"))
@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--budget", type=int, default=None, help="agent actions per episode (default: the task's)")
     p.add_argument("--rollout-steps", type=int, default=10, help="denoising steps of a video world model")
+    p.add_argument(
+        "--base-margin", type=float, default=0.0, help="keep the base plan unless another scores this much more"
+    )
     p.add_argument("--sweep-proposals", default=None, help="e.g. 1,2,4,8,16: SR vs M")
     p.add_argument("--json", required=True, help="output JSON")
     p.add_argument("--report", default=None, help="directory for report.html")

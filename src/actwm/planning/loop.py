@@ -9,8 +9,10 @@ executes the best-scoring plan's first k actions (iterative proposers refine ove
 Stopping is the agent's own decision: without a world model the stop rule (a calibrated similarity threshold)
 fires before each decision; with one, the agent stops when the "stay" plan (a plan that starts with stop)
 scores best among the imagined futures, allowed once the view passes the stop rule's floor
-(`allows_stay`). Oracle stop rules (flagged in results) fire before each decision in both cases, and so do
-stop rules with `checks_every_decision` (vocabularies without a stop primitive, e.g. push's ee7).
+(`allows_stay`); with `PlannerConfig.always_stop_rule` the stop rule also fires before each decision with a
+world model (the same stop as the base agent's). Oracle stop rules (flagged in results) fire before each decision
+in both cases, and so do stop rules with `checks_every_decision` (vocabularies without a stop primitive, e.g.
+push's ee7). `PlannerConfig.base_margin` makes imagination revise rather than replace the base policy's own plan.
 """
 
 from __future__ import annotations
@@ -34,12 +36,18 @@ class PlannerConfig:
         horizon: L, agent actions per plan.
         execute: k, actions of the chosen plan executed before replanning (1 <= k <= L).
         max_decisions: decision budget per episode (None: until the task's action budget is spent).
+        base_margin: revise, not replace: the proposer's own plan (row 0 of its first batch) is kept unless
+            another imagined plan scores more than this above it (0: plain score-and-select).
+        always_stop_rule: the stop rule fires before each decision with a world model too (the base agent's
+            own stop, judged on the real view); imagination then revises only the moves (and "stay").
     """
 
     proposals: int = 8
     horizon: int = 3
     execute: int = 1
     max_decisions: int | None = None
+    base_margin: float = 0.0
+    always_stop_rule: bool = False
 
     def __post_init__(self) -> None:
         if self.proposals < 1:
@@ -50,6 +58,8 @@ class PlannerConfig:
             raise ValueError(f"PlannerConfig.execute (k) must be in 1..horizon={self.horizon}, got {self.execute}")
         if self.max_decisions is not None and self.max_decisions < 1:
             raise ValueError(f"PlannerConfig.max_decisions must be >= 1, got {self.max_decisions}")
+        if not (self.base_margin >= 0 and np.isfinite(self.base_margin)):
+            raise ValueError(f"PlannerConfig.base_margin must be finite and >= 0, got {self.base_margin}")
 
 
 StopRule = Callable[[Observation, Task], bool]
@@ -77,8 +87,11 @@ class Agent:
         allows_stay = getattr(self.stop, "allows_stay", None)
         stay_ok = allows_stay is None or allows_stay(obs, task)
         best_plan, best_score, imagined, best_frames = plans[0], -np.inf, 0, None
+        margin = cfg.base_margin  # the proposer's own plan (row 0 of the first batch) gets this head start
         while True:
             scores = np.asarray(self.scorer.score(obs, plans, frames), dtype=np.float64)
+            scores[0] += margin
+            margin = 0.0
             if not stay_ok and task.vocabulary.kind == "discrete":
                 scores = np.where(plans[:, 0] == STOP, -np.inf, scores)
             imagined += len(plans)
@@ -109,8 +122,8 @@ class Agent:
         imagines = getattr(self.world, "imagines", True)
         while obs.step < task.budget:
             # without imagination the stop rule decides; with it, "stay" must win a decision (oracle rules: both)
-            asks_now = not imagines or getattr(self.stop, "is_oracle", False)
-            if (asks_now or getattr(self.stop, "checks_every_decision", False)) and self.stop(obs, task):
+            rule = not imagines or self.cfg.always_stop_rule or getattr(self.stop, "is_oracle", False)
+            if (rule or getattr(self.stop, "checks_every_decision", False)) and self.stop(obs, task):
                 stopped = True
                 break
             if self.cfg.max_decisions is not None and decisions >= self.cfg.max_decisions:

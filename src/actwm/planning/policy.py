@@ -1,9 +1,10 @@
 """The base policy: goal-to-view template matching with OpenCV, no world model.
 
 It finds the goal image's centre in the current view (`cv2.matchTemplate`, normalised cross-correlation
-over a few scales), turns towards it and walks forward; when the goal is not in view it scans by turning
-left, and after a full turn without a match walks forward to see elsewhere. As a proposer it returns its
-own plan first, then structured alternatives ("turn k times, then walk") and random plans; without a
+over a few scales), turns towards it and walks forward until the goal's content looks as big as in the goal
+image, then stops; when the goal is not in view it scans by turning left, and after a full turn without a
+match faces the best-matching heading it saw and walks on. As a proposer it returns its own plan first,
+then structured alternatives (turns in place, walks, side steps, steps back) and random plans; without a
 world model the agent follows row 0, with one the world model revises among all rows (World-In-World's
 use of its base VLM).
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,21 +59,32 @@ class TemplateMatchPolicy(_Base):
 
     Args:
         min_score: match confidence below which the goal counts as not in view.
-        scan_turns: turns without a match before walking forward (16 = a full turn at 22.5 degrees).
+        scan_turns: turns in a full scan (16 = a full turn at 22.5 degrees).
+        approach_scale: walk towards the centred goal while its content matches at a smaller scale than this.
+        scales: template scales tried by `match_goal`.
     """
 
     name = "base"
 
-    def __init__(self, fov_deg: float = 75.0, min_score: float = 0.55, scan_turns: int = 16) -> None:
+    def __init__(
+        self,
+        fov_deg: float = 75.0,
+        min_score: float = 0.55,
+        scan_turns: int = 16,
+        approach_scale: float = 0.92,
+        scales: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0, 1.15, 1.3),
+    ) -> None:
         super().__init__()
         self.fov_deg, self.min_score, self.scan_turns = fov_deg, min_score, scan_turns
-        self._scanned, self._scanning = 0, False
+        self.approach_scale, self.scales = approach_scale, scales
+        self._seen: list[float] = []
+        self._scanning = False
 
     def reset(self, vocabulary: Vocabulary, rng: np.random.Generator) -> None:
         if vocabulary.kind != "discrete" or vocabulary.motion_space != "nav3":
             raise ValueError(f"proposer 'base' needs the discrete nav vocabulary, got {vocabulary.name!r}")
         super().reset(vocabulary, rng)
-        self._scanned, self._scanning = 0, False
+        self._seen, self._scanning = [], False
         self._fwd, self._left, self._right = (vocabulary.primitives.index(n) for n in ("forward", "left", "right"))
 
     def px_per_turn(self, width: int) -> float:
@@ -83,37 +97,56 @@ class TemplateMatchPolicy(_Base):
         return np.array((actions + [STOP] * horizon)[:horizon], dtype=np.int64)
 
     def preferred(self, observation: Observation, horizon: int) -> np.ndarray:
-        """The base policy's own plan `(L,)`: a short move, padded with stop."""
+        """The base policy's own plan `(L,)`: a short move, padded with stop.
+
+        1. Scan: while the goal is not in view, turn left, remembering each heading's match; after a full
+           turn, face the best-matching heading seen and walk towards it.
+        2. Servo: with the goal in view, turn to centre it; walk forward while its content looks smaller
+           than in the goal image (scale below `approach_scale`), else stop (a plan that starts with stop).
+        """
         if observation.goal is None:
             raise ValueError("proposer 'base' needs a goal image in the observation")
-        m = match_goal(observation.rgb, observation.goal)
+        m = match_goal(observation.rgb, observation.goal, scales=self.scales)
         self._scanning = m.score < self.min_score
         if self._scanning:
-            if self._scanned >= self.scan_turns:
-                self._scanned = 0
-                return self._plan([self._fwd, self._fwd], horizon)
+            self._seen.append(m.score)
+            if len(self._seen) > self.scan_turns:  # a full turn without a match: face the best heading seen
+                best = int(np.argmax(self._seen[: self.scan_turns]))
+                back = (len(self._seen) - 1 - best) % self.scan_turns  # left turns since the best view
+                self._seen = []
+                turns = (
+                    [self._right] * back if back <= self.scan_turns // 2 else [self._left] * (self.scan_turns - back)
+                )
+                return self._plan(turns + [self._fwd, self._fwd], horizon)
             return self._plan([self._left], horizon)
-        self._scanned = 0
+        self._seen = []
         turns = int(np.clip(round(m.dx / self.px_per_turn(observation.rgb.shape[1])), -3, 3))
-        turn = self._right if turns > 0 else self._left
-        return self._plan([turn] * abs(turns) or [self._fwd, self._fwd], horizon)
+        if turns:
+            return self._plan([self._right if turns > 0 else self._left] * abs(turns), horizon)
+        if m.scale < self.approach_scale:
+            return self._plan([self._fwd], horizon)
+        return self._plan([], horizon)
 
     def macros(self, horizon: int) -> list[np.ndarray]:
-        """Structured alternatives, mixed so that any prefix holds each kind: stay; walk n; turn k in place;
-        side steps (turn a, walk n, turn back); all within L actions."""
+        """Structured alternatives, mixed so that any prefix holds each kind, all within L actions: stay;
+        turn k in place (every heading); walk n; side steps (turn a, walk n, turn back a: a new position at
+        the same heading); steps back (turn around, walk n, turn around)."""
         left, right, fwd = self._left, self._right, self._fwd
-        walks = [[fwd] * n for n in (2, 4, 1, 3)]
-        turns = [[t] * k for k in (1, 2, 3, 4) for t in (left, right)]
+        turns = [[t] * k for k in range(1, self.scan_turns // 2 + 1) for t in (left, right)][:-1]  # 8 once
+        walks = [[fwd] * n for n in (2, 4, 1, 3, 6)]
         sides = [
-            [t] * a + [fwd] * n + [b] * a
-            for n in (2, 4, 1, 3)
-            for a in (1, 2, 3)
-            for t, b in ((left, right), (right, left))
+            [t] * a + [fwd] * n + [back] * a
+            for n in (2, 4, 1, 3, 6)
+            for a in (1, 2, 3, 4)
+            for t, back in ((left, right), (right, left))
         ]
+        half = self.scan_turns // 2  # turn around, walk n, turn back: a step backwards (long horizons only)
+        backs = [[left] * half + [fwd] * n + [left] * half for n in (2, 4, 1, 3)]
         ordered: list[list[int]] = [[]]
-        for group in itertools.zip_longest(walks, turns, sides, fillvalue=None):
+        for group in itertools.zip_longest(turns, walks, sides, sides[1:], backs, fillvalue=None):
             ordered += [g for g in group if g is not None]
-        return [self._plan(a, horizon) for a in ordered if len(a) <= horizon]
+        unique = {tuple(a): a for a in ordered if len(a) <= horizon}
+        return [self._plan(a, horizon) for a in unique.values()]
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
         rows, seen = [], set()
@@ -126,5 +159,26 @@ class TemplateMatchPolicy(_Base):
         return np.stack(rows[:count])
 
     def advance(self, executed: int) -> None:
-        if self._scanning:
-            self._scanned += executed
+        pass
+
+
+#: The proposer "base" of each task: task name -> factory() -> a fresh proposer (the task's base policy, used
+#: identically with and without a world model). A task registers its own from its module with
+#: `register_base_policy`; `actwm plan --proposer base` looks it up with `base_policy`.
+BASE_POLICIES: dict[str, Callable[[], Any]] = {}
+
+
+def register_base_policy(task: str, factory: Callable[[], Any]) -> None:
+    """Make `factory()` the base policy (proposer "base") of `task` (replaces an earlier registration)."""
+    if not task or not callable(factory):
+        raise ValueError(f"register_base_policy needs a task name and a callable factory, got {task!r}, {factory!r}")
+    BASE_POLICIES[task] = factory
+
+
+def base_policy(task: str) -> Any:
+    """A fresh base policy for `task`; a task without its own gets the ImageNav policy (which refuses, at
+    `reset`, any vocabulary but the discrete nav one)."""
+    return BASE_POLICIES.get(task, TemplateMatchPolicy)()
+
+
+register_base_policy("imagenav", TemplateMatchPolicy)

@@ -28,6 +28,7 @@ import torch
 
 from actwm.pixels import unit_to_uint8
 from actwm.planning.interface import Observation, Vocabulary
+from actwm.planning.policy import register_base_policy
 from actwm.planning.proposers import _Base
 from actwm.planning.push_perception import BlockReader
 
@@ -326,3 +327,6 @@ def calibrate_push_stop(task: Any, scenes: range, max_false: float = 0.01) -> di
         if rate <= max_false:
             best.update(threshold=round(float(thr), 4), false_stop_rate=rate)
     return best
+
+
+register_base_policy("push", PushPolicy)

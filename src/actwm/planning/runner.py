@@ -23,9 +23,9 @@ import actwm.planning.serve  # noqa: F401  (registers the "http" world model)
 from actwm import __version__
 from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
-from actwm.planning.policy import TemplateMatchPolicy
+from actwm.planning.policy import base_policy
 from actwm.planning.proposers import CEM, MPPI, Enumerate, RandomShooting
-from actwm.planning.push_policy import DEFAULT_PUSH_STOP, BlockToTarget, PushPerception, PushPolicy, PushStop
+from actwm.planning.push_policy import DEFAULT_PUSH_STOP, BlockToTarget, PushPerception, PushStop
 from actwm.planning.scorers import GoalSimilarity, NeverStop, OracleStop, SimilarityStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask, PushConfig, PushTask
 from actwm.planning.worlds import make_world_model
@@ -58,6 +58,8 @@ class PlanRunConfig:
         stop_metric, stop_threshold: the agent's stop (None: the calibrated default; "never" disables).
         oracle_stop: ORACLE upper-bound variant: stop when the task says the goal is reached.
         rollout_steps: denoising steps of a video world model.
+        base_margin: revise, not replace: the base policy's own plan wins unless an imagined alternative
+            scores more than this above it (`PlannerConfig.base_margin`).
     """
 
     task: str = "imagenav"
@@ -67,7 +69,7 @@ class PlanRunConfig:
     horizon: int = 10
     execute: int = 10
     iterations: int = 3
-    episodes: int = 10
+    episodes: int = 40
     seed: int = 0
     scorer: str = "ssim"
     reduce: str = "last"
@@ -77,6 +79,7 @@ class PlanRunConfig:
     size: int = 64
     budget: int | None = None
     rollout_steps: int = 10
+    base_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -97,7 +100,7 @@ class PlanRunConfig:
             raise ValueError(f"stop threshold must be finite, got {self.stop_threshold}")
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
-        PlannerConfig(self.proposals, self.horizon, self.execute)  # validates M, L, k
+        PlannerConfig(self.proposals, self.horizon, self.execute, base_margin=self.base_margin)  # validates
 
     @property
     def threshold(self) -> float | None:
@@ -117,8 +120,8 @@ def build_task(cfg: PlanRunConfig) -> Task:
 
 
 def build_proposer(cfg: PlanRunConfig):
-    if cfg.proposer == "base":
-        return TemplateMatchPolicy()
+    if cfg.proposer == "base":  # the task's registered base policy (`actwm.planning.policy.BASE_POLICIES`)
+        return base_policy(cfg.task)
     if cfg.proposer == "cem":
         return CEM(iterations=cfg.iterations)
     if cfg.proposer == "mppi":
@@ -143,15 +146,15 @@ def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
         stop = NeverStop()
     else:
         stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
-    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
+    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute, base_margin=cfg.base_margin)
     return Agent(world, build_proposer(cfg), scorer, stop, planner)
 
 
 def build_push_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
     """Push reads block and target from frames: its base policy, scorer and stop share one perception;
     `stop_threshold` is the seen block-to-target distance in metres (None: `DEFAULT_PUSH_STOP`)."""
-    perception = PushPerception()
-    proposer = PushPolicy(perception=perception) if cfg.proposer == "base" else build_proposer(cfg)
+    proposer = build_proposer(cfg)  # "base": the registered PushPolicy, whose perception the scorer and stop share
+    perception = getattr(proposer, "perception", None) or PushPerception()
     if cfg.oracle_stop:
         stop = OracleStop()
     elif cfg.stop_metric == "never":

@@ -75,11 +75,12 @@ class GoalSimilarity:
         """`(M, L, 3, H, W)` imagined frames -> `(M,)` scores (float64)."""
         if observation.goal is None:
             raise ValueError(f"scorer {self.name!r} needs a goal image in the observation")
-        m, length = frames.shape[:2]
-        sims = self.similarity(rearrange(frames, "m l c h w -> (m l) c h w"), uint8_to_unit(observation.goal))
+        m = frames.shape[0]
+        goal = uint8_to_unit(observation.goal)
+        if self.reduce == "last":  # only the closing frames are scored
+            return self.similarity(frames[:, -1], goal).double().numpy()
+        sims = self.similarity(rearrange(frames, "m l c h w -> (m l) c h w"), goal)
         sims = rearrange(sims, "(m l) -> m l", m=m).double().numpy()
-        if self.reduce == "last":
-            return sims[:, -1]
         return sims.max(axis=1) - 1e-6 * sims.argmax(axis=1)  # ties go to the plan that gets there sooner
 
 
