@@ -32,7 +32,7 @@ keeps the user's cache.
 Switches (`TrainConfig` fields, each default-off): compile (torch.compile of the backbone, inductor),
 channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), fast_paths (the Wan
 adapter's one-key cross-attention and per-frame modulation under autograd), and `all`
-(every switch named in `--combine`, default compile + fused).
+(every switch named in `--combine`, default compile + fused + fast_paths).
 """
 
 from __future__ import annotations
@@ -287,12 +287,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--mixed-precision", nargs="+", default=None, help="no, bf16 (default: no, and bf16 if native)")
     p.add_argument(
-        "--switches", nargs="*", default=["compile", "channels_last", "sdpa_math", "fused"], choices=list(SWITCHES)
+        "--switches",
+        nargs="*",
+        default=["compile", "channels_last", "sdpa_math", "fused", "fast_paths"],
+        choices=list(SWITCHES),
     )
     p.add_argument(
         "--combine",
         nargs="*",
-        default=["compile", "fused"],
+        default=["compile", "fused", "fast_paths"],
         choices=list(SWITCHES),
         help="also time these together as 'all' (none: skip)",
     )
