@@ -30,8 +30,9 @@ compiled settings of the same dtype reuse its kernels (`cache` says "cold" or "w
 keeps the user's cache.
 
 Switches (`TrainConfig` fields, each default-off): compile (torch.compile of the backbone, inductor),
-channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), and `all`
-(every switch named in `--combine`, default compile + fused).
+channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), fast_paths (the Wan
+adapter's one-key cross-attention and per-frame modulation under autograd), and `all`
+(every switch named in `--combine`, default compile + fused + fast_paths).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "sdpa_flash": {"sdpa_backend": "flash"},
     "foreach": {"optimizer_impl": "foreach"},
     "fused": {"optimizer_impl": "fused"},
+    "fast_paths": {"fast_paths": True},
 }
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
@@ -285,12 +287,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--mixed-precision", nargs="+", default=None, help="no, bf16 (default: no, and bf16 if native)")
     p.add_argument(
-        "--switches", nargs="*", default=["compile", "channels_last", "sdpa_math", "fused"], choices=list(SWITCHES)
+        "--switches",
+        nargs="*",
+        default=["compile", "channels_last", "sdpa_math", "fused", "fast_paths"],
+        choices=list(SWITCHES),
     )
     p.add_argument(
         "--combine",
         nargs="*",
-        default=["compile", "fused"],
+        default=["compile", "fused", "fast_paths"],
         choices=list(SWITCHES),
         help="also time these together as 'all' (none: skip)",
     )

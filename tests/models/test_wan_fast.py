@@ -130,3 +130,36 @@ def test_guided_rollout_matches_stock():
     fast = rollout(wm, first, raw, cfg=cfg)
     use(wm, FastPaths.off())
     torch.testing.assert_close(fast, rollout(wm, first, raw, cfg=cfg), rtol=1e-5, atol=1e-5)
+
+
+def test_training_paths_act_under_autograd_with_stock_gradients():
+    """`FastPaths.training` (TrainConfig.fast_paths): with autograd on, `single_key` and `frame_modulation` act (no
+    cross-attention SDPA, per-frame modulation rows), the other paths stay stock (no cached rope tables), and the
+    output and every gradient match stock; the skipped query/key parameters get an exact zero gradient, not None."""
+    wm = model("wan2.1").train()
+    _, actions, _, cond, noisy, t = inputs(wm)
+    temb_rows = []
+    for block in wm.adapter.backbone.blocks:
+        block.register_forward_pre_hook(lambda m, args: temb_rows.append(args[2].shape[1]))
+    out = {}
+    for name, training in (("stock", False), ("fast", True)):
+        wm.adapter.fast.training = training
+        wm.zero_grad(set_to_none=True)
+        temb_rows.clear()
+        with Ops() as ops:
+            y = wm(noisy, t, cond, actions)
+            y.square().mean().backward()
+        grads = {n: p.grad for n, p in wm.named_parameters() if p.requires_grad}
+        out[name] = (y.detach(), grads, list(temb_rows), len(ops.named("_scaled_dot_product")))
+    blocks = len(wm.adapter.backbone.blocks)
+    assert out["fast"][2] == [noisy.shape[1]] * blocks and out["stock"][2] != out["fast"][2]
+    assert out["fast"][3] < out["stock"][3]  # the one-key cross-attention's forward and backward are gone
+    assert "_tables" not in wm.adapter.backbone.rope.__dict__  # fast_rope is an inference path only
+    torch.testing.assert_close(out["fast"][0], out["stock"][0], rtol=1e-5, atol=1e-6)
+    for n, stock in out["stock"][1].items():
+        fast = out["fast"][1][n]
+        assert (fast is None) == (stock is None), n
+        if stock is not None:
+            torch.testing.assert_close(fast, stock, rtol=1e-4, atol=1e-7, msg=n)
+    q = out["fast"][1]["adapter.backbone.blocks.0.attn2.to_q.weight"]
+    assert q is not None and not q.any()

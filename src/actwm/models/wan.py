@@ -164,7 +164,7 @@ class WanAdapter(BackboneAdapter):
             b, f, c = x.shape
             return x.unsqueeze(2).expand(b, f, n, c).reshape(b, f * n, c)  # "b f c -> b (f n) c"
 
-        per_frame = self.fast.frame_modulation and self._frame_blocks and not torch.is_grad_enabled()
+        per_frame = self._frame_blocks and self.fast.on("frame_modulation")
         return (spread(output[0]), output[1] if per_frame else spread(output[1]), *output[2:])
 
     def apply_output(

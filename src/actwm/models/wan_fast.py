@@ -1,8 +1,10 @@
 """Inference fast paths for the diffusers Wan transformer, installed by `WanAdapter` without editing diffusers.
 
 Each path is a named switch in `FastPaths` (all on by default: each leaves outputs equal to float rounding, which
-tests/models/test_wan_fast.py pins against the stock modules). They act only while autograd is off (sampling,
-`actions_for_pipeline`); a training forward runs the stock diffusers code, so gradients are untouched.
+tests/models/test_wan_fast.py pins against the stock modules). They act while autograd is off (sampling,
+`actions_for_pipeline`); a training forward runs the stock diffusers code unless `FastPaths.training` is set
+(`TrainConfig.fast_paths`): then `TRAINING_PATHS` act under autograd too, with the same gradients to float rounding
+(the parameters `single_key` skips get an exact zero gradient, as in stock, so AdamW still decays them).
 
 - `shared_patch`: a guided level's forward stacks identical copies of `x_t` (the conditional and branch-dropped
   passes); the patch embedding of the first copy is repeated for the others.
@@ -25,15 +27,19 @@ import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanRotaryPosEmbed, WanTransformerBlock
 from torch import nn
 
+TRAINING_PATHS = ("single_key", "frame_modulation")  # the paths that also act under autograd with `training`
+
 
 @dataclass
 class FastPaths:
-    """Switches of the inference fast paths (module docstring); `FastPaths.off()` = stock diffusers everywhere."""
+    """Switches of the fast paths (module docstring); `FastPaths.off()` = stock diffusers everywhere. `training`:
+    `TRAINING_PATHS` also act while autograd is on (off by default: training runs the stock code)."""
 
     shared_patch: bool = True
     fast_rope: bool = True
     single_key: bool = True
     frame_modulation: bool = True
+    training: bool = False
 
     @classmethod
     def off(cls) -> "FastPaths":
@@ -41,11 +47,12 @@ class FastPaths:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        """The paths' switches (not `training`)."""
+        return tuple(f.name for f in fields(cls) if f.name != "training")
 
-
-def _inference() -> bool:
-    return not torch.is_grad_enabled()
+    def on(self, name: str) -> bool:
+        """Whether path `name` acts now: switched on, and autograd off (or `training` and a training path)."""
+        return getattr(self, name) and (not torch.is_grad_enabled() or (self.training and name in TRAINING_PATHS))
 
 
 class SharedPatchEmbed(nn.Conv3d):
@@ -58,7 +65,7 @@ class SharedPatchEmbed(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, F, H, W)` -> `(B, width, F', h, w)`."""
-        if self.copies == 1 or x.shape[0] % self.copies or not (self.paths.shared_patch and _inference()):
+        if self.copies == 1 or x.shape[0] % self.copies or not self.paths.on("shared_patch"):
             return super().forward(x)
         return super().forward(x[: x.shape[0] // self.copies]).repeat(self.copies, 1, 1, 1, 1)
 
@@ -69,7 +76,7 @@ class CachedRope(WanRotaryPosEmbed):
     paths: FastPaths
 
     def forward(self, hidden_states: torch.Tensor):
-        if not (self.paths.fast_rope and _inference()):
+        if not self.paths.on("fast_rope"):
             return super().forward(hidden_states)
         key = (tuple(hidden_states.shape[2:]), self.freqs_cos.device, self.freqs_cos.dtype, self.freqs_cos.data_ptr())
         cache = self.__dict__.setdefault("_tables", {})
@@ -96,8 +103,8 @@ def _apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 
 class FastWanAttnProcessor(WanAttnProcessor):
-    """Wan's attention processor with the `fast_rope` and `single_key` paths while sampling; every
-    other case (training, masks, image context, fused projections, another attention backend) is the stock processor."""
+    """Wan's attention processor with the `fast_rope` and `single_key` paths (`FastPaths.on`); every other case
+    (a path off, masks, image context, fused projections, another attention backend) is the stock processor."""
 
     def __init__(self, paths: FastPaths) -> None:
         super().__init__()
@@ -106,8 +113,7 @@ class FastWanAttnProcessor(WanAttnProcessor):
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         stock = (
-            not _inference()
-            or attention_mask is not None
+            attention_mask is not None
             or attn.add_k_proj is not None
             or attn.fused_projections
             or self._attention_backend is not None
@@ -115,8 +121,10 @@ class FastWanAttnProcessor(WanAttnProcessor):
         if stock:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if encoder_hidden_states is not None:
-            return self._cross(attn, hidden_states, encoder_hidden_states)
-        if not (self.paths.fast_rope and rotary_emb is not None):
+            if encoder_hidden_states.shape[1] == 1 and self.paths.on("single_key"):
+                return self._single_key(attn, hidden_states, encoder_hidden_states)
+            return super().__call__(attn, hidden_states, encoder_hidden_states, None, None)
+        if not (rotary_emb is not None and self.paths.on("fast_rope")):
             return super().__call__(attn, hidden_states, None, None, rotary_emb)
         return self._self(attn, hidden_states, rotary_emb)
 
@@ -131,12 +139,13 @@ class FastWanAttnProcessor(WanAttnProcessor):
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
-    def _cross(self, attn, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Cross-attention of `(B, S, C)` queries to `(B, L, C')` context."""
-        if not (self.paths.single_key and context.shape[1] == 1):
-            return super().__call__(attn, x, context, None, None)
+    def _single_key(self, attn, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of `(B, S, C)` queries to ONE context token `(B, 1, C')` -> `(B, S, C)`."""
         value = attn.to_v(context)  # (B, 1, C): softmax over one key is exactly 1, so every query reads v
         out = attn.to_out[1](attn.to_out[0](value.type_as(x)))
+        if torch.is_grad_enabled():  # what only fed the skipped query/key gets an exact zero gradient, as in stock
+            skipped = [p for m in (attn.to_q, attn.norm_q, attn.to_k, attn.norm_k) for p in m.parameters()]
+            out = out + sum((p.sum() for p in skipped if p.requires_grad), x.sum()) * 0.0  # x: e.g. the block's norm2
         return out.expand(-1, x.shape[1], -1)
 
 

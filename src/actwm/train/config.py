@@ -93,6 +93,8 @@ class TrainConfig:
             rendered from their joints and calibration with `actwm.robots`) or "kvaf+actions" (both).
         kvaf_stage: KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained (run 1, then 2 with init_from).
         robot: the `actwm.robots` preset whose arm the KVAF videos draw.
+        fast_paths: let the Wan backbone's fast paths (`actwm.models.wan_fast.TRAINING_PATHS`) act in training
+            too: the same loss curve and parameter updates to float rounding (Wan models only).
     """
 
     data: str | None = None
@@ -145,6 +147,7 @@ class TrainConfig:
     conditioning: str = "actions"
     kvaf_stage: int = 2
     robot: str = "manip"
+    fast_paths: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON lists -> tuple

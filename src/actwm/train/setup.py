@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, default_collate
 from actwm.actions import ActionSpace, get_action_space
 from actwm.batch import Batch
 from actwm.data.clips import ClipDataset
+from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel, WorldModelConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 from actwm.train.config import TrainConfig
@@ -241,10 +242,18 @@ SDPA_KERNELS = {
 
 
 def apply_speed_switches(wm: WorldModel, cfg: TrainConfig, device: torch.device) -> None:
-    """`cfg.channels_last` (convolution weights) and `cfg.compile` (the backbone, in place: parameter names,
-    checkpoints and hooks unchanged). Both change float rounding only, not the computation."""
+    """`cfg.fast_paths` (the Wan adapter's fast paths under autograd), `cfg.channels_last` (convolution weights)
+    and `cfg.compile` (the backbone, in place: parameter names, checkpoints and hooks unchanged). Each changes float
+    rounding only, not the computation."""
     if cfg.sdpa_backend in ("efficient", "cudnn") and device.type != "cuda":
         raise ValueError(f"TrainConfig.sdpa_backend: {cfg.sdpa_backend!r} needs a CUDA GPU; use 'math' or 'flash'")
+    if cfg.fast_paths:
+        paths = getattr(wm.adapter, "fast", None)
+        if not isinstance(paths, FastPaths):
+            raise ValueError(
+                f"TrainConfig.fast_paths: only Wan backbones have training fast paths; {cfg.model!r} has none"
+            )
+        paths.training = True  # before compile: dynamo traces the fast paths
     if cfg.channels_last:
         for module in wm.modules():
             if isinstance(module, nn.Conv2d):
