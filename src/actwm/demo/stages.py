@@ -113,7 +113,6 @@ def train_stage(
         warmup_steps=min(50, steps // 10),
         compile=cfg.compile and not passive,
         optimizer_impl="fused",
-        fast_paths=get_preset(cfg.model).family == "wan",  # Wan's training fast paths (TrainConfig.fast_paths)
     )
     return trainer.train(tcfg, progress=progress).final_dir
 
