@@ -156,3 +156,11 @@ def test_incompatible_data_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fsdp"):
         train(cfg.replace(distributed="fsdp"), dataset=DictDataset(n=2, frames=5, size=16), progress=False)
     assert torch.get_num_threads() >= 1
+
+
+def test_fast_paths_are_refused_with_compile_under_mixed_precision():
+    # measured: the compiled bf16 graph with the training fast paths gives NaN gradients from the first step
+    with pytest.raises(ValueError, match=r"^TrainConfig\.fast_paths: not with compile under mixed precision"):
+        TrainConfig(fast_paths=True, compile=True, mixed_precision="bf16")
+    TrainConfig(fast_paths=True, compile=True, mixed_precision="no")  # fp32 compiled: same losses as stock
+    TrainConfig(fast_paths=True, mixed_precision="bf16")  # eager bf16: same losses as stock
