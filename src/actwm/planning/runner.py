@@ -137,32 +137,21 @@ def build_world(cfg: PlanRunConfig) -> ImaginedWorld:
 
 
 def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
-    if cfg.task == "push":
-        return build_push_agent(cfg, world)
-    scorer = GoalSimilarity(cfg.scorer, cfg.reduce)
+    """The task's scorer and stop rule around the chosen proposer. Push reads block and target from frames: its
+    base policy, scorer and stop share one `PushPerception`; `threshold` is then metres of seen distance."""
+    proposer = build_proposer(cfg)
+    perception = (getattr(proposer, "perception", None) or PushPerception()) if cfg.task == "push" else None
+    scorer = BlockToTarget(perception) if perception is not None else GoalSimilarity(cfg.scorer, cfg.reduce)
     if cfg.oracle_stop:
         stop = OracleStop()
     elif cfg.stop_metric == "never":
         stop = NeverStop()
+    elif perception is not None:
+        stop = PushStop(perception, cfg.threshold)
     else:
         stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
     planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute, base_margin=cfg.base_margin)
-    return Agent(world, build_proposer(cfg), scorer, stop, planner)
-
-
-def build_push_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
-    """Push reads block and target from frames: its base policy, scorer and stop share one perception;
-    `stop_threshold` is the seen block-to-target distance in metres (None: `DEFAULT_PUSH_STOP`)."""
-    proposer = build_proposer(cfg)  # "base": the registered PushPolicy, whose perception the scorer and stop share
-    perception = getattr(proposer, "perception", None) or PushPerception()
-    if cfg.oracle_stop:
-        stop = OracleStop()
-    elif cfg.stop_metric == "never":
-        stop = NeverStop()
-    else:
-        stop = PushStop(perception, cfg.threshold)
-    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute)
-    return Agent(world, proposer, BlockToTarget(perception), stop, planner)
+    return Agent(world, proposer, scorer, stop, planner)
 
 
 def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None:
