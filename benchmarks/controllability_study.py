@@ -19,8 +19,6 @@ without guidance, from scratch if present) plus the oracle, on the demo's closed
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ from actwm.demo.planning_stage import (
     imagenav_task,
     make_world,
     paired_futures,
-    plan_settings,
     run_agent,
 )
 from actwm.eval.lpips import LPIPS
@@ -44,16 +41,15 @@ from actwm.planning.worlds import checkpoint_sha256
 
 
 def load_demo_config(demo: Path) -> DemoConfig:
-    """The demo's settings from `DIR/demo_config.json` (lists back to tuples; unknown keys refused)."""
+    """The demo's settings from `DIR/demo_config.json` (nested, or flat from before the nesting; unknown keys
+    refused)."""
     path = demo / "demo_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"--demo {demo}: no demo_config.json (not an `actwm demo` output directory)")
-    raw = read_json(path)
-    fields = DemoConfig.__dataclass_fields__
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    return DemoConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    try:
+        return DemoConfig.from_dict(read_json(path))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def world_models(demo: Path, guidance: float) -> dict[str, tuple[str, Path | None, float]]:
@@ -118,25 +114,25 @@ def fit(x: list[float], y: list[float]) -> dict[str, float | None]:
 def study(demo: Path, episodes: int | None, progress: bool = True) -> dict[str, Any]:
     # 1. the demo's closed-loop settings (one M: no sweep) and its stop calibration
     cfg = load_demo_config(demo)
-    base = plan_settings(cfg)
-    base = replace(base, episodes=episodes or base.episodes, sweep=(base.proposals,))
+    plan = cfg.plan
+    base = cfg.updated({"plan": {"episodes": episodes or plan.episodes, "sweep": (plan.planner.proposals,)}})
     out = demo / "controllability"
     out.mkdir(parents=True, exist_ok=True)
     stop = calibrated_stop(base, out / "stop_calibration.json")
     name, sim = similarity_fn()
     rows: dict[str, Any] = {}
     # 2. per world model: closed-loop SR, then imagined vs executed futures of the same plans
-    for label, (kind, ckpt, guidance) in world_models(demo, cfg.guidance).items():
-        s = replace(base, guidance=guidance)
+    for label, (kind, ckpt, guidance) in world_models(demo, cfg.guidance.scale).items():
+        s = base.updated({"guidance": {"scale": guidance}})
         slug = label.replace(", ", "_").replace(" ", "_")
         if progress:
             print(f"-- {label}", flush=True)
         res = run_agent("oracle" if kind == "oracle" else "model", s, stop, out / f"{slug}.json", ckpt)
         task = imagenav_task(s)
         try:
-            eps = task.episodes(seed=s.seed, n=s.episodes)
+            eps = task.episodes(seed=s.seed, n=s.plan.episodes)
             world = make_world("oracle" if kind == "oracle" else "checkpoint", s, ckpt)
-            imag, real, _ = paired_futures(task, world, eps, s.proposals, s.horizon, s.seed)
+            imag, real, _ = paired_futures(task, world, eps, s.plan.planner.proposals, s.plan.planner.horizon, s.seed)
         finally:
             task.close()
         ctrl, quality = measure(imag, real, sim)
@@ -172,7 +168,7 @@ def study(demo: Path, episodes: int | None, progress: bool = True) -> dict[str, 
         "similarity": name,
         "lpips_note": None if name != "ssim" else "LPIPS official weights not found; SSIM used as the proxy",
         "episode_set": res["fingerprint"]["episode_set"],
-        "settings": json.loads(json.dumps(asdict(base))),
+        "settings": base.to_dict(),
         "stop_calibration": stop,
         "actwm_version": __version__,
     }
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", required=True, help="an `actwm demo` output directory")
     p.add_argument("--json", required=True, help="output JSON")
-    p.add_argument("--episodes", type=int, default=None, help="ImageNav episodes (default: the demo's plan_episodes)")
+    p.add_argument("--episodes", type=int, default=None, help="ImageNav episodes (default: the demo's plan.episodes)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     result = study(Path(args.demo), args.episodes)

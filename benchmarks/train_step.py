@@ -97,16 +97,16 @@ def demo_config(out: str, threads: int, mixed_precision: str, steps: int, switch
     demo = DemoConfig()
     fields = dict(
         out=out,
-        model=demo.model,
+        model=demo.model.preset,
         model_overrides=_model_overrides(demo),
         steps=steps,
-        batch_size=demo.batch_size,
-        lr=demo.lr,
-        action_lr_mult=demo.action_lr_mult,
-        action_dropout=demo.action_dropout,
+        batch_size=demo.train.batch_size,
+        lr=demo.train.optim.lr,
+        action_lr_mult=demo.train.optim.action_lr_mult,
+        action_dropout=demo.train.action_dropout,
         mixed_precision=mixed_precision,
-        horizon=demo.horizon,
-        size=demo.size,
+        horizon=demo.train.horizon,
+        size=demo.data.size,
         action_mode="cumulative",
         seed=demo.seed,
         checkpoint_every=0,
@@ -143,7 +143,7 @@ def _ratios(base: list[float], other: list[float]) -> dict[str, float]:
 def _setup(settings: dict[str, dict], args: argparse.Namespace, threads: int, precision: str, tmp: str) -> tuple:
     """Build every setting and run its first step (compilation) and warm-up alone: (runners, first-step facts)."""
     total = 1 + args.warmup + args.rounds * args.steps_per_round
-    data = _Clips(64, DemoConfig().horizon + 1, DemoConfig().size)
+    data = _Clips(64, DemoConfig().train.horizon + 1, DemoConfig().data.size)
     runners, first, compiled_before = {}, {}, False
     for name, sw in settings.items():
         runners[name] = _Runner(demo_config(f"{tmp}/{name}", threads, precision, total, sw), data)
@@ -255,7 +255,12 @@ def _avx2_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]:
 def fingerprint(args: argparse.Namespace) -> dict[str, Any]:
     """The run's settings and machine (each row adds its own `fingerprint`)."""
     demo = DemoConfig()
-    model = {"model": demo.model, "size": demo.size, "batch": demo.batch_size, "frames": demo.horizon + 1}
+    model = {
+        "model": demo.model.preset,
+        "size": demo.data.size,
+        "batch": demo.train.batch_size,
+        "frames": demo.train.horizon + 1,
+    }
     return {
         "benchmark": "train_step",
         **model,

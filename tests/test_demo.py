@@ -20,15 +20,9 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig.quick(
         out=str(out),
-        train_episodes=3,
-        test_episodes=2,
-        episode_frames=20,
-        passive_steps=3,
-        action_steps=3,
-        batch_size=2,
-        eval_clips=2,
-        eval_frames=17,
-        scratch=True,
+        data={"train_episodes": 3, "test_episodes": 2, "episode_frames": 20},
+        train={"passive_steps": 3, "action_steps": 3, "batch_size": 2, "scratch": True},
+        eval={"clips": 2, "frames": 17},
     )
     return cfg, run_demo(cfg)
 
@@ -48,14 +42,15 @@ def test_demo_writes_metrics_and_report(demo):
     )
     assert "scratch" in saved and "true" in saved["scratch"]
     # guided rollouts are the headline; the same models without guidance are reported beside them
-    assert saved["guidance"] == cfg.guidance > 1.0
+    assert saved["guidance"] == cfg.guidance.scale > 1.0
+    assert saved["config"] == cfg.to_dict() and saved["config"]["train"]["optim"]["lr"] == cfg.train.optim.lr
     for model in ("action", "scratch"):
         unguided = saved[model]["unguided"]
         assert unguided["guidance"] == 1.0 and set(unguided["psnr_gap_db"]) == {"2", "4", "8", "16"}
         assert (Path(out) / "rollouts" / f"{model}_unguided" / "done.json").is_file()
     train_cfg = json.loads((Path(out) / "runs" / "action" / "final" / "train_config.json").read_text())
-    assert train_cfg["action_dropout"] == cfg.action_dropout
-    assert train_cfg["mixed_precision"] == resolve_precision(cfg.mixed_precision)
+    assert train_cfg["action_dropout"] == cfg.train.action_dropout
+    assert train_cfg["mixed_precision"] == resolve_precision(cfg.train.mixed_precision)
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
     timings = json.loads(open(f"{out}/timings.json").read())
@@ -103,11 +98,11 @@ def test_demo_refuses_other_settings_in_same_dir(demo):
 
 def test_demo_config_rejects_bad_sampling_settings():
     with pytest.raises(ValueError, match="action_dropout"):
-        DemoConfig(guidance=2.0, action_dropout=0.0)
-    with pytest.raises(ValueError, match="guidance"):
-        DemoConfig(guidance=0.5)
-    with pytest.raises(ValueError, match="mixed_precision"):
-        DemoConfig(mixed_precision="fp16")
+        DemoConfig().updated({"guidance": {"scale": 2.0}, "train": {"action_dropout": 0.0}})
+    with pytest.raises(ValueError, match=r"Guidance\.scale must be >= 1\.0, got 0\.5"):
+        DemoConfig().updated({"guidance": {"scale": 0.5}})
+    with pytest.raises(ValueError, match=r"TrainSettings\.mixed_precision must be one of"):
+        DemoConfig().updated({"train": {"mixed_precision": "fp16"}})
     assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("bf16", "no")
 
@@ -155,7 +150,7 @@ def test_demo_closed_loop_stage_reports_three_agents(demo):
     assert len(ids) == 1 and plan["episode_set"]["id"] in ids
     for name, a in agents.items():
         s = a["summary"]
-        assert s["n"] == cfg.plan_episodes and 0.0 <= s["success_rate"] <= 1.0
+        assert s["n"] == cfg.plan.episodes and 0.0 <= s["success_rate"] <= 1.0
         lo, hi = s["success_rate_ci95"]
         assert 0.0 <= lo <= s["success_rate"] <= hi <= 1.0 and "spl" in s
         assert s["oracle"] is (name == "oracle")
@@ -164,8 +159,9 @@ def test_demo_closed_loop_stage_reports_three_agents(demo):
     wm = agents["action"]["fingerprint"]["agent"]["world_model"]
     final = Path(cfg.out) / "runs" / "action" / "final"
     assert wm["checkpoint_sha256"] == checkpoint_sha256(final)
-    assert wm["frame_step"] == [cfg.robot_speed, cfg.robot_turn_rate]
-    assert [p["proposals"] for p in agents["action"]["sweep"]] == list(cfg.plan_sweep)
+    assert wm["frame_step"] == [cfg.data.frame_step.translation, cfg.data.frame_step.rotation]
+    assert [p["proposals"] for p in agents["action"]["sweep"]] == list(cfg.plan.sweep)
+    assert a["fingerprint"]["demo"]["plan"]["planner"]["base_margin"] == cfg.plan.planner.base_margin
     assert all(ep["scene_seed"] >= 2_000_000_000 for ep in agents["none"]["episodes"])
     html = (Path(cfg.out) / "report.html").read_text()
     assert "Closed loop: ImageNav" in html and "assets/plan_strip.png" in html
@@ -176,23 +172,23 @@ def test_paired_futures_real_rows_are_the_executed_plans(demo):
     """The 'real' future of each plan is what the task reaches executing that plan step by step."""
     import numpy as np
 
-    from actwm.demo.planning_stage import imagenav_task, make_world, paired_futures, plan_settings
+    from actwm.demo.planning_stage import imagenav_task, make_world, paired_futures
     from actwm.pixels import uint8_to_unit
     from actwm.planning.interface import STOP
     from actwm.planning.policy import TemplateMatchPolicy
 
     cfg, _ = demo
-    s = plan_settings(cfg)
-    task = imagenav_task(s)
+    horizon, size, seed = cfg.plan.planner.horizon, cfg.data.size, cfg.seed
+    task = imagenav_task(cfg)
     try:
-        eps = task.episodes(seed=s.seed, n=1)
-        world = make_world("action", s, Path(cfg.out) / "runs" / "action" / "final")
-        imag, real, goals = paired_futures(task, world, eps, 3, s.horizon, s.seed)
-        assert imag.shape == real.shape == (1, 3, s.horizon, 3, s.size, s.size)
+        eps = task.episodes(seed=seed, n=1)
+        world = make_world("action", cfg, Path(cfg.out) / "runs" / "action" / "final")
+        imag, real, goals = paired_futures(task, world, eps, 3, horizon, seed)
+        assert imag.shape == real.shape == (1, 3, horizon, 3, size, size)
         obs = task.reset(eps[0])
         proposer = TemplateMatchPolicy()
-        proposer.reset(task.vocabulary, np.random.default_rng([s.seed * 100_000 + eps[0].index, 7]))
-        plans = proposer.propose(obs, 3, s.horizon)
+        proposer.reset(task.vocabulary, np.random.default_rng([seed * 100_000 + eps[0].index, 7]))
+        plans = proposer.propose(obs, 3, horizon)
         assert len({tuple(p) for p in plans.tolist()}) > 1
         for i, plan in enumerate(plans):
             rgb, frames = task.reset(eps[0]).rgb, []
@@ -211,7 +207,7 @@ def test_no_plan_skips_the_closed_loop_stage(tmp_path):
     from actwm.demo.pipeline import DemoState, StageClock
     from actwm.demo.planning_stage import stage_plan
 
-    cfg = DemoConfig.quick(out=str(tmp_path), plan=False)
+    cfg = DemoConfig.quick(out=str(tmp_path), plan={"enabled": False})
     state = DemoState(cfg=cfg, out=tmp_path, clock=StageClock(tmp_path / "timings.json"))
     stage_plan(state)
     assert "planning" not in state.metrics and not state.sections and not (tmp_path / "planning").exists()
@@ -222,7 +218,7 @@ def test_announced_training_time_comes_from_the_measured_passive_steps(capsys):
     from actwm.demo.config import DemoConfig
     from actwm.demo.pipeline import announce_training_time
 
-    cfg = DemoConfig(passive_steps=100, action_steps=600)
+    cfg = DemoConfig().updated({"train": {"passive_steps": 100, "action_steps": 600}})
     line = announce_training_time(cfg, passive_seconds=20.0)  # 0.2 s/step -> 600 steps = 2.0 min
     assert "0.200 s/step" in line and "about 2.0 min" in line
     assert line in capsys.readouterr().out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from actwm.demo import pipeline
@@ -30,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
     if args.no_scratch:
-        cfg = replace(cfg, scratch=False)
+        cfg = cfg.updated({"train": {"scratch": False}})
     if args.no_plan:
-        cfg = replace(cfg, plan=False)
+        cfg = cfg.updated({"plan": {"enabled": False}})
     if args.no_compile:
-        cfg = replace(cfg, compile=False)
+        cfg = cfg.updated({"train": {"compile": False}})
     if args.fresh and Path(cfg.out).exists():
         shutil.rmtree(cfg.out)
     try:
@@ -44,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     gap = metrics["psnr_gap_db"]
     print("\nPSNR true vs shuffled actions on held-out scenes (dB, mean over frames 1..h):")
-    for h in cfg.horizons:
+    for h in cfg.eval.horizons:
         t, s = metrics["true"]["psnr"][str(h)], metrics["shuffled"]["psnr"][str(h)]
         print(f"  h={h:>2}: true {t:6.2f}  shuffled {s:6.2f}  gap {gap[str(h)]:+.2f}")
     if "unguided" in metrics["action"]:
         u = metrics["action"]["unguided"]["psnr_gap_db"]
         print(
-            f"(guidance {cfg.guidance:g} on actions; without guidance the gaps are "
-            + ", ".join(f"h={h}: {u[str(h)]:+.2f}" for h in cfg.horizons)
+            f"(guidance {cfg.guidance.scale:g} on actions; without guidance the gaps are "
+            + ", ".join(f"h={h}: {u[str(h)]:+.2f}" for h in cfg.eval.horizons)
             + ")"
         )
     if "planning" in metrics:

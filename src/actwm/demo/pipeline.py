@@ -11,7 +11,7 @@ Default stages (`DEFAULT_STAGES`):
    classifier-free guidance on actions and again without;
 6. score the rollouts in memory with `actwm.eval.engine.evaluate` (PSNR, SSIM, SCS with the simulator's
    segmentation): the code `actwm eval` runs on the written folders;
-7. closed loop (`actwm.demo.planning_stage`, skipped with `plan=False` / `--no-plan`): ImageNav on held-out
+7. closed loop (`actwm.demo.planning_stage`, skipped with `plan.enabled=False` / `--no-plan`): ImageNav on held-out
    planning scenes with no world model, the demo's action model and the oracle (same proposals);
 8. write `DIR/metrics.json` and `DIR/report.html` (side-by-side videos, metric-vs-horizon plots).
 
@@ -29,7 +29,7 @@ import json
 import multiprocessing
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -115,11 +115,12 @@ def stage_simulate(state: DemoState) -> None:
 def stage_train(state: DemoState) -> None:
     """2-4. passive then action training here; from scratch in a second process at the same time."""
     cfg, out, clock = state.cfg, state.out, state.clock
+    steps = cfg.train
     pool = scratch = None
-    if cfg.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
+    if steps.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         scratch = pool.submit(
-            _scratch_in_child, cfg, state.data, out / "runs" / "scratch", cfg.passive_steps + cfg.action_steps
+            _scratch_in_child, cfg, state.data, out / "runs" / "scratch", steps.passive_steps + steps.action_steps
         )
         print("from-scratch comparison training in a second process", flush=True)
     runs = out / "runs"
@@ -129,7 +130,7 @@ def stage_train(state: DemoState) -> None:
         cfg,
         state.data,
         runs / "passive",
-        steps=cfg.passive_steps,
+        steps=steps.passive_steps,
         passive=True,
         init_from=None,
     )
@@ -140,7 +141,7 @@ def stage_train(state: DemoState) -> None:
         cfg,
         state.data,
         runs / "action",
-        steps=cfg.action_steps,
+        steps=steps.action_steps,
         passive=False,
         init_from=passive,
     )
@@ -154,15 +155,16 @@ def stage_train(state: DemoState) -> None:
 def announce_training_time(cfg: DemoConfig, passive_seconds: float | None) -> str | None:
     """Say up front how long the action stage will take on THIS machine, measured from the passive stage's steps
     (the same model, batch and precision; the action model adds its small encoder). Returns the line printed."""
-    if not passive_seconds or cfg.passive_steps < 1:
+    train = cfg.train
+    if not passive_seconds or train.passive_steps < 1:
         return None
-    per_step = passive_seconds / cfg.passive_steps
-    minutes = per_step * cfg.action_steps / 60
+    per_step = passive_seconds / train.passive_steps
+    minutes = per_step * train.action_steps / 60
     line = (
-        f"this machine trains at {per_step:.3f} s/step (passive stage): the {cfg.action_steps} action-stage steps "
+        f"this machine trains at {per_step:.3f} s/step (passive stage): the {train.action_steps} action-stage steps "
         f"will take about {minutes:.1f} min"
-        + (" (from scratch trains alongside on the other core)" if cfg.scratch else "")
-        + (", or about 25-30% less compiled, after a one-off compile of 1-2 min" if cfg.compile else "")
+        + (" (from scratch trains alongside on the other core)" if train.scratch else "")
+        + (", or about 25-30% less compiled, after a one-off compile of 1-2 min" if train.compile else "")
     )
     print(line, flush=True)
     return line
@@ -174,7 +176,7 @@ def _rollout_and_score(state: DemoState, name: str, model_dir: Path, out: Path, 
     videos = clock.run(f"5 rollouts ({name})", write_rollouts, cfg, model_dir, state.clips, out, guidance)
     res = summarise(clock.run(f"6 evaluate ({name})", score_rollouts, cfg, state.clips, videos, out))
     res["psnr_gap_db"] = {
-        str(h): round_or_none(res["true"]["psnr"][str(h)] - res["shuffled"]["psnr"][str(h)]) for h in cfg.horizons
+        str(h): round_or_none(res["true"]["psnr"][str(h)] - res["shuffled"]["psnr"][str(h)]) for h in cfg.eval.horizons
     }
     res["guidance"] = guidance
     return res
@@ -186,8 +188,8 @@ def stage_evaluate(state: DemoState) -> None:
     state.clips = eval_clips(cfg, state.data)
     for name, model_dir in state.models.items():
         rollouts = state.out / "rollouts"
-        state.summary[name] = _rollout_and_score(state, name, model_dir, rollouts / name, cfg.guidance)
-        if cfg.guidance != 1.0:  # the same model without guidance, for the record
+        state.summary[name] = _rollout_and_score(state, name, model_dir, rollouts / name, cfg.guidance.scale)
+        if cfg.guidance.scale != 1.0:  # the same model without guidance, for the record
             state.summary[name]["unguided"] = _rollout_and_score(
                 state, f"{name}, guidance 1", model_dir, rollouts / f"{name}_unguided", 1.0
             )
@@ -201,9 +203,9 @@ def stage_report(state: DemoState) -> None:
 def _report(state: DemoState) -> dict[str, Any]:
     cfg, out, summary, clips = state.cfg, state.out, state.summary, state.clips
     assets = out / "assets"
-    report.plot_comparison(summary, assets / "metrics.png", cfg.horizons)
+    report.plot_comparison(summary, assets / "metrics.png", cfg.eval.horizons)
     runs = {n: out / "runs" / n for n in ("passive", "action", "scratch")}
-    report.plot_losses(runs, assets / "losses.png", passive_steps=cfg.passive_steps)
+    report.plot_losses(runs, assets / "losses.png", passive_steps=cfg.train.passive_steps)
     gifs = []
     for clip in clips[: min(6, len(clips))]:
         rel = f"assets/{clip['name']}.gif"
@@ -215,28 +217,24 @@ def _report(state: DemoState) -> dict[str, Any]:
         "psnr_gap_db": summary["action"]["psnr_gap_db"],
         **summary,
         **state.metrics,
-        "guidance": cfg.guidance,
-        "horizons": list(cfg.horizons),
+        "guidance": cfg.guidance.scale,
+        "horizons": list(cfg.eval.horizons),
         "horizon_definition": "metric at horizon h = mean over predicted frames 1..h (frame 0 is the given frame); "
         "'*_at' keys hold the value at frame h",
         "ssim_definition": "SSIM of Wang et al. 2004 as scikit-image computes it: Gaussian window 11, sigma 1.5, "
         "population covariance, data range 1, mean over the valid region (no padded border) and the channels",
-        "model": cfg.model,
+        "model": cfg.model.preset,
         "held_out": {
             "clips": len(clips),
-            "scenes": cfg.test_episodes,
+            "scenes": cfg.data.test_episodes,
             "shuffle": "clip i gets the actions of clip (i + n//2) mod n",
         },
-        "config": jsonable(cfg),
+        "config": cfg.to_dict(),
         "timings": json.loads(json.dumps(state.clock.stages)),  # stages before the report
     }
     atomic_write_json(out / "metrics.json", metrics)
     report.write_report(out, metrics, gifs, state.sections)
     return metrics
-
-
-def jsonable(cfg: DemoConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(cfg)))
 
 
 DEFAULT_STAGES: list[tuple[str, Stage]] = [
@@ -263,9 +261,9 @@ def run_demo(cfg: DemoConfig, stages: list[tuple[str, Stage]] | None = None) -> 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "demo_config.json"
-    if saved.is_file() and read_json(saved) != jsonable(cfg):
+    if saved.is_file() and DemoConfig.from_dict(read_json(saved)) != cfg:  # a flat (older) file is migrated
         raise ValueError(f"{out} holds a demo with other settings ({saved}); use another --out or delete it")
-    atomic_write_json(saved, jsonable(cfg))
+    atomic_write_json(saved, cfg.to_dict())
     state = DemoState(cfg=cfg, out=out, clock=StageClock(out / "timings.json"))
     for _name, stage in stages or DEFAULT_STAGES:
         stage(state)

@@ -2,8 +2,9 @@
 
 All three agents use the same base-policy proposals (`TemplateMatchPolicy`), the same scorer and the same
 stop rule; only the world model differs, and it revises the base policy's own plan only when an imagined
-alternative scores clearly better (`BASE_MARGIN`). Tasks run at the demo model's image size with the demo's renders
-(supersampled), on planning scenes (seeds >= 2e9, disjoint from the demo's training and held-out scenes).
+alternative scores clearly better (`DemoConfig.plan.planner.base_margin`). Tasks run at the demo model's image
+size with the demo's renders (supersampled), on planning scenes (seeds >= 2e9, disjoint from the demo's training
+and held-out scenes).
 The stop threshold is calibrated at this size on TRAINING scenes 0..n-1 (`actwm.planning.calibrate`).
 
 The agent without a world model and the oracle run in a second process on the second core while the demo
@@ -16,7 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import html
 import multiprocessing
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,114 +29,53 @@ from actwm.io import atomic_path, atomic_write_json, read_json
 from actwm.models.world_model import WorldModel
 from actwm.planning.calibrate import best_threshold, stop_samples
 from actwm.planning.interface import ImaginedWorld
-from actwm.planning.loop import Agent, PlannerConfig
+from actwm.planning.loop import Agent
 from actwm.planning.policy import TemplateMatchPolicy
 from actwm.planning.runner import PlanRunConfig, _summary, fingerprint, prepare, run_episodes
 from actwm.planning.scorers import GoalSimilarity, SimilarityStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask
-from actwm.planning.translate import FrameStep
 from actwm.planning.worlds import CheckpointWorld, NoWorld, OracleWorld
 from actwm.rollout.rollout import RolloutConfig
 from actwm.sim.nav import NavConfig
 
-__all__ = ["PlanSettings", "plan_settings", "stage_plan", "make_world", "imagenav_task", "calibrated_stop"]
+__all__ = ["stage_plan", "make_world", "imagenav_task", "calibrated_stop", "run_agent", "paired_futures"]
 
 AGENTS = ("none", "action", "oracle")
-#: Imagination revises, not replaces, the base policy: its own plan is kept unless an imagined alternative
-#: scores more than this (SSIM) above it, and the base agent's stop rule fires with a world model too.
-#: Chosen on the dev episode set (seed 1, n = 16) with the demo model: SR 0.06 (margin 0 / 0.03), 0.19
-#: (margin 0.1), 0.19 (stop rule alone), 0.25 (both).
-BASE_MARGIN = 0.1
 LABELS = {"none": "no world model (base policy)", "action": "demo model (EgoWM)", "oracle": "ORACLE (simulator)"}
 
 
-@dataclass(frozen=True)
-class PlanSettings:
-    """The closed-loop stage's settings (from `DemoConfig.plan_*`).
-
-    Attributes: episodes (n), proposals (M), horizon (L), execute (k), budget (agent actions per episode),
-    rollout_steps (denoising steps of the demo model), sweep (the M values of the SR-vs-M curve),
-    calib_scenes (training scenes of the stop calibration), size, supersample, seed, guidance (+ interval),
-    frame_step (the demo robot's per-frame motion: metres, radians).
-    """
-
-    episodes: int
-    proposals: int
-    horizon: int
-    execute: int
-    budget: int
-    rollout_steps: int
-    sweep: tuple[int, ...]
-    calib_scenes: int
-    size: int
-    supersample: int
-    seed: int
-    guidance: float
-    guidance_interval: tuple[float, float]
-    frame_step: tuple[float, float]
-    forward_range: tuple[int, int] = (4, 12)
-    view_turns: int = 3
-
-    def __post_init__(self) -> None:
-        if self.episodes < 1 or self.budget < 1 or self.calib_scenes < 1 or self.rollout_steps < 1:
-            raise ValueError(f"DemoConfig.plan_*: episodes, budget, calib scenes, steps must be >= 1, got {self}")
-        PlannerConfig(self.proposals, self.horizon, self.execute)
-        if not self.sweep or min(self.sweep) < 1:
-            raise ValueError(f"DemoConfig.plan_sweep: needs M values >= 1, got {self.sweep}")
-
-
-def plan_settings(cfg: DemoConfig) -> PlanSettings:
-    return PlanSettings(
-        episodes=cfg.plan_episodes,
-        proposals=cfg.plan_proposals,
-        horizon=cfg.plan_horizon,
-        execute=cfg.plan_execute,
-        budget=cfg.plan_budget,
-        rollout_steps=cfg.plan_steps,
-        sweep=tuple(cfg.plan_sweep),
-        calib_scenes=cfg.plan_calib_scenes,
-        size=cfg.size,
-        supersample=cfg.supersample,
-        seed=cfg.seed,
-        guidance=cfg.guidance,
-        guidance_interval=tuple(cfg.guidance_interval),
-        frame_step=(cfg.robot_speed, cfg.robot_turn_rate),
-        forward_range=tuple(cfg.plan_forward_range),
-        view_turns=cfg.plan_view_turns,
-    )
-
-
-def imagenav_task(s: PlanSettings) -> ImageNavTask:
+def imagenav_task(cfg: DemoConfig) -> ImageNavTask:
     """ImageNav at the demo's size with the demo's (supersampled) renders."""
     return ImageNavTask(
         ImageNavConfig(
-            size=s.size,
-            budget=s.budget,
-            forward_range=tuple(s.forward_range),
-            view_turns=s.view_turns,
-            nav=NavConfig(supersample=s.supersample),
+            size=cfg.data.size,
+            budget=cfg.plan.budget,
+            forward_range=cfg.plan.forward_range,
+            view_turns=cfg.plan.view_turns,
+            nav=NavConfig(supersample=cfg.data.supersample),
         )
     )
 
 
-def calibrated_stop(s: PlanSettings, path: Path) -> dict[str, float]:
+def calibrated_stop(cfg: DemoConfig, path: Path) -> dict[str, float]:
     """NCC stop threshold (<= 5% false stops) and stay floor (balanced accuracy) at this size; cached in `path`."""
-    key = {"size": s.size, "supersample": s.supersample, "scenes": s.calib_scenes, "seed": s.seed}
+    size, supersample, scenes = cfg.data.size, cfg.data.supersample, cfg.plan.calib_scenes
+    key = {"size": size, "supersample": supersample, "scenes": scenes, "seed": cfg.seed}
     if path.is_file() and read_json(path).get("key") == key:
         return read_json(path)
     scorer = GoalSimilarity("ncc")
-    near, far = stop_samples(scorer, scenes=s.calib_scenes, size=s.size, seed=s.seed, supersample=s.supersample)
+    near, far = stop_samples(scorer, scenes=scenes, size=size, seed=cfg.seed, supersample=supersample)
     threshold, recall, false_stop = best_threshold(near, far)
     cands = np.unique(np.concatenate([near, far]))
     balanced = [((near >= t).mean() + (far < t).mean()) / 2 for t in cands]
     floor = float(min(cands[int(np.argmax(balanced))], threshold))
     res = {"key": key, "metric": "ncc", "threshold": threshold, "stay_floor": floor, "recall": recall}
-    res.update(false_stop_rate=false_stop, near=len(near), far=len(far), training_scenes=[0, s.calib_scenes - 1])
+    res.update(false_stop_rate=false_stop, near=len(near), far=len(far), training_scenes=[0, scenes - 1])
     atomic_write_json(path, res)
     return res
 
 
-def make_world(kind: str, s: PlanSettings, model_dir: Path | None = None) -> ImaginedWorld:
+def make_world(kind: str, cfg: DemoConfig, model_dir: Path | None = None) -> ImaginedWorld:
     """ "none", "oracle" or a checkpoint (the demo's rollout settings; agent actions re-timed to its frame rate)."""
     if kind == "none":
         return NoWorld()
@@ -143,64 +83,68 @@ def make_world(kind: str, s: PlanSettings, model_dir: Path | None = None) -> Ima
         return OracleWorld()
     if model_dir is None:
         raise ValueError(f"closed-loop stage: world model {kind!r} needs a checkpoint directory")
-    rcfg = RolloutConfig(
-        steps=s.rollout_steps,
-        seed=s.seed,
-        guidance=s.guidance,
-        guidance_interval=tuple(s.guidance_interval) if s.guidance != 1.0 else None,
-    )
-    step = FrameStep(*s.frame_step)
-    return CheckpointWorld(WorldModel.load(model_dir), rcfg, frame_step=step, seed=s.seed, source=str(model_dir))
+    g = cfg.guidance
+    interval = g.interval if g.scale != 1.0 else None
+    rcfg = RolloutConfig(steps=cfg.plan.rollout_steps, seed=cfg.seed, guidance=g.scale, guidance_interval=interval)
+    wm = WorldModel.load(model_dir)
+    return CheckpointWorld(wm, rcfg, frame_step=cfg.data.frame_step, seed=cfg.seed, source=str(model_dir))
 
 
-def _agent(world: ImaginedWorld, s: PlanSettings, stop: dict[str, float], proposals: int) -> Agent:
+def _agent(world: ImaginedWorld, cfg: DemoConfig, stop: dict[str, float], proposals: int) -> Agent:
     rule = SimilarityStop(GoalSimilarity("ncc"), stop["threshold"], stop["stay_floor"])
-    return Agent(
-        world,
-        TemplateMatchPolicy(),
-        GoalSimilarity("ssim", "last"),
-        rule,
-        PlannerConfig(proposals, s.horizon, s.execute, base_margin=BASE_MARGIN, always_stop_rule=True),
-    )
+    planner = replace(cfg.plan.planner, proposals=proposals)
+    return Agent(world, TemplateMatchPolicy(), GoalSimilarity("ssim", "last"), rule, planner)
 
 
-def run_agent(kind: str, s: PlanSettings, stop: dict[str, float], out: Path, model_dir: Path | None = None) -> dict:
+def agent_settings(cfg: DemoConfig) -> dict[str, Any]:
+    """The nested settings an agent's results depend on (its results' key and fingerprint): the demo config
+    less what only schedules the work (output, threads, the stage switch, the second process)."""
+    settings = cfg.to_dict()
+    for key in ("out", "threads"):
+        del settings[key]
+    for key in ("enabled", "parallel"):
+        del settings["plan"][key]
+    return settings
+
+
+def run_agent(kind: str, cfg: DemoConfig, stop: dict[str, float], out: Path, model_dir: Path | None = None) -> dict:
     """One agent on the episode set (main M, then the sweep); written to `out` (skipped when it exists)."""
-    key = {"settings": _jsonable(asdict(s)), "stop": stop, "model": str(model_dir) if model_dir else None}
-    key.update(base_margin=BASE_MARGIN, always_stop_rule=True)
+    settings, plan = agent_settings(cfg), cfg.plan
+    key = {"settings": settings, "stop": stop, "model": str(model_dir) if model_dir else None}
     if out.is_file() and read_json(out).get("key") == key:
         print(f"closed-loop results exist: {out}", flush=True)
         return read_json(out)
     # 1. build and check everything before the first episode
-    task = imagenav_task(s)
+    task = imagenav_task(cfg)
     try:
-        world = make_world(kind, s, model_dir)
-        agent = _agent(world, s, stop, s.proposals)
-        episodes = task.episodes(seed=s.seed, n=s.episodes)
+        world = make_world(kind, cfg, model_dir)
+        agent = _agent(world, cfg, stop, plan.planner.proposals)
+        episodes = task.episodes(seed=cfg.seed, n=plan.episodes)
         prepare(None, task, agent, episodes)
         # 2. the main run, then SR against M (the same episodes; the base policy's proposals in every case)
-        results = run_episodes(task, agent, episodes, s.seed, progress=False)
+        results = run_episodes(task, agent, episodes, cfg.seed, progress=False)
         res: dict[str, Any] = {"summary": _summary(task, results, agent), "episodes": results, "sweep": []}
         if world.is_oracle or kind != "none":
-            for m in s.sweep:
-                agent_m = _agent(world, s, stop, m)
-                res_m = results if m == s.proposals else run_episodes(task, agent_m, episodes, s.seed, progress=False)
+            for m in plan.sweep:
+                agent_m = _agent(world, cfg, stop, m)
+                same = m == plan.planner.proposals
+                res_m = results if same else run_episodes(task, agent_m, episodes, cfg.seed, progress=False)
                 res["sweep"].append({"proposals": m, "summary": _summary(task, res_m, agent_m)})
-        spec = str(model_dir) if model_dir else kind
+        # 3. the fingerprint: the run as `actwm plan` records it, the stop calibration and the demo's settings
         run_cfg = PlanRunConfig(
-            world_model=spec,
-            proposals=s.proposals,
-            horizon=s.horizon,
-            execute=s.execute,
-            episodes=s.episodes,
-            seed=s.seed,
+            world_model=str(model_dir) if model_dir else kind,
+            proposals=plan.planner.proposals,
+            horizon=plan.planner.horizon,
+            execute=plan.planner.execute,
+            episodes=plan.episodes,
+            seed=cfg.seed,
             stop_threshold=stop["threshold"],
-            size=s.size,
-            budget=s.budget,
-            rollout_steps=s.rollout_steps,
-            base_margin=BASE_MARGIN,
+            size=cfg.data.size,
+            budget=plan.budget,
+            rollout_steps=plan.rollout_steps,
+            base_margin=plan.planner.base_margin,
         )
-        res["fingerprint"] = {**fingerprint(run_cfg, agent, episodes), "stop_calibration": stop}
+        res["fingerprint"] = {**fingerprint(run_cfg, agent, episodes), "stop_calibration": stop, "demo": settings}
         res["key"] = key
     finally:
         task.close()
@@ -208,16 +152,12 @@ def run_agent(kind: str, s: PlanSettings, stop: dict[str, float], out: Path, mod
     return res
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _cheap_agents(s: PlanSettings, stop: dict[str, float], out: Path) -> dict[str, dict]:
+def _cheap_agents(cfg: DemoConfig, stop: dict[str, float], out: Path) -> dict[str, dict]:
     """The agents without a learned model (the child process's share)."""
     import torch  # noqa: PLC0415 - the child sets its own thread count
 
     torch.set_num_threads(1)
-    return {k: run_agent(k, s, stop, out / f"{k}.json") for k in ("none", "oracle")}
+    return {k: run_agent(k, cfg, stop, out / f"{k}.json") for k in ("none", "oracle")}
 
 
 def paired_futures(
@@ -260,7 +200,8 @@ def write_strip(path: Path, imagined: np.ndarray, real: np.ndarray, goal: np.nda
         plt.imsave(tmp, img, format="png")
 
 
-def _section(res: dict[str, dict], s: PlanSettings, strip: str | None, plot: str | None) -> str:
+def _section(res: dict[str, dict], cfg: DemoConfig, strip: str | None, plot: str | None) -> str:
+    p, planner = cfg.plan, cfg.plan.planner
     rows = []
     for k in AGENTS:
         if k not in res:
@@ -276,11 +217,11 @@ def _section(res: dict[str, dict], s: PlanSettings, strip: str | None, plot: str
     ep_id = next(iter(res.values()))["fingerprint"]["episode_set"]["id"]
     parts = [
         "<h2>Closed loop: ImageNav on held-out scenes</h2>",
-        f"<p>{s.episodes} episodes (episode set <code>{html.escape(str(ep_id))}</code>, planning scenes >= 2e9), "
-        f"{s.size} px, goals {s.forward_range[0] * 0.25:g}-{s.forward_range[1] * 0.25:g} m away within "
-        f"{s.view_turns} turns of the start heading, any final heading; budget {s.budget} actions; "
-        f"M = {s.proposals} base-policy proposals of L = {s.horizon} "
-        f"actions, k = {s.execute} executed per decision; the demo model samples with {s.rollout_steps} steps. "
+        f"<p>{p.episodes} episodes (episode set <code>{html.escape(str(ep_id))}</code>, planning scenes >= 2e9), "
+        f"{cfg.data.size} px, goals {p.forward_range[0] * 0.25:g}-{p.forward_range[1] * 0.25:g} m away within "
+        f"{p.view_turns} turns of the start heading, any final heading; budget {p.budget} actions; "
+        f"M = {planner.proposals} base-policy proposals of L = {planner.horizon} "
+        f"actions, k = {planner.execute} executed per decision; the demo model samples with {p.rollout_steps} steps. "
         "The same proposals, scorer (SSIM to the goal) and stop rule in every row; the oracle (flagged) "
         "imagines with the simulator itself. 95% intervals: Wilson (SR), bootstrap (SPL).</p>",
         "<table><tr><th>agent</th><th>SR [95%]</th><th>SPL [95%]</th><th>n</th><th>imagined plans / episode</th>"
@@ -323,50 +264,51 @@ def _plot_sweep(res: dict[str, dict], path: Path) -> None:
 
 def stage_plan(state: Any) -> None:
     """7. closed loop: ImageNav with no world model, the demo's action model and the oracle (see module doc)."""
-    cfg = state.cfg
-    if not cfg.plan:
+    if not state.cfg.plan.enabled:
         return
     state.metrics["planning"] = state.clock.run("7 closed loop (ImageNav)", _closed_loop, state)
 
 
 def _closed_loop(state: Any) -> dict[str, Any]:
-    s, out = plan_settings(state.cfg), state.out / "planning"
+    cfg, out = state.cfg, state.out / "planning"
+    p, planner = cfg.plan, cfg.plan.planner
     out.mkdir(parents=True, exist_ok=True)
     model = state.models.get("action") or state.out / "runs" / "action" / "final"
     # 1. the plan, printed up front
-    decisions = -(-s.budget // s.execute)
+    decisions = -(-p.budget // planner.execute)
     print(
-        f"closed loop: {s.episodes} ImageNav episodes x 3 agents at {s.size} px; M={s.proposals}, L={s.horizon}, "
-        f"k={s.execute}, <= {decisions} decisions / episode, {s.rollout_steps} denoising steps; SR vs M at "
-        f"{list(s.sweep)}; no-model + oracle agents "
-        + ("in a second process" if state.cfg.plan_parallel else "after it, in this process"),
+        f"closed loop: {p.episodes} ImageNav episodes x 3 agents at {cfg.data.size} px; M={planner.proposals}, "
+        f"L={planner.horizon}, k={planner.execute}, <= {decisions} decisions / episode, {p.rollout_steps} denoising "
+        f"steps; SR vs M at {list(p.sweep)}; no-model + oracle agents "
+        + ("in a second process" if p.parallel else "after it, in this process"),
         flush=True,
     )
     # 2. the stop rule at this size, calibrated on training scenes
-    stop = calibrated_stop(s, out / "stop_calibration.json")
+    stop = calibrated_stop(cfg, out / "stop_calibration.json")
     # 3. none + oracle in a child process, the demo model here
-    if state.cfg.plan_parallel:
+    if p.parallel:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            cheap = pool.submit(_cheap_agents, s, stop, out)
-            res = {"action": run_agent("action", s, stop, out / "action.json", Path(model))}
+            cheap = pool.submit(_cheap_agents, cfg, stop, out)
+            res = {"action": run_agent("action", cfg, stop, out / "action.json", Path(model))}
             res.update(cheap.result())
     else:
-        res = {"action": run_agent("action", s, stop, out / "action.json", Path(model))}
-        res.update({k: run_agent(k, s, stop, out / f"{k}.json") for k in ("none", "oracle")})
+        res = {"action": run_agent("action", cfg, stop, out / "action.json", Path(model))}
+        res.update({k: run_agent(k, cfg, stop, out / f"{k}.json") for k in ("none", "oracle")})
     # 4. a strip of real vs imagined futures and the SR-vs-M plot
     assets = state.out / "assets"
-    task = imagenav_task(s)
+    task = imagenav_task(cfg)
     try:
-        eps = task.episodes(seed=s.seed, n=1)
-        imag, real, goals = paired_futures(task, make_world("action", s, Path(model)), eps, 3, s.horizon, s.seed)
+        eps = task.episodes(seed=cfg.seed, n=1)
+        world = make_world("action", cfg, Path(model))
+        imag, real, goals = paired_futures(task, world, eps, 3, planner.horizon, cfg.seed)
     finally:
         task.close()
     write_strip(assets / "plan_strip.png", imag[0], real[0], goals[0])
     _plot_sweep(res, assets / "plan_sr_vs_m.png")
-    state.sections.append(_section(res, s, "assets/plan_strip.png", "assets/plan_sr_vs_m.png"))
+    state.sections.append(_section(res, cfg, "assets/plan_strip.png", "assets/plan_sr_vs_m.png"))
     return {
         "task": "imagenav",
-        "settings": _jsonable(asdict(s)),
+        "settings": cfg.to_dict()["plan"],
         "stop_calibration": stop,
         "agents": {
             k: {

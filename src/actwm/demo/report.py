@@ -153,15 +153,15 @@ def write_report(out: Path, metrics: dict[str, Any], gifs: list[str], sections: 
         "img{image-rendering:pixelated;margin:4px;max-width:100%}</style>",
         "<h1>actwm demo: an action-conditioned world model of a simulated robot</h1>",
         f"<p>Backbone <b>{html.escape(metrics['model'])}</b> (tiny real diffusers class), trained on "
-        f"{metrics['config']['train_episodes']} simulated training scenes and evaluated on "
-        f"{metrics['config']['test_episodes']} held-out scenes it never saw. Horizon h = mean over predicted frames "
-        "1..h (frame 0 is given); 16-frame horizons are generated autoregressively in chunks.</p>",
+        f"{metrics['config']['data']['train_episodes']} simulated training scenes and evaluated on "
+        f"{metrics['config']['data']['test_episodes']} held-out scenes it never saw. Horizon h = mean over predicted "
+        "frames 1..h (frame 0 is given); 16-frame horizons are generated autoregressively in chunks.</p>",
         "<p><b>True-action PSNR minus shuffled-action PSNR</b> (dB): "
         + ", ".join(f"h={h}: {v:+.2f}" for h, v in gap.items())
         + "</p>",
-        f"<p>Sampling: {metrics['config']['sample_steps']} Euler steps, classifier-free guidance on actions "
-        f"{metrics['guidance']:g} at flow times t in ({metrics['config']['guidance_interval'][0]:g}, "
-        f"{metrics['config']['guidance_interval'][1]:g}] (tables for guidance 1 follow each model).</p>",
+        f"<p>Sampling: {metrics['config']['eval']['sample_steps']} Euler steps, classifier-free guidance on actions "
+        f"{metrics['guidance']:g} at flow times t in ({metrics['config']['guidance']['interval'][0]:g}, "
+        f"{metrics['config']['guidance']['interval'][1]:g}] (tables for guidance 1 follow each model).</p>",
         "<h2>EgoWM: passive stage, then action fine-tuning</h2>",
         table(metrics["action"]),
     ]

@@ -40,44 +40,46 @@ def simulate_data(cfg: DemoConfig, out: Path) -> Path:
     simulate(
         "nav",
         data,
-        episodes=cfg.train_episodes,
-        frames=cfg.episode_frames,
-        size=cfg.size,
+        episodes=cfg.data.train_episodes,
+        frames=cfg.data.episode_frames,
+        size=cfg.data.size,
         seed=cfg.seed,
-        test_episodes=cfg.test_episodes,
-        policy_kwargs={"speed": cfg.robot_speed, "turn_rate": cfg.robot_turn_rate},
-        env_kwargs={"supersample": cfg.supersample} if cfg.supersample != 1 else None,
+        test_episodes=cfg.data.test_episodes,
+        policy_kwargs={"speed": cfg.data.frame_step.translation, "turn_rate": cfg.data.frame_step.rotation},
+        env_kwargs={"supersample": cfg.data.supersample} if cfg.data.supersample != 1 else None,
     )
     return data
 
 
 def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
-    """The demo's tiny backbone: the preset's class, a pixel codec with spatial factor `cfg.spatial`, and a
+    """The demo's tiny backbone: the preset's class, a pixel codec with spatial factor `cfg.model.spatial`, and a
     hidden width no smaller than a patch token (wider tokens make a low-rank bottleneck)."""
-    base = get_preset(cfg.model)
+    base = get_preset(cfg.model.preset)
     k = base.codec["temporal"]
-    channels = 3 * cfg.spatial * cfg.spatial * k
+    channels = 3 * cfg.model.spatial * cfg.model.spatial * k
     overrides: dict[str, Any] = {
-        "hidden_dim": cfg.hidden_dim,
-        "features": cfg.features,
-        "max_freq": cfg.max_freq,
-        "codec": {"kind": "pixel", "spatial": cfg.spatial, "temporal": k},
+        "hidden_dim": cfg.model.encoder.hidden_dim,
+        "features": cfg.model.encoder.features,
+        "max_freq": cfg.model.encoder.max_freq,
+        "codec": {"kind": "pixel", "spatial": cfg.model.spatial, "temporal": k},
     }
     if base.family == "svd":  # EDM's own defaults suit a pixel-space tiny model better than SVD's high-noise ones
         overrides["objective"] = {"p_mean": -1.2, "p_std": 1.2, "sigma_max": 80.0}
         overrides["backbone_config"] = svd.tiny_config(channels)
     elif base.family == "wan":
-        overrides["objective"] = {"shift": 1.0, "logit_mean": cfg.logit_mean}
+        overrides["objective"] = {"shift": 1.0, "logit_mean": cfg.train.logit_mean}
         concat = base.backbone_config["in_channels"] != base.backbone_config["out_channels"]  # Wan 2.1 I2V style
         overrides["backbone_config"] = dict(
             wan.tiny_config(channels, concat_mask=k if concat else 0),
-            num_layers=cfg.layers,
-            num_attention_heads=cfg.heads,
+            num_layers=cfg.model.layers,
+            num_attention_heads=cfg.model.heads,
             attention_head_dim=32,
-            ffn_dim=64 * cfg.heads,
+            ffn_dim=64 * cfg.model.heads,
         )
     else:
-        raise ValueError(f"DemoConfig.model: the demo supports svd and wan tiny presets, got {cfg.model!r}")
+        raise ValueError(
+            f"DemoConfig.model.preset: the demo supports svd and wan tiny presets, got {cfg.model.preset!r}"
+        )
     return overrides
 
 
@@ -93,25 +95,25 @@ def train_stage(
         "tiny-cpu",
         data=str(data),
         out=str(run),
-        model=cfg.model,
+        model=cfg.model.preset,
         model_overrides=_model_overrides(cfg),
         init_from=str(init_from) if init_from else None,
         steps=steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        action_lr_mult=cfg.action_lr_mult,
-        action_dropout=cfg.action_dropout,
-        mixed_precision=resolve_precision(cfg.mixed_precision),
+        batch_size=cfg.train.batch_size,
+        lr=cfg.train.optim.lr,
+        action_lr_mult=cfg.train.optim.action_lr_mult,
+        action_dropout=cfg.train.action_dropout,
+        mixed_precision=resolve_precision(cfg.train.mixed_precision),
         passive=passive,
-        horizon=cfg.horizon,
-        size=cfg.size,
+        horizon=cfg.train.horizon,
+        size=cfg.data.size,
         action_mode="cumulative",
         seed=cfg.seed,
         checkpoint_every=max(steps // 3, 1),
         resume=True,
         threads=cfg.threads,
         warmup_steps=min(50, steps // 10),
-        compile=cfg.compile and not passive,
+        compile=cfg.train.compile and not passive,
         optimizer_impl="fused",
     )
     return trainer.train(tcfg, progress=progress).final_dir
@@ -132,14 +134,14 @@ def eval_clips(cfg: DemoConfig, data: Path) -> list[dict[str, Any]]:
     if not test:
         raise ValueError(f"{data}: no held-out (split=test) episodes to evaluate on")
     clips = []
-    per_episode = -(-cfg.eval_clips // len(test))
+    per_episode = -(-cfg.eval.clips // len(test))
     for i in test:
         ep = store.episode(i)
-        starts = range(0, len(ep) - cfg.eval_frames + 1, cfg.eval_frames - 1)
+        starts = range(0, len(ep) - cfg.eval.frames + 1, cfg.eval.frames - 1)
         seg = ep.extras.get("segmentation")
         static = set(int(i) for i in ep.meta.get("static_ids", []))
         for s in [s for s in starts if _has_structure(seg, static, s)][:per_episode]:
-            sl = slice(s, s + cfg.eval_frames)
+            sl = slice(s, s + cfg.eval.frames)
             clips.append(
                 {
                     "name": f"ep{i:03d}_t{s:03d}",
@@ -149,7 +151,7 @@ def eval_clips(cfg: DemoConfig, data: Path) -> list[dict[str, Any]]:
                     "static_ids": ep.meta.get("static_ids", []),
                 }
             )
-    return clips[: cfg.eval_clips]
+    return clips[: cfg.eval.clips]
 
 
 def _has_structure(seg: np.ndarray | None, static: set[int], start: int) -> bool:
@@ -173,12 +175,12 @@ def write_rollouts(
     Writes `out/gt/<clip>/`, `out/true/<clip>/`, `out/shuffled/<clip>/` PNG folders (+ SCS side files, so
     `actwm eval --gt out/gt --pred out/true` re-scores them) and returns the frames in memory:
     `{"true": {clip: (T, H, W, 3) uint8}, "shuffled": {...}}`. A finished stage reads its PNGs back (lossless).
-    `guidance`: classifier-free guidance on actions (default `cfg.guidance`; 1 = none).
+    `guidance`: classifier-free guidance on actions (default `cfg.guidance.scale`; 1 = none).
     """
-    guidance = cfg.guidance if guidance is None else guidance
+    guidance = cfg.guidance.scale if guidance is None else guidance
     done = out / "done.json"
     names = [c["name"] for c in clips]
-    interval = list(cfg.guidance_interval) if guidance != 1.0 else None
+    interval = list(cfg.guidance.interval) if guidance != 1.0 else None
     key = {"model": str(model_dir), "clips": names, "guidance": guidance, "guidance_interval": interval}
     if done.is_file() and all(read_json(done).get(k) == v for k, v in key.items()):
         print(f"rollouts exist: {out}")
@@ -190,7 +192,7 @@ def write_rollouts(
     first = torch.cat([to_tensor(c["frames"][0]) for c in clips])
     true_actions = torch.from_numpy(np.stack([c["actions"] for c in clips]))
     rcfg = RolloutConfig(
-        steps=cfg.sample_steps,
+        steps=cfg.eval.sample_steps,
         seed=cfg.seed,
         guidance=guidance,
         guidance_interval=tuple(interval) if interval else None,
@@ -218,7 +220,7 @@ def score_rollouts(
     """Stage 6: score the `true` and `shuffled` rollouts against the clips in memory with
     `actwm.eval.engine.evaluate` (the code `actwm eval` runs on the written folders; same numbers).
     Each result is also written to `out/eval_<kind>.json`."""
-    metrics = ["psnr", "ssim"] + (["scs"] if cfg.scs else [])
+    metrics = ["psnr", "ssim"] + (["scs"] if cfg.eval.scs else [])
     gt = {c["name"]: c["frames"] for c in clips}
     seg = {c["name"]: c["segmentation"].astype(np.int32) for c in clips if c["segmentation"] is not None}
     static = {c["name"]: [int(i) for i in c["static_ids"]] for c in clips if c["segmentation"] is not None}
@@ -228,7 +230,7 @@ def score_rollouts(
             gt,
             videos[kind],
             metrics=metrics,
-            horizons=list(cfg.horizons),
+            horizons=list(cfg.eval.horizons),
             structures="segmentation",
             trim="none",
             progress=False,
