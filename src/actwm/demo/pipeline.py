@@ -114,37 +114,24 @@ def stage_simulate(state: DemoState) -> None:
 
 def stage_train(state: DemoState) -> None:
     """2-4. passive then action training here; from scratch in a second process at the same time."""
-    cfg, out, clock = state.cfg, state.out, state.clock
-    steps = cfg.train
+    cfg, out, clock, train = state.cfg, state.out, state.clock, state.cfg.train
+    runs = out / "runs"
     pool = scratch = None
-    if steps.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
+    if train.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         scratch = pool.submit(
-            _scratch_in_child, cfg, state.data, out / "runs" / "scratch", steps.passive_steps + steps.action_steps
+            _scratch_in_child, cfg, state.data, runs / "scratch", train.passive_steps + train.action_steps
         )
         print("from-scratch comparison training in a second process", flush=True)
-    runs = out / "runs"
-    passive = clock.run(
-        "2 passive stage",
-        train_stage,
-        cfg,
-        state.data,
-        runs / "passive",
-        steps=steps.passive_steps,
-        passive=True,
-        init_from=None,
-    )
+
+    def stage(name: str, run: str, steps: int, passive: bool, init_from: Path | None) -> Path:
+        return clock.run(
+            name, train_stage, cfg, state.data, runs / run, steps=steps, passive=passive, init_from=init_from
+        )
+
+    passive = stage("2 passive stage", "passive", train.passive_steps, True, None)
     announce_training_time(cfg, clock.stages.get("2 passive stage", {}).get("seconds"))
-    state.models["action"] = clock.run(
-        "3 action stage",
-        train_stage,
-        cfg,
-        state.data,
-        runs / "action",
-        steps=steps.action_steps,
-        passive=False,
-        init_from=passive,
-    )
+    state.models["action"] = stage("3 action stage", "action", train.action_steps, False, passive)
     if scratch is not None:
         final, seconds, peak = clock.run("4 from scratch (wait)", scratch.result)
         pool.shutdown()
