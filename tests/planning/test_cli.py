@@ -38,8 +38,8 @@ def test_plan_writes_results_fingerprint_and_report(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--task", "pointnav"], "unknown task 'pointnav'"),
-        (["--proposer", "beam"], "unknown proposer 'beam'"),
+        (["--task", "pointnav"], r"--task must be one of \('imagenav', 'push'\), got 'pointnav'"),
+        (["--proposer", "beam"], r"--proposer must be one of \(.*\), got 'beam'"),
         (["--sweep-proposals", "1,x"], "--sweep-proposals"),
         (["--horizon", "2", "--execute", "3"], "execute"),
         (["--scorer", "psnr"], "unknown scorer metric"),

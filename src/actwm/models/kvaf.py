@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from actwm.checks import require, require_at_least, require_choice, require_range
 from actwm.models.conditioning import tile_batch
 from actwm.pixels import signed_to_unit, unit_to_signed
 
@@ -72,17 +73,12 @@ class KvafConfig:
     source: str = "kvaf"
 
     def __post_init__(self) -> None:
-        if self.source not in ("kvaf", "numeric"):
-            raise ValueError(f"kvaf.source must be 'kvaf' or 'numeric', got {self.source!r}")
-        if self.every < 1:
-            raise ValueError(f"kvaf.every must be >= 1, got {self.every}")
-        if self.layers is not None and (not self.layers or min(self.layers) < 0):
-            raise ValueError(f"kvaf.layers must be non-empty block indices >= 0, got {self.layers}")
-        if self.edls_weight < 0 or self.kvaf_weight < 0 or not 0 <= self.dropout < 1:
-            raise ValueError(
-                f"kvaf weights must be >= 0 and dropout in [0, 1): edls_weight={self.edls_weight}, "
-                f"kvaf_weight={self.kvaf_weight}, dropout={self.dropout}"
-            )
+        require_choice(self, "source", ("kvaf", "numeric"))
+        require_at_least(self, 1, "every")
+        valid = self.layers is None or (len(self.layers) > 0 and min(self.layers) >= 0)
+        require(valid, self, "layers", "None or non-empty block indices >= 0")
+        require_at_least(self, 0, "edls_weight", "kvaf_weight")
+        require_range(self, "dropout", 0.0, 1.0, closed="[)")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "KvafConfig":

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from actwm.checks import require, require_at_least
 from actwm.pixels import unit_to_uint8
 from actwm.planning.interface import STOP, ImaginedWorld, Observation, Proposer, Scorer, Task
 
@@ -50,16 +51,11 @@ class PlannerConfig:
     always_stop_rule: bool = False
 
     def __post_init__(self) -> None:
-        if self.proposals < 1:
-            raise ValueError(f"PlannerConfig.proposals (M) must be >= 1, got {self.proposals}")
-        if self.horizon < 1:
-            raise ValueError(f"PlannerConfig.horizon (L) must be >= 1, got {self.horizon}")
-        if not 1 <= self.execute <= self.horizon:
-            raise ValueError(f"PlannerConfig.execute (k) must be in 1..horizon={self.horizon}, got {self.execute}")
-        if self.max_decisions is not None and self.max_decisions < 1:
-            raise ValueError(f"PlannerConfig.max_decisions must be >= 1, got {self.max_decisions}")
-        if not (self.base_margin >= 0 and np.isfinite(self.base_margin)):
-            raise ValueError(f"PlannerConfig.base_margin must be finite and >= 0, got {self.base_margin}")
+        require(self.proposals >= 1, self, "proposals", ">= 1 (M, plans per batch)")
+        require(self.horizon >= 1, self, "horizon", ">= 1 (L, actions per plan)")
+        require(1 <= self.execute <= self.horizon, self, "execute", f"in 1..horizon={self.horizon} (k)")
+        require_at_least(self, 1, "max_decisions", optional=True)
+        require(self.base_margin >= 0 and np.isfinite(self.base_margin), self, "base_margin", "finite and >= 0")
 
 
 StopRule = Callable[[Observation, Task], bool]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actwm.checks import require, require_positive
 from actwm.pixels import unit_to_uint8
 from actwm.planning.interface import Observation, Vocabulary
 from actwm.planning.policy import register_base_policy
@@ -91,12 +92,12 @@ class PushPolicyConfig:
     retreat: tuple[float, float, float] = (0.6, 0.0, 0.42)
 
     def __post_init__(self) -> None:
-        if not 0.28 <= self.push_z < self.travel_z <= 0.65:
-            raise ValueError(f"PushPolicyConfig needs 0.28 <= push_z < travel_z <= 0.65, got {self}")
-        if min(self.standoff, self.contact, self.travel_speed, self.push_speed) <= 0 or self.standoff < self.contact:
-            raise ValueError(f"PushPolicyConfig needs positive distances and standoff >= contact, got {self}")
-        if max(self.travel_speed, self.push_speed) > 0.05:
-            raise ValueError("PushPolicyConfig speeds must be <= 0.05 m per action (the ee7 bound)")
+        require(self.travel_z <= 0.65, self, "travel_z", "<= 0.65 m")
+        require(0.28 <= self.push_z < self.travel_z, self, "push_z", f"in [0.28, travel_z = {self.travel_z}) m")
+        require_positive(self, "standoff", "contact", "travel_speed", "push_speed")
+        require(self.standoff >= self.contact, self, "standoff", f">= contact = {self.contact}")
+        for speed in ("travel_speed", "push_speed"):
+            require(getattr(self, speed) <= 0.05, self, speed, "<= 0.05 m per action (the ee7 bound)")
 
 
 @dataclass(frozen=True)

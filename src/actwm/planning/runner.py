@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import actwm.planning.serve  # noqa: F401  (registers the "http" world model)
 from actwm import __version__
+from actwm.checks import require, require_at_least, require_choice
 from actwm.planning.interface import ImaginedWorld, Task, check_image
 from actwm.planning.loop import Agent, PlannerConfig
 from actwm.planning.policy import base_policy
@@ -82,24 +83,20 @@ class PlanRunConfig:
     base_margin: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-        if self.proposer not in PROPOSERS:
-            raise ValueError(f"unknown proposer {self.proposer!r}; choose from {', '.join(PROPOSERS)}")
-        if self.episodes < 1 or self.seed < 0:
-            raise ValueError(f"episodes must be >= 1 and seed >= 0, got {self.episodes}, {self.seed}")
-        if self.budget is not None and self.budget < 1:
-            raise ValueError(f"budget must be >= 1, got {self.budget}")
-        if (
-            self.stop_metric != "never"
-            and self.stop_threshold is None
-            and self.stop_metric not in DEFAULT_STOP_THRESHOLDS
-        ):
-            raise ValueError(f"stop metric {self.stop_metric!r} has no calibrated default; pass a stop threshold")
-        if self.stop_threshold is not None and not math.isfinite(self.stop_threshold):
-            raise ValueError(f"stop threshold must be finite, got {self.stop_threshold}")
-        if self.rollout_steps < 1:
-            raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
+        require_choice(self, "task", TASKS)
+        require_choice(self, "proposer", PROPOSERS)
+        require_at_least(self, 1, "episodes", "rollout_steps")
+        require_at_least(self, 0, "seed")
+        require_at_least(self, 1, "budget", optional=True)
+        calibrated = self.stop_metric == "never" or self.stop_metric in DEFAULT_STOP_THRESHOLDS
+        require(
+            calibrated or self.stop_threshold is not None,
+            self,
+            "stop_metric",
+            f"'never' or one with a calibrated default {sorted(DEFAULT_STOP_THRESHOLDS)} (or pass a stop threshold)",
+        )
+        finite = self.stop_threshold is None or math.isfinite(self.stop_threshold)
+        require(finite, self, "stop_threshold", "finite or None")
         PlannerConfig(self.proposals, self.horizon, self.execute, base_margin=self.base_margin)  # validates
 
     @property

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import pybullet_data
 
+from actwm.checks import require, require_at_least
 from actwm.geometry import wrap_angle
 from actwm.sim.bullet import p
 from actwm.sim.common import (
@@ -88,16 +89,12 @@ class ManipConfig:
     supersample: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_blocks <= 8:
-            raise ValueError(f"ManipConfig.n_blocks must be in 1..8, got {self.n_blocks}")
-        if not 0.01 <= self.block_half[0] <= self.block_half[1] <= 0.06:
-            raise ValueError(f"ManipConfig.block_half must satisfy 0.01 <= low <= high <= 0.06, got {self.block_half}")
-        if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
-            raise ValueError(
-                f"ManipConfig.workspace_low {self.workspace_low} must be below workspace_high {self.workspace_high}"
-            )
-        if self.substeps < 1 or self.max_steps < 1:
-            raise ValueError(f"ManipConfig.substeps and max_steps must be >= 1, got {self.substeps}, {self.max_steps}")
+        require(1 <= self.n_blocks <= 8, self, "n_blocks", "in 1..8")
+        lo, hi = self.block_half
+        require(0.01 <= lo <= hi <= 0.06, self, "block_half", "(low, high) with 0.01 <= low <= high <= 0.06")
+        below = all(lo < hi for lo, hi in zip(self.workspace_low, self.workspace_high))
+        require(below, self, "workspace_low", f"below workspace_high = {self.workspace_high} on every axis")
+        require_at_least(self, 1, "substeps", "max_steps")
 
 
 class ManipEnv(SimEnv):

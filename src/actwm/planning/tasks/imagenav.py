@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from actwm.checks import require, require_at_least
 from actwm.geometry import se2_compose, wrap_angle
 from actwm.planning.interface import FORWARD_M, NAV_PRIMITIVES, TURN_RAD, Observation
 from actwm.planning.tasks.common import SimTask, image_sha, spl, summarize
@@ -38,15 +39,11 @@ class ImageNavConfig:
     nav: NavConfig = field(default_factory=NavConfig)
 
     def __post_init__(self) -> None:
-        if self.size < 16:
-            raise ValueError(f"ImageNavConfig.size must be >= 16 pixels, got {self.size}")
-        if self.budget < 1:
-            raise ValueError(f"ImageNavConfig.budget must be >= 1, got {self.budget}")
+        require(self.size >= 16, self, "size", ">= 16 pixels")
+        require_at_least(self, 1, "budget")
         lo, hi = self.forward_range
-        if not 1 <= lo <= hi:
-            raise ValueError(f"ImageNavConfig.forward_range must satisfy 1 <= low <= high, got {self.forward_range}")
-        if not 0 <= self.view_turns <= 8:
-            raise ValueError(f"ImageNavConfig.view_turns must be in 0..8, got {self.view_turns}")
+        require(1 <= lo <= hi, self, "forward_range", "(low, high) with 1 <= low <= high")
+        require(0 <= self.view_turns <= 8, self, "view_turns", "in 0..8")
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from actwm.checks import require, require_at_least
 from actwm.planning.interface import Observation
 from actwm.planning.tasks.common import SimTask, image_sha, summarize
 from actwm.sim.manip import ManipConfig
@@ -33,12 +34,11 @@ class PushConfig:
     manip: ManipConfig = field(default_factory=lambda: ManipConfig(n_blocks=1))
 
     def __post_init__(self) -> None:
-        if self.size < 16 or self.budget < 1:
-            raise ValueError(f"PushConfig: size must be >= 16 and budget >= 1, got {self.size}, {self.budget}")
-        if not 0.005 <= self.tolerance <= 0.1:
-            raise ValueError(f"PushConfig.tolerance must be in [0.005, 0.1] m, got {self.tolerance}")
-        if not 0.02 <= self.push_range[0] <= self.push_range[1] <= 0.25:
-            raise ValueError(f"PushConfig.push_range must satisfy 0.02 <= low <= high <= 0.25, got {self.push_range}")
+        require(self.size >= 16, self, "size", ">= 16 pixels")
+        require_at_least(self, 1, "budget")
+        require(0.005 <= self.tolerance <= 0.1, self, "tolerance", "in [0.005, 0.1] m")
+        lo, hi = self.push_range
+        require(0.02 <= lo <= hi <= 0.25, self, "push_range", "(low, high) m with 0.02 <= low <= high <= 0.25")
 
 
 @dataclass(frozen=True, eq=False)
