@@ -62,24 +62,24 @@ OLD_FLAT = {
 }
 
 # the flat `DemoConfig.quick()` overrides before the nesting
-OLD_QUICK = dict(
-    train_episodes=12,
-    test_episodes=3,
-    episode_frames=40,
-    passive_steps=150,
-    action_steps=250,
-    scratch=False,
-    compile=False,
-    eval_clips=6,
-    sample_steps=6,
-    plan_episodes=2,
-    plan_proposals=2,
-    plan_budget=6,
-    plan_steps=2,
-    plan_sweep=(1, 2),
-    plan_calib_scenes=2,
-    plan_parallel=False,
-)
+OLD_QUICK = {
+    "train_episodes": 12,
+    "test_episodes": 3,
+    "episode_frames": 40,
+    "passive_steps": 150,
+    "action_steps": 250,
+    "scratch": False,
+    "compile": False,
+    "eval_clips": 6,
+    "sample_steps": 6,
+    "plan_episodes": 2,
+    "plan_proposals": 2,
+    "plan_budget": 6,
+    "plan_steps": 2,
+    "plan_sweep": (1, 2),
+    "plan_calib_scenes": 2,
+    "plan_parallel": False,
+}
 
 
 def test_old_flat_file_reads_as_the_same_settings():
