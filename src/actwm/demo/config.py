@@ -195,11 +195,10 @@ class DemoConfig:
     def __post_init__(self) -> None:
         frames = self.eval.frames
         require(self.data.episode_frames >= frames, self.data, "episode_frames", f">= eval.frames = {frames}")
-        if self.guidance.scale > 1.0 and self.train.action_dropout == 0.0:
-            raise ValueError(
-                "DemoConfig.guidance.scale > 1 needs train.action_dropout > 0 (the action-free prediction it "
-                "extrapolates from)"
-            )
+        guided = self.guidance.scale > 1.0  # guidance extrapolates from the action-free prediction dropout trains
+        require(
+            not guided or self.train.action_dropout > 0, self.train, "action_dropout", "> 0 when guidance.scale > 1"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The nested settings as JSON types (tuples as lists)."""
