@@ -58,6 +58,9 @@ def test_demo_writes_metrics_and_report(demo):
     assert train_cfg["mixed_precision"] == resolve_precision(cfg.mixed_precision)
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
+    # the no-model baseline (frame 0 copied) is scored on the same clips and shown in the table
+    assert set(saved["copy_first_frame"]["psnr"]) == {"2", "4", "8", "16"}
+    assert "no model: copy frame 0" in html
     timings = json.loads(open(f"{out}/timings.json").read())
     assert {"1 simulate", "2 passive stage", "3 action stage", "8 report"} <= set(timings["stages"])
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from actwm.demo import pipeline
+from actwm.demo import pipeline, report
 from actwm.demo.config import DEFAULT_OUT, DemoConfig
 from actwm.demo.pipeline import run_demo
 from actwm.errors import ArgumentParser
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     for h in cfg.horizons:
         t, s = metrics["true"]["psnr"][str(h)], metrics["shuffled"]["psnr"][str(h)]
         print(f"  h={h:>2}: true {t:6.2f}  shuffled {s:6.2f}  gap {gap[str(h)]:+.2f}")
+    if report.baseline_line(metrics):
+        print(report.baseline_line(metrics))
     if "unguided" in metrics["action"]:
         u = metrics["action"]["unguided"]["psnr_gap_db"]
         print(
