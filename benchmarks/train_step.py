@@ -32,8 +32,7 @@ keeps the user's cache.
 Switches (`TrainConfig` fields, each default-off): compile (torch.compile of the backbone, inductor),
 channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), fast_paths (the Wan
 adapter's one-key cross-attention and per-frame modulation under autograd), and `all`
-(every switch named in `--combine`, default compile + fused + fast_paths; under mixed precision without
-fast_paths, which TrainConfig refuses with compile there).
+(every switch named in `--combine`, default compile + fused + fast_paths).
 """
 
 from __future__ import annotations
@@ -162,8 +161,6 @@ def measure(args: argparse.Namespace, threads: int, precision: str) -> dict[str,
     settings = {"baseline": {}} | {s: SWITCHES[s] for s in args.switches}
     if args.combine:
         settings["all"] = {k: v for s in args.combine for k, v in SWITCHES[s].items()}
-        if precision != "no" and settings["all"].get("compile"):  # refused by TrainConfig (NaN gradients)
-            settings["all"].pop("fast_paths", None)
     names = list(settings)
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}

@@ -16,6 +16,8 @@ tests/models/test_wan_fast.py pins against the stock modules). They act while au
 - `frame_modulation`: per-latent-frame timesteps and action embeddings give each frame's tokens one modulation row;
   the blocks apply it per frame `(B, f, 1, C)` against tokens viewed `(B, f, n, C)` instead of materialising the
   per-token `(B, S, 6, C)` table diffusers builds in every block (the same elementwise operations, per value).
+  In training it also computes the patch embedding token-major (`SharedPatchEmbed._tokens_last`, the same linear map
+  of patches): compiled under bf16 autocast, inductor's CPU kernels otherwise gave NaN gradients.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanRotaryPosEmbed, WanTransformerBlock
+from einops import rearrange
 from torch import nn
 
 TRAINING_PATHS = ("single_key", "frame_modulation")  # the paths that also act under autograd with `training`
@@ -65,9 +68,30 @@ class SharedPatchEmbed(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, F, H, W)` -> `(B, width, F', h, w)`."""
+        if torch.is_grad_enabled() and self.paths.on("frame_modulation") and self._patchwise(x):
+            return self._tokens_last(x)
         if self.copies == 1 or x.shape[0] % self.copies or not self.paths.on("shared_patch"):
             return super().forward(x)
         return super().forward(x[: x.shape[0] // self.copies]).repeat(self.copies, 1, 1, 1, 1)
+
+    def _patchwise(self, x: torch.Tensor) -> bool:
+        """Whether this convolution is a linear map of non-overlapping patches that tile `x` (Wan's patchify)."""
+        plain = self.padding_mode == "zeros" and self.groups == 1 and set(self.dilation) == {1}
+        tiled = all(n % k == 0 for n, k in zip(x.shape[2:], self.kernel_size))
+        return plain and tuple(self.stride) == tuple(self.kernel_size) and set(self.padding) == {0} and tiled
+
+    def _tokens_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The same patch embedding as one matmul over patches, returned as a `(B, width, F', h, w)` view of a
+        token-major `(B, F', h, w, width)` buffer, so the blocks' `(B, S, width)` tokens are contiguous.
+
+        Why (`training_tokens_last`): inductor's CPU code for the first block's bf16 layer-norm backward, reading
+        the convolution's channel-major output through diffusers' `flatten(2).transpose(1, 2)`, gives NaN in part
+        of the gradient (torch 2.13; correct with `cpp.simdlen=1`, with `aot_eager` and in eager). Under autograd
+        with the per-frame modulation (`TrainConfig.fast_paths`) the tokens are made token-major at the source."""
+        kt, kh, kw = self.kernel_size
+        patches = rearrange(x, "b c (f kt) (h kh) (w kw) -> b f h w (c kt kh kw)", kt=kt, kh=kh, kw=kw)
+        tokens = F.linear(patches, self.weight.flatten(1), self.bias)
+        return rearrange(tokens, "b f h w c -> b c f h w")
 
 
 class CachedRope(WanRotaryPosEmbed):
