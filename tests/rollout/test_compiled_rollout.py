@@ -1,0 +1,61 @@
+"""`RolloutConfig.compile` (`actwm rollout --compile`, `CheckpointWorld(compile=True)`): the backbone compiled in place,
+the same frames as eager to float rounding; without a C++ compiler a warning and eager sampling."""
+
+import pytest
+import torch
+
+from actwm.models.compiling import cpu_compiler_missing
+from actwm.models.world_model import WorldModel
+from actwm.planning.worlds import CheckpointWorld
+from actwm.rollout.rollout import RolloutConfig, rollout
+
+
+def _model() -> WorldModel:
+    torch.manual_seed(0)
+    wm = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[32, 32], clip_frames=9, fps=5.0).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in wm.encoder.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return wm
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    return torch.rand(1, 3, 32, 32, generator=g) * 2 - 1, torch.randn(2, 13, 3, generator=g) * 0.1
+
+
+@pytest.mark.skipif(cpu_compiler_missing() is not None, reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_rollout_matches_eager():
+    torch._dynamo.reset()
+    wm = _model()
+    first, raw = _inputs()
+    cfg = RolloutConfig(steps=3, guidance=2.0, guidance_interval=(0.3, 1.0))  # guided and unguided levels, 2 chunks
+    eager = rollout(wm, first, raw, cfg=cfg)
+    assert wm.adapter.backbone._compiled_call_impl is None
+    compiled = rollout(wm, first, raw, cfg=RolloutConfig(**{**cfg.__dict__, "compile": True}))
+    assert wm.adapter.backbone._compiled_call_impl is not None  # compiled in place, and it stays so
+    assert (eager[:, 1:] - first).abs().max() > 0.1  # the frames are generated, not copied
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_without_a_cpp_compiler_sampling_warns_and_runs_eagerly(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    wm = _model()
+    first, raw = _inputs()
+    eager = rollout(wm, first, raw, cfg=RolloutConfig(steps=2))
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
+    with pytest.warns(UserWarning, match="RolloutConfig.compile: sampling runs uncompiled"):
+        out = rollout(wm, first, raw, cfg=RolloutConfig(steps=2, compile=True))
+    assert wm.adapter.backbone._compiled_call_impl is None
+    torch.testing.assert_close(out, eager, rtol=0, atol=0)
+
+
+def test_checkpoint_world_compile_switch_reaches_the_rollout():
+    wm = _model()
+    world = CheckpointWorld(wm, RolloutConfig(steps=4), compile=True)
+    assert world.rollout_cfg.compile and world.rollout_cfg.steps == 4
+    assert world.fingerprint()["rollout"]["compile"] is True
+    plain = CheckpointWorld(wm, RolloutConfig(steps=4))
+    assert not plain.rollout_cfg.compile and "compile" not in plain.fingerprint()["rollout"]
