@@ -5,19 +5,9 @@ import pytest
 import torch
 
 from actwm.models.compiling import cpu_compiler_missing
-from actwm.models.world_model import WorldModel
 from actwm.planning.worlds import CheckpointWorld
 from actwm.rollout.rollout import RolloutConfig, rollout
-
-
-def _model() -> WorldModel:
-    torch.manual_seed(0)
-    wm = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[32, 32], clip_frames=9, fps=5.0).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in wm.encoder.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return wm
+from tests.rollout.test_rollout import tiny_nav_model
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +18,7 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.skipif(cpu_compiler_missing() is not None, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_compiled_rollout_matches_eager():
     torch._dynamo.reset()
-    wm = _model()
+    wm = tiny_nav_model()
     first, raw = _inputs()
     cfg = RolloutConfig(steps=3, guidance=2.0, guidance_interval=(0.3, 1.0))  # guided and unguided levels, 2 chunks
     eager = rollout(wm, first, raw, cfg=cfg)
@@ -42,7 +32,7 @@ def test_compiled_rollout_matches_eager():
 def test_without_a_cpp_compiler_sampling_warns_and_runs_eagerly(monkeypatch):
     import torch._inductor.config as inductor_config
 
-    wm = _model()
+    wm = tiny_nav_model()
     first, raw = _inputs()
     eager = rollout(wm, first, raw, cfg=RolloutConfig(steps=2))
     monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
@@ -53,7 +43,7 @@ def test_without_a_cpp_compiler_sampling_warns_and_runs_eagerly(monkeypatch):
 
 
 def test_checkpoint_world_compile_switch_reaches_the_rollout():
-    wm = _model()
+    wm = tiny_nav_model()
     world = CheckpointWorld(wm, RolloutConfig(steps=4), compile=True)
     assert world.rollout_cfg.compile and world.rollout_cfg.steps == 4
     assert world.fingerprint()["rollout"]["compile"] is True
