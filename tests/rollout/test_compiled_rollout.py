@@ -1,13 +1,16 @@
 """`RolloutConfig.compile` (`actwm rollout --compile`, `CheckpointWorld(compile=True)`): the backbone compiled in place,
 the same frames as eager to float rounding; without a C++ compiler a warning and eager sampling."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from actwm.models.compiling import cpu_compiler_missing
 from actwm.planning.worlds import CheckpointWorld
 from actwm.rollout.rollout import RolloutConfig, rollout
-from tests.rollout.test_rollout import tiny_nav_model
+from tests.rollout.test_rollout import _actions, _cli_base, main, tiny_nav_model
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,3 +52,15 @@ def test_checkpoint_world_compile_switch_reaches_the_rollout():
     assert world.fingerprint()["rollout"]["compile"] is True
     plain = CheckpointWorld(wm, RolloutConfig(steps=4))
     assert not plain.rollout_cfg.compile and "compile" not in plain.fingerprint()["rollout"]
+
+
+def test_cli_compile_flag_reaches_the_sampler_and_the_record(tmp_path, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    ckpt = tiny_nav_model().save(tmp_path / "ckpt")
+    np.save(tmp_path / "acts.npy", _actions(1, 5).numpy())
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))  # the warning proves it was asked for
+    args = _cli_base(ckpt, tmp_path) + ["--actions", str(tmp_path / "acts.npy"), "--out", str(tmp_path / "out")]
+    with pytest.warns(UserWarning, match="RolloutConfig.compile: sampling runs uncompiled"):
+        assert main(args + ["--compile"]) == 0
+    assert json.loads((tmp_path / "out" / "rollout.json").read_text())["compile"] is True
