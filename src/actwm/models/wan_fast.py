@@ -126,6 +126,13 @@ def _apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
 
 
+def _apply_rope_real(x: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """`_apply_rope` in real float32 arithmetic (`x1 cos - x2 sin, x1 sin + x2 cos` per pair), for compiled graphs."""
+    cos, sin = rotary_emb[0][..., 0::2].float(), rotary_emb[1][..., 1::2].float()  # (1, S, 1, D/2), as `_rope_complex`
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2).type_as(x)
+
+
 class FastWanAttnProcessor(WanAttnProcessor):
     """Wan's attention processor with the `fast_rope` and `single_key` paths (`FastPaths.on`); every other case
     (a path off, masks, image context, fused projections, another attention backend) is the stock processor."""
@@ -157,8 +164,11 @@ class FastWanAttnProcessor(WanAttnProcessor):
         query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
         query, key = attn.norm_q(query), attn.norm_k(key)
         query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
-        freqs = _rope_complex(rotary_emb, self._store)
-        query, key = _apply_rope(query, freqs), _apply_rope(key, freqs)
+        if torch.compiler.is_compiling():  # inductor has no complex kernels: the same rotation in real arithmetic
+            query, key = _apply_rope_real(query, rotary_emb), _apply_rope_real(key, rotary_emb)
+        else:
+            freqs = _rope_complex(rotary_emb, self._store)
+            query, key = _apply_rope(query, freqs), _apply_rope(key, freqs)
         q, k, v = (t.transpose(1, 2) for t in (query, key, value))
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
