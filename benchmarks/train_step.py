@@ -243,6 +243,7 @@ def _avx2_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]:
     out = Path(tmp) / "avx2.json"
     cmd = [sys.executable, __file__, "--json", str(out), "--mixed-precision", "no", "--no-avx2", "--child"]
     cmd += ["--threads", *map(str, args.threads), "--switches", *args.switches, "--combine", *args.combine]
+    cmd += ["--combos", *args.combos] if args.combos else []
     cmd += ["--warmup", str(args.warmup), "--rounds", str(args.rounds), "--steps-per-round", str(args.steps_per_round)]
     cmd += ["--warm-cache"] if args.warm_cache else []
     subprocess.run(cmd, check=True, env={**os.environ, **AVX2_ENV})
