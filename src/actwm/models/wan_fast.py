@@ -84,7 +84,7 @@ class SharedPatchEmbed(nn.Conv3d):
         """The same patch embedding as one matmul over patches, returned as a `(B, width, F', h, w)` view of a
         token-major `(B, F', h, w, width)` buffer, so the blocks' `(B, S, width)` tokens are contiguous.
 
-        Why (`training_tokens_last`): inductor's CPU code for the first block's bf16 layer-norm backward, reading
+        Why: inductor's CPU code for the first block's bf16 layer-norm backward, reading
         the convolution's channel-major output through diffusers' `flatten(2).transpose(1, 2)`, gives NaN in part
         of the gradient (torch 2.13; correct with `cpp.simdlen=1`, with `aot_eager` and in eager). Under autograd
         with the per-frame modulation (`TrainConfig.fast_paths`) the tokens are made token-major at the source."""
