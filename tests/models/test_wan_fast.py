@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from actwm.models.compiling import cpu_compiler_missing
 from actwm.models.conditioning import Conditioning
 from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import TINY_PRESETS, WorldModel
 from actwm.rollout.rollout import RolloutConfig, rollout
-from actwm.train.setup import cpu_compiler_missing
 from tests.models.test_world_model import inputs, randomise_encoder
 
 WAN = ["wan2.1", "wan2.2", "wan2.1-i2v"]

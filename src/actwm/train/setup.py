@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, default_collate
 from actwm.actions import ActionSpace, get_action_space
 from actwm.batch import Batch
 from actwm.data.clips import ClipDataset
-from actwm.models.compiling import compile_in_place, cpu_compiler_missing  # noqa: F401 (re-exported)
+from actwm.models.compiling import compile_in_place
 from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel, WorldModelConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
