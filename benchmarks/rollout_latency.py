@@ -1,4 +1,4 @@
-"""Imagination cost: chunked rollouts against frame-wise generation, guidance, and batched candidates.
+"""Imagination cost: chunked rollouts against frame-wise generation, guidance, batched candidates, compile.
 
     python benchmarks/rollout_latency.py --json results/rollout_latency.json [--quick] [--repeats 3] [--dtype bfloat16]
 
@@ -23,7 +23,12 @@ world model (`wan2.1-i2v-tiny` with the demo's overrides: 32 px frames, pixel co
 2. guided / unguided cost of a 64-frame rollout at the demo's guidance interval (flow times (0.3, 1]);
 3. batched imagination of M candidates in one call vs one at a time (M = 1..16; 9 frames) on 1 and 2 threads,
    and the per-candidate FLOP rate (torch's FLOP counter) relative to this CPU's large-matmul rate;
-4. each inference fast path of the Wan adapter (`actwm.models.wan_fast.FastPaths`): cost with it off / all on.
+4. each inference fast path of the Wan adapter (`actwm.models.wan_fast.FastPaths`): cost with it off / all on;
+5. `torch.compile` of the sampling backbone (`RolloutConfig.compile`, a second copy of the model compiled in place):
+   eager / compiled for batched M = 8 (9 frames) and for one 64-frame chunked rollout, the CDiT (matched parameters,
+   eager) over the compiled chunked rollout at 64 frames, and the one-off compilation's seconds.
+
+`--sections` runs a subset (default: all five); the summary keys come from the sections that ran.
 """
 
 from __future__ import annotations
@@ -462,6 +467,51 @@ def fast_paths_section(wm: WorldModel, horizon: int, repeats: int) -> dict:
     return out
 
 
+def compile_section(m: int, horizon: int, repeats: int) -> dict:
+    """5. the compiled sampling backbone (`RolloutConfig.compile`) against the same model eager, one thread: batched
+    M candidates (9 frames) and one `horizon`-frame rollout; and the CDiT (matched parameters) over it."""
+    torch.set_num_threads(1)
+    eager, compiled = demo_world_model(), demo_world_model()
+    first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    batch, long = torch.randn(m, 9, 3) * 0.05, torch.randn(1, horizon + 1, 3) * 0.05
+    t0, c0 = time.perf_counter(), time.process_time()
+    for raw in (batch, long):  # every shape the timed calls use is compiled here, not while timing
+        call(lambda: chunked(compiled, first, raw, compile=True))
+    out: dict = {
+        "first_calls_seconds": round(time.perf_counter() - t0, 1),
+        "first_calls_cpu": round(time.process_time() - c0, 1),
+    }
+    t = interleaved(
+        {
+            "eager": lambda: chunked(eager, first, batch),
+            "compiled": lambda: chunked(compiled, first, batch, compile=True),
+        },
+        repeats,
+    )
+    out[f"batched_m{m}_eager_over_compiled"] = {
+        "wall": ratio(t["eager"], t["compiled"]),
+        "cpu": ratio(CPU_SECONDS["eager"], CPU_SECONDS["compiled"]),
+    }
+    tokens = (SIZE // SPATIAL // 2) ** 2
+    cdit = matched_cdit(3 * SPATIAL * SPATIAL, count(eager.adapter.backbone) + count(eager.encoder), HEADS, tokens)
+    latent = torch.randn(1, 3 * SPATIAL * SPATIAL, SIZE // SPATIAL, SIZE // SPATIAL)
+    t = interleaved(
+        {
+            "eager": lambda: chunked(eager, first, long),
+            "compiled": lambda: chunked(compiled, first, long, compile=True),
+            "cdit": lambda: cdit_rollout(cdit, latent, long),
+        },
+        repeats,
+    )
+    for key, (slow, fast) in {
+        f"chunked_{horizon}_eager_over_compiled": ("eager", "compiled"),
+        f"cdit_over_compiled_chunked_{horizon}": ("cdit", "compiled"),
+        f"cdit_over_eager_chunked_{horizon}": ("cdit", "eager"),
+    }.items():
+        out[key] = {"wall": ratio(t[slow], t[fast]), "cpu": ratio(CPU_SECONDS[slow], CPU_SECONDS[fast])}
+    return out
+
+
 def fingerprint(repeats: int, horizons: list[int], ms: list[int]) -> dict:
     flags = set()
     if os.path.exists("/proc/cpuinfo"):
@@ -489,6 +539,19 @@ def fingerprint(repeats: int, horizons: list[int], ms: list[int]) -> dict:
     }
 
 
+SECTIONS = ("horizons", "guidance", "batched", "fast_paths", "compile")
+SUMMARY = {  # headline key: (section, how to read it from the results)
+    "guided_over_unguided": ("guidance", lambda r: r["guidance"]["guided_over_unguided"]["median"]),
+    "cdit_over_chunked": ("horizons", lambda r: r["horizons"]["cdit_over_chunked"]),
+    "framewise_over_chunked": ("horizons", lambda r: r["horizons"]["framewise_over_chunked"]),
+    "batched_speedup": ("batched", lambda r: r["batched"]["batched_speedup"]),
+    "compile_speedup": (
+        "compile",
+        lambda r: {k: v["wall"]["median"] for k, v in r["compile"].items() if isinstance(v, dict)},
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     global DTYPE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -496,28 +559,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="horizons 8/16/64, M in {1, 8}, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3; 2 with --quick)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: CPU autocast")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all")
     args = parser.parse_args(argv)
     DTYPE = getattr(torch, args.dtype)
     repeats = args.repeats or (2 if args.quick else 3)
     horizons = [8, 16, 64] if args.quick else [8, 16, 32, 64]
     ms = [1, 8] if args.quick else [1, 2, 4, 8, 16]
     wm = demo_world_model()
-    # 1-4, each printed as it finishes
-    result = {"horizons": horizon_section(wm, horizons, repeats)}
-    print("chunked vs frame-wise:", {k: result["horizons"][k] for k in ("cdit_over_chunked", "framewise_over_chunked")})
-    result["guidance"] = guidance_section(wm, 64, repeats)
-    print("guided / unguided:", result["guidance"]["guided_over_unguided"])
-    result["batched"] = batched_section(wm, ms, [1, 2], repeats)
-    print("batched speedup:", result["batched"]["batched_speedup"])
-    result["fast_paths"] = fast_paths_section(wm, 16 if args.quick else 64, repeats)
-    print("fast paths (cost without / with):", result["fast_paths"])
-    summary = {
-        "guided_over_unguided": result["guidance"]["guided_over_unguided"]["median"],
-        "cdit_over_chunked": result["horizons"]["cdit_over_chunked"],
-        "framewise_over_chunked": result["horizons"]["framewise_over_chunked"],
-        "batched_speedup": result["batched"]["batched_speedup"],
+    runs = {
+        "horizons": lambda: horizon_section(wm, horizons, repeats),
+        "guidance": lambda: guidance_section(wm, 64, repeats),
+        "batched": lambda: batched_section(wm, ms, [1, 2], repeats),
+        "fast_paths": lambda: fast_paths_section(wm, 16 if args.quick else 64, repeats),
+        "compile": lambda: compile_section(8, 64, repeats),  # last: it compiles a second model
     }
-    out = {**summary, "detail": result, "fingerprint": fingerprint(repeats, horizons, ms)}
+    result = {}
+    for name in [n for n in SECTIONS if n in args.sections]:  # 1-5, each printed as it finishes
+        result[name] = runs[name]()
+        print(f"{name}:", {k: v for k, v in result[name].items() if k not in ("detail", "seconds")})
+    summary = {key: pick(result) for key, (section, pick) in SUMMARY.items() if section in result}
+    out = {**summary, "detail": result, "fingerprint": {**fingerprint(repeats, horizons, ms), "sections": list(result)}}
     atomic_write_json(args.json, out)
     print(f"wrote {args.json}")
     return 0

@@ -32,8 +32,8 @@ keeps the user's cache.
 Switches (`TrainConfig` fields, each default-off): compile (torch.compile of the backbone, inductor),
 channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), fast_paths (the Wan
 adapter's one-key cross-attention and per-frame modulation under autograd), and `all`
-(every switch named in `--combine`, default compile + fused + fast_paths; under mixed precision without
-fast_paths, which TrainConfig refuses with compile there).
+(every switch named in `--combine`, default compile + fused + fast_paths); `--combos` adds more combinations
+(`compile+fused`), each a setting of its own in the same rounds.
 """
 
 from __future__ import annotations
@@ -162,8 +162,7 @@ def measure(args: argparse.Namespace, threads: int, precision: str) -> dict[str,
     settings = {"baseline": {}} | {s: SWITCHES[s] for s in args.switches}
     if args.combine:
         settings["all"] = {k: v for s in args.combine for k, v in SWITCHES[s].items()}
-        if precision != "no" and settings["all"].get("compile"):  # refused by TrainConfig (NaN gradients)
-            settings["all"].pop("fast_paths", None)
+    settings |= {combo: {k: v for s in combo.split("+") for k, v in SWITCHES[s].items()} for combo in args.combos}
     names = list(settings)
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -183,6 +182,8 @@ def measure(args: argparse.Namespace, threads: int, precision: str) -> dict[str,
         "speedup_over_baseline": {n: _ratios(wall["baseline"], wall[n]) for n in names[1:]},
         "cpu_speedup_over_baseline": {n: _ratios(cpu["baseline"], cpu[n]) for n in names[1:]},
         "first_step_seconds": first,
+        "wall_seconds_per_round": wall,  # per setting, one value per round (rounds are side by side)
+        "cpu_seconds_per_round": cpu,
         "loss_max_abs_diff": {n: max(abs(a - b) for a, b in zip(losses["baseline"], losses[n])) for n in names[1:]},
         "baseline_losses": losses["baseline"],
         "settings": settings,
@@ -242,6 +243,7 @@ def _avx2_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]:
     out = Path(tmp) / "avx2.json"
     cmd = [sys.executable, __file__, "--json", str(out), "--mixed-precision", "no", "--no-avx2", "--child"]
     cmd += ["--threads", *map(str, args.threads), "--switches", *args.switches, "--combine", *args.combine]
+    cmd += ["--combos", *args.combos] if args.combos else []
     cmd += ["--warmup", str(args.warmup), "--rounds", str(args.rounds), "--steps-per-round", str(args.steps_per_round)]
     cmd += ["--warm-cache"] if args.warm_cache else []
     subprocess.run(cmd, check=True, env={**os.environ, **AVX2_ENV})
@@ -307,6 +309,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=list(SWITCHES),
         help="also time these together as 'all' (none: skip)",
     )
+    p.add_argument(
+        "--combos",
+        nargs="*",
+        default=[],
+        help="more settings timed side by side, each switches joined by '+' (e.g. compile+fused)",
+    )
     p.add_argument("--warmup", type=int, default=2, help="steps after the first, before timing")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps-per-round", type=int, default=3)
@@ -314,6 +322,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warm-cache", action="store_true", help="keep the user's inductor cache (default: a fresh one)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = sorted({s for combo in args.combos for s in combo.split("+")} - set(SWITCHES))
+    if unknown:
+        p.error(f"--combos: unknown switch(es) {unknown}; choose from {list(SWITCHES)}")
     if args.mixed_precision is None:
         args.mixed_precision = ["no"] + (["bf16"] if resolve_precision("auto") == "bf16" else [])
     return args

@@ -51,8 +51,12 @@ def test_demo_writes_metrics_and_report(demo):
     train_cfg = json.loads((Path(out) / "runs" / "action" / "final" / "train_config.json").read_text())
     assert train_cfg["action_dropout"] == cfg.train.action_dropout
     assert train_cfg["mixed_precision"] == resolve_precision(cfg.train.mixed_precision)
+    assert train_cfg["fast_paths"] is cfg.train.fast_paths is True  # the demo trains with the Wan fast paths
     html = open(f"{out}/report.html").read()
     assert "assets/metrics.png" in html and ".gif" in html
+    # the no-model baseline (frame 0 copied) is scored on the same clips and shown in the table
+    assert set(saved["copy_first_frame"]["psnr"]) == {"2", "4", "8", "16"}
+    assert "no model: copy frame 0" in html
     timings = json.loads(open(f"{out}/timings.json").read())
     assert {"1 simulate", "2 passive stage", "3 action stage", "8 report"} <= set(timings["stages"])
 

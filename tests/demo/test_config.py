@@ -156,10 +156,11 @@ def test_cli_flags_set_the_nested_fields(monkeypatch, capsys):
     assert command.main(["--quick", "--out", "o", "--threads", "2", "--no-plan"]) == 2
     assert seen[-1] == DemoConfig.quick(out="o", threads=2, plan={"enabled": False})
     assert command.main([]) == 2 and seen[-1] == DemoConfig()
-    for flag, group, field in (("--no-scratch", "train", "scratch"), ("--no-compile", "train", "compile")):
+    flags = (("--no-scratch", "train", "scratch"), ("--no-compile", "train", "compile"))
+    for flag, group, field in (*flags, ("--no-fast-paths", "train", "fast_paths")):
         assert command.main([flag]) == 2 and seen[-1] == DemoConfig().updated({group: {field: False}})
     with pytest.raises(SystemExit):
         command.main(["--help"])
     help_text = capsys.readouterr().out
-    for flag in ("--out", "--quick", "--fresh", "--threads", "--no-scratch", "--no-plan", "--no-compile"):
+    for flag in ("--out", "--quick", "--fresh", "--threads", "--no-scratch", "--no-plan", "--no-compile", "--no-fast-paths"):
         assert flag in help_text

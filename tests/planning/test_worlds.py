@@ -11,17 +11,12 @@ from actwm.planning.translate import FrameStep, closing_frames, model_actions
 from actwm.planning.worlds import CheckpointWorld, make_world_model
 from actwm.rollout.rollout import RolloutConfig, rollout
 from tests.planning.conftest import free_episode
+from tests.rollout.test_rollout import tiny_nav_model
 
 
 @pytest.fixture(scope="module")
 def tiny_wm():
-    torch.manual_seed(0)
-    wm = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[32, 32], clip_frames=9, fps=5.0).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in wm.encoder.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return wm
+    return tiny_nav_model()
 
 
 def test_checkpoint_world_imagines_all_candidates_in_one_batched_rollout(tiny_wm, mini_task, monkeypatch):

@@ -20,15 +20,20 @@ def main(argv: list[str]) -> int:
     return actwm_cli.main(["rollout", *argv])
 
 
-@pytest.fixture(scope="module")
-def wm():
+def tiny_nav_model() -> WorldModel:
+    """A tiny Wan 2.1 nav3 world model at 32 px with a randomised (non-zero) action encoder."""
     torch.manual_seed(0)
-    model = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[32, 32], clip_frames=9, fps=5.0).eval()
+    wm = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[32, 32], clip_frames=9, fps=5.0).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in model.encoder.parameters():
+        for p in wm.encoder.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model
+    return wm
+
+
+@pytest.fixture(scope="module")
+def wm():
+    return tiny_nav_model()
 
 
 def _frame(seed=0, size=32):

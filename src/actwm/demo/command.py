@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from actwm.demo import pipeline
+from actwm.demo import pipeline, report
 from actwm.demo.config import DEFAULT_OUT, DemoConfig
 from actwm.demo.pipeline import run_demo
 from actwm.errors import ArgumentParser
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch comparison")
     p.add_argument("--no-plan", action="store_true", help="skip the closed-loop (ImageNav planning) stage")
     p.add_argument("--no-compile", action="store_true", help="train eagerly (no torch.compile of the action stages)")
+    p.add_argument(
+        "--no-fast-paths", action="store_true", help="train with the stock Wan modules (no TrainConfig.fast_paths)"
+    )
     args = p.parse_args(argv)
     cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
     if args.no_scratch:
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.updated({"plan": {"enabled": False}})
     if args.no_compile:
         cfg = cfg.updated({"train": {"compile": False}})
+    if args.no_fast_paths:
+        cfg = cfg.updated({"train": {"fast_paths": False}})
     if args.fresh and Path(cfg.out).exists():
         shutil.rmtree(cfg.out)
     try:
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     for h in cfg.eval.horizons:
         t, s = metrics["true"]["psnr"][str(h)], metrics["shuffled"]["psnr"][str(h)]
         print(f"  h={h:>2}: true {t:6.2f}  shuffled {s:6.2f}  gap {gap[str(h)]:+.2f}")
+    if report.baseline_line(metrics):
+        print(report.baseline_line(metrics))
     if "unguided" in metrics["action"]:
         u = metrics["action"]["unguided"]["psnr_gap_db"]
         print(

@@ -42,6 +42,7 @@ from actwm.demo.stages import (
     _scratch_in_child,
     eval_clips,
     round_or_none,
+    score_copy_first_frame,
     score_rollouts,
     simulate_data,
     summarise,
@@ -173,6 +174,9 @@ def stage_evaluate(state: DemoState) -> None:
     """5-6. held-out clips, rollouts of every model (guided and, for the record, unguided), scores."""
     cfg = state.cfg
     state.clips = eval_clips(cfg, state.data)
+    state.metrics["copy_first_frame"] = state.clock.run(  # the no-model baseline on the same clips and metrics
+        "6 evaluate (copy frame 0)", score_copy_first_frame, cfg, state.clips, state.out / "rollouts"
+    )
     for name, model_dir in state.models.items():
         rollouts = state.out / "rollouts"
         state.summary[name] = _rollout_and_score(state, name, model_dir, rollouts / name, cfg.guidance.scale)

@@ -129,15 +129,31 @@ def plot_losses(runs: dict[str, Path], path: Path, passive_steps: int | None = N
     return series
 
 
+def baseline_line(metrics: dict[str, Any]) -> str | None:
+    """The printed summary's line for the copy-frame-0 baseline's PSNR (None when metrics has no baseline)."""
+    copy = metrics.get("copy_first_frame", {}).get("psnr")
+    if not copy:
+        return None
+    return (
+        "(no model, frame 0 copied as every prediction: "
+        + ", ".join(f"h={h}: {v:.2f}" for h, v in copy.items())
+        + " dB)"
+    )
+
+
 def write_report(out: Path, metrics: dict[str, Any], gifs: list[str], sections: list[str] | None = None) -> Path:
-    """`out/report.html`: tables, plots, GIFs; `sections` (HTML) from extra stages go before the cost table."""
+    """`out/report.html`: tables (each with the copy-frame-0 baseline's rows when metrics has them), plots, GIFs;
+    `sections` (HTML) from extra stages go before the cost table."""
+
+    def baseline(m: str) -> list[tuple[str, Any]]:  # no model: frame 0 copied as every prediction
+        copy = metrics.get("copy_first_frame", {}).get(m)
+        return [("no model: copy frame 0", copy)] if copy else []
 
     def table(res: dict[str, Any]) -> str:
         hs = [str(h) for h in metrics["horizons"]]
         rows = []
         for m in ("psnr", "ssim", "scs"):
-            for kind in ("true", "shuffled"):
-                vals = res[kind].get(m)
+            for kind, vals in (("true", res["true"].get(m)), ("shuffled", res["shuffled"].get(m)), *baseline(m)):
                 if vals is None:
                     continue
                 cells = "".join(f"<td>{'' if vals.get(h) is None else f'{vals[h]:.3f}'}</td>" for h in hs)

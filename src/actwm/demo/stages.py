@@ -115,6 +115,7 @@ def train_stage(
         warmup_steps=min(50, steps // 10),
         compile=cfg.train.compile and not passive,
         optimizer_impl="fused",
+        fast_paths=cfg.train.fast_paths,
     )
     return trainer.train(tcfg, progress=progress).final_dir
 
@@ -220,26 +221,41 @@ def score_rollouts(
     """Stage 6: score the `true` and `shuffled` rollouts against the clips in memory with
     `actwm.eval.engine.evaluate` (the code `actwm eval` runs on the written folders; same numbers).
     Each result is also written to `out/eval_<kind>.json`."""
+    results = {}
+    for kind in KINDS:
+        results[kind] = _score(cfg, clips, videos[kind])
+        atomic_write_json(out / f"eval_{kind}.json", results[kind])
+    return results
+
+
+def _score(cfg: DemoConfig, clips: list[dict[str, Any]], video: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`evaluate` of `video` (`{clip: (T, H, W, 3) uint8}`) against the clips: the demo's metrics and horizons."""
     metrics = ["psnr", "ssim"] + (["scs"] if cfg.eval.scs else [])
     gt = {c["name"]: c["frames"] for c in clips}
     seg = {c["name"]: c["segmentation"].astype(np.int32) for c in clips if c["segmentation"] is not None}
     static = {c["name"]: [int(i) for i in c["static_ids"]] for c in clips if c["segmentation"] is not None}
-    results = {}
-    for kind in KINDS:
-        res = evaluate(
-            gt,
-            videos[kind],
-            metrics=metrics,
-            horizons=list(cfg.eval.horizons),
-            structures="segmentation",
-            trim="none",
-            progress=False,
-            segmentation=seg or None,
-            static_ids=static or None,
-        )
-        atomic_write_json(out / f"eval_{kind}.json", res)
-        results[kind] = res
-    return results
+    return evaluate(
+        gt,
+        video,
+        metrics=metrics,
+        horizons=list(cfg.eval.horizons),
+        structures="segmentation",
+        trim="none",
+        progress=False,
+        segmentation=seg or None,
+        static_ids=static or None,
+    )
+
+
+def score_copy_first_frame(cfg: DemoConfig, clips: list[dict[str, Any]], out: Path | None = None) -> dict[str, Any]:
+    """The no-model baseline: every future frame predicted as the given frame 0, scored exactly like the
+    models' rollouts (same clips, same `evaluate` call). Returns `{metric: {h: value}}` (4 decimals) and
+    writes the full result to `out/eval_copy_first_frame.json` when `out` is given."""
+    video = {c["name"]: np.repeat(c["frames"][:1], len(c["frames"]), axis=0) for c in clips}
+    res = _score(cfg, clips, video)
+    if out is not None:
+        atomic_write_json(out / "eval_copy_first_frame.json", res)
+    return summarise({"copy_first_frame": res})["copy_first_frame"]
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:

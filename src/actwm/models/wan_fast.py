@@ -16,6 +16,8 @@ tests/models/test_wan_fast.py pins against the stock modules). They act while au
 - `frame_modulation`: per-latent-frame timesteps and action embeddings give each frame's tokens one modulation row;
   the blocks apply it per frame `(B, f, 1, C)` against tokens viewed `(B, f, n, C)` instead of materialising the
   per-token `(B, S, 6, C)` table diffusers builds in every block (the same elementwise operations, per value).
+  In training it also computes the patch embedding token-major (`SharedPatchEmbed._tokens_last`, the same linear map
+  of patches): compiled under bf16 autocast, inductor's CPU kernels otherwise gave NaN gradients.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor, WanRotaryPosEmbed, WanTransformerBlock
+from einops import rearrange
 from torch import nn
 
 TRAINING_PATHS = ("single_key", "frame_modulation")  # the paths that also act under autograd with `training`
@@ -65,9 +68,30 @@ class SharedPatchEmbed(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, C, F, H, W)` -> `(B, width, F', h, w)`."""
+        if torch.is_grad_enabled() and self.paths.on("frame_modulation") and self._patchwise(x):
+            return self._tokens_last(x)
         if self.copies == 1 or x.shape[0] % self.copies or not self.paths.on("shared_patch"):
             return super().forward(x)
         return super().forward(x[: x.shape[0] // self.copies]).repeat(self.copies, 1, 1, 1, 1)
+
+    def _patchwise(self, x: torch.Tensor) -> bool:
+        """Whether this convolution is a linear map of non-overlapping patches that tile `x` (Wan's patchify)."""
+        plain = self.padding_mode == "zeros" and self.groups == 1 and set(self.dilation) == {1}
+        tiled = all(n % k == 0 for n, k in zip(x.shape[2:], self.kernel_size))
+        return plain and tuple(self.stride) == tuple(self.kernel_size) and set(self.padding) == {0} and tiled
+
+    def _tokens_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The same patch embedding as one matmul over patches, returned as a `(B, width, F', h, w)` view of a
+        token-major `(B, F', h, w, width)` buffer, so the blocks' `(B, S, width)` tokens are contiguous.
+
+        Why: inductor's CPU code for the first block's bf16 layer-norm backward, reading
+        the convolution's channel-major output through diffusers' `flatten(2).transpose(1, 2)`, gives NaN in part
+        of the gradient (torch 2.13; correct with `cpp.simdlen=1`, with `aot_eager` and in eager). Under autograd
+        with the per-frame modulation (`TrainConfig.fast_paths`) the tokens are made token-major at the source."""
+        kt, kh, kw = self.kernel_size
+        patches = rearrange(x, "b c (f kt) (h kh) (w kw) -> b f h w (c kt kh kw)", kt=kt, kh=kh, kw=kw)
+        tokens = F.linear(patches, self.weight.flatten(1), self.bias)
+        return rearrange(tokens, "b f h w c -> b c f h w")
 
 
 class CachedRope(WanRotaryPosEmbed):
@@ -102,6 +126,13 @@ def _apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
 
 
+def _apply_rope_real(x: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """`_apply_rope` in real float32 arithmetic (`x1 cos - x2 sin, x1 sin + x2 cos` per pair), for compiled graphs."""
+    cos, sin = rotary_emb[0][..., 0::2].float(), rotary_emb[1][..., 1::2].float()  # (1, S, 1, D/2), as `_rope_complex`
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2).type_as(x)
+
+
 class FastWanAttnProcessor(WanAttnProcessor):
     """Wan's attention processor with the `fast_rope` and `single_key` paths (`FastPaths.on`); every other case
     (a path off, masks, image context, fused projections, another attention backend) is the stock processor."""
@@ -133,8 +164,11 @@ class FastWanAttnProcessor(WanAttnProcessor):
         query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
         query, key = attn.norm_q(query), attn.norm_k(key)
         query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
-        freqs = _rope_complex(rotary_emb, self._store)
-        query, key = _apply_rope(query, freqs), _apply_rope(key, freqs)
+        if torch.compiler.is_compiling():  # inductor has no complex kernels: the same rotation in real arithmetic
+            query, key = _apply_rope_real(query, rotary_emb), _apply_rope_real(key, rotary_emb)
+        else:
+            freqs = _rope_complex(rotary_emb, self._store)
+            query, key = _apply_rope(query, freqs), _apply_rope(key, freqs)
         q, k, v = (t.transpose(1, 2) for t in (query, key, value))
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))

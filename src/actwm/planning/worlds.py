@@ -13,6 +13,7 @@ the choice of the frames that close each agent action happen here, once.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,9 @@ class VideoWorld:
 
 
 class CheckpointWorld(VideoWorld):
-    """An actwm `WorldModel`: all M candidates in ONE batched `rollout` call (low-level actions)."""
+    """An actwm `WorldModel`: all M candidates in ONE batched `rollout` call (low-level actions). `compile`:
+    `torch.compile` the backbone for imagination (`RolloutConfig.compile`): the first decision pays the compilation,
+    every later one runs faster."""
 
     name = "actwm"
     control = "action"
@@ -191,9 +194,12 @@ class CheckpointWorld(VideoWorld):
         frame_step: FrameStep | None | str = "auto",
         seed: int = 0,
         source: str | None = None,
+        compile: bool = False,
     ) -> None:
         self.wm = wm.eval()
         self.rollout_cfg = rollout_cfg or RolloutConfig(steps=10)
+        if compile:
+            self.rollout_cfg = replace(self.rollout_cfg, compile=True)
         self.motion_space = wm.action_space.name
         self.vocabularies = tuple(v for v in ("nav_discrete", "nav3", "ee7") if _motion(v) == self.motion_space)
         size = wm.config.image_size
@@ -213,7 +219,13 @@ class CheckpointWorld(VideoWorld):
             checkpoint_sha256=checkpoint_sha256(self.source) if self.source else None,
             backbone=self.wm.config.backbone,
             action_space=self.motion_space,
-            rollout={"steps": cfg.steps, "sampler": cfg.sampler, "guidance": cfg.guidance, "window": cfg.window},
+            rollout={
+                "steps": cfg.steps,
+                "sampler": cfg.sampler,
+                "guidance": cfg.guidance,
+                "window": cfg.window,
+                **({"compile": True} if cfg.compile else {}),  # (fingerprints of eager runs stay as they were)
+            },
         )
         return out
 

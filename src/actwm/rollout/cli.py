@@ -122,7 +122,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def rollout_config(args: argparse.Namespace) -> RolloutConfig:
-    """The sampling options (`--steps`, `--sampler`, `--guidance`, `--guidance-interval`, `--window`, `--seed`)."""
+    """The sampling options (`--steps`, `--sampler`, `--guidance`, `--guidance-interval`, `--window`, `--seed`,
+    `--compile`)."""
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
     return config_from_args(RolloutConfig, args, guidance_interval=interval)
 
@@ -165,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--window", type=int, help="frames per chunk (default: the model's training clip length)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone first (pays a one-off compilation; faster sampling after it)",
+    )
     p.add_argument("--fps", type=float, help="output video fps (default: the model's)")
     args = p.parse_args(argv)
     check_args(args)
@@ -225,6 +231,7 @@ def _write_record(path: Path, args: argparse.Namespace, frames: np.ndarray, fps:
             "seed": args.seed,
             "guidance": args.guidance,
             "guidance_interval": args.guidance_interval,
+            "compile": args.compile,
             "fps": fps,
         },
     )

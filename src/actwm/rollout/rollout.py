@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from actwm.actions import ActionNormaliser, transform_actions
 from actwm.checks import require, require_at_least
+from actwm.models.compiling import compile_in_place
 from actwm.models.conditioning import Conditioning
 from actwm.models.kvaf import KVAF, kvaf_branch_for, numeric_inputs
 from actwm.models.world_model import WorldModel
@@ -26,7 +27,10 @@ from actwm.models.world_model import WorldModel
 
 @dataclass
 class RolloutConfig:
-    """Sampling settings. `window`: pixel frames per chunk (default: the model's training clip length)."""
+    """Sampling settings. `window`: pixel frames per chunk (default: the model's training clip length). `compile`:
+    `torch.compile` the model's backbone in place before sampling (inductor; the model stays compiled for later
+    calls): the first rollout pays the compilation, later ones run faster (same outputs to float rounding); without
+    a C++ compiler on CPU it warns and samples eagerly."""
 
     steps: int = 20
     sampler: str = "euler"
@@ -34,6 +38,7 @@ class RolloutConfig:
     guidance_interval: tuple[float, float] | None = None  # guide only at noise levels in (lo, hi]
     window: int | None = None
     seed: int = 0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.guidance), self, "guidance", "a finite number")
@@ -105,6 +110,8 @@ def rollout(
     """
     cfg = cfg or RolloutConfig()
     _check_inputs(wm, first_frame, raw_actions, kvaf)
+    if cfg.compile:
+        compile_in_place(wm.adapter.backbone, "RolloutConfig.compile: sampling", first_frame.device)
     b, total = raw_actions.shape[:2]
     frame = first_frame.expand(b, -1, -1, -1)
     seeds = [cfg.seed + i for i in range(b)] if seeds is None else list(seeds)

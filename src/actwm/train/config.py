@@ -94,8 +94,8 @@ class TrainConfig:
         kvaf_stage: KVAF two-stage training: 1 = fusion frozen, 2 = fusion trained (run 1, then 2 with init_from).
         robot: the `actwm.robots` preset whose arm the KVAF videos draw.
         fast_paths: let the Wan backbone's fast paths (`actwm.models.wan_fast.TRAINING_PATHS`) act in training
-            too: the same loss curve and parameter updates to float rounding (Wan models only). Not with
-            `compile` under mixed precision: that graph gives NaN gradients from the first step (measured; refused).
+            too: the same loss curve and parameter updates to float rounding (Wan models only), eager or compiled,
+            in float32 or bf16.
     """
 
     data: str | None = None
@@ -204,11 +204,6 @@ class TrainConfig:
             )
         if self.mixed_precision == "fp16" and self.cpu:
             raise ValueError("TrainConfig.mixed_precision: 'fp16' needs a GPU; use 'bf16' or 'no' with cpu=True")
-        if self.fast_paths and self.compile and self.mixed_precision != "no":
-            raise ValueError(
-                "TrainConfig.fast_paths: not with compile under mixed precision (NaN gradients from the first step); "
-                "use mixed_precision 'no' or leave compile off"
-            )
         if self.model not in MODEL_PRESETS and self.model != "tiny":
             raise ValueError(
                 f"TrainConfig.model: unknown world-model preset {self.model!r}; available: {', '.join(MODEL_PRESETS)}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from torch.utils.data import Dataset, default_collate
 from actwm.actions import ActionSpace, get_action_space
 from actwm.batch import Batch
 from actwm.data.clips import ClipDataset
+from actwm.models.compiling import compile_in_place
 from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel, WorldModelConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
@@ -260,23 +260,8 @@ def apply_speed_switches(wm: WorldModel, cfg: TrainConfig, device: torch.device)
                 module.to(memory_format=torch.channels_last)
             elif isinstance(module, nn.Conv3d):
                 module.to(memory_format=torch.channels_last_3d)
-    if cfg.compile:
-        missing = cpu_compiler_missing() if device.type == "cpu" else None
-        if missing is not None:  # a laptop without a C++ toolchain still trains, uncompiled
-            warnings.warn(f"TrainConfig.compile: training runs uncompiled: {missing}", stacklevel=2)
-        else:
-            wm.adapter.backbone.compile()
-
-
-def cpu_compiler_missing() -> str | None:
-    """Why torch.compile's CPU backend (inductor) cannot build its C++ kernels here, or None when it can."""
-    from torch._inductor import cpp_builder, exc
-
-    try:
-        cpp_builder.get_cpp_compiler()
-    except (exc.InvalidCxxCompiler, OSError, RuntimeError) as error:
-        return f"no C++ compiler for torch.compile's CPU backend ({type(error).__name__}; set CXX)"
-    return None
+    if cfg.compile:  # a laptop without a C++ toolchain still trains, uncompiled (warned)
+        compile_in_place(wm.adapter.backbone, "TrainConfig.compile: training", device)
 
 
 def attention_context(cfg: TrainConfig) -> contextlib.AbstractContextManager:
