@@ -122,3 +122,17 @@ def test_push_runs_with_its_own_base_policy_and_with_cem(tmp_path):
     result = json.loads(out.read_text())
     assert result["summary"]["n"] == 1 and result["episodes"][0]["steps"] <= 2
     assert result["fingerprint"]["episode_set"]["task"] == "push"
+
+
+def test_compile_flag_reaches_a_checkpoint_worlds_rollout(monkeypatch):
+    """`actwm plan --compile` -> PlanRunConfig.compile -> the checkpoint world's RolloutConfig.compile."""
+    import actwm.planning.runner as runner
+    from actwm.cliargs import config_from_args
+    from actwm.planning.cli import parser
+
+    seen = {}
+    monkeypatch.setattr(runner, "make_world_model", lambda spec, **options: seen.setdefault(spec, options))
+    for flags, want in (([], False), (["--compile"], True)):
+        args = parser().parse_args(["--world-model", "runs/x", "--json", "unused.json", *flags])
+        build_world(config_from_args(PlanRunConfig, args))
+        assert seen.pop("runs/x")["rollout_cfg"].compile is want

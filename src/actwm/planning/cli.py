@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None, help="agent actions per episode (default: the task's)")
     p.add_argument("--rollout-steps", type=int, default=10, help="denoising steps of a video world model")
     p.add_argument(
+        "--compile", action="store_true", help="compile a checkpoint world model's sampling backbone (torch.compile)"
+    )
+    p.add_argument(
         "--base-margin", type=float, default=0.0, help="keep the base plan unless another scores this much more"
     )
     p.add_argument("--sweep-proposals", default=None, help="e.g. 1,2,4,8,16: SR vs M")

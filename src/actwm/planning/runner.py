@@ -59,6 +59,8 @@ class PlanRunConfig:
         stop_metric, stop_threshold: the agent's stop (None: the calibrated default; "never" disables).
         oracle_stop: ORACLE upper-bound variant: stop when the task says the goal is reached.
         rollout_steps: denoising steps of a video world model.
+        compile: compile a checkpoint world model's sampling backbone (`RolloutConfig.compile`; pays after a
+            one-off compile of about 30 s when many decisions are imagined).
         base_margin: revise, not replace: the base policy's own plan wins unless an imagined alternative
             scores more than this above it (`PlannerConfig.base_margin`).
     """
@@ -81,6 +83,7 @@ class PlanRunConfig:
     budget: int | None = None
     rollout_steps: int = 10
     base_margin: float = 0.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         require_choice(self, "task", TASKS)
@@ -129,7 +132,7 @@ def build_proposer(cfg: PlanRunConfig):
 def build_world(cfg: PlanRunConfig) -> ImaginedWorld:
     options: dict[str, Any] = {}
     if cfg.world_model not in ("none", "oracle"):
-        options["rollout_cfg"] = RolloutConfig(steps=cfg.rollout_steps, seed=cfg.seed)
+        options["rollout_cfg"] = RolloutConfig(steps=cfg.rollout_steps, seed=cfg.seed, compile=cfg.compile)
     return make_world_model(cfg.world_model, **options)
 
 
