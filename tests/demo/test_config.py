@@ -162,5 +162,14 @@ def test_cli_flags_set_the_nested_fields(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         command.main(["--help"])
     help_text = capsys.readouterr().out
-    for flag in ("--out", "--quick", "--fresh", "--threads", "--no-scratch", "--no-plan", "--no-compile", "--no-fast-paths"):
+    for flag in (
+        "--out",
+        "--quick",
+        "--fresh",
+        "--threads",
+        "--no-scratch",
+        "--no-plan",
+        "--no-compile",
+        "--no-fast-paths",
+    ):
         assert flag in help_text
