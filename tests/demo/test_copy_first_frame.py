@@ -45,7 +45,7 @@ def _by_hand(clips: list[dict], h: int) -> tuple[float, float]:
 
 
 def test_copy_first_frame_equals_the_metrics_of_repeated_frame_0_by_hand():
-    cfg = DemoConfig(eval_frames=5, horizons=(2, 4), scs=False)
+    cfg = DemoConfig().updated({"eval": {"frames": 5, "horizons": (2, 4), "scs": False}})
     clips = _clips()
     res = score_copy_first_frame(cfg, clips)
     assert set(res) == {"psnr", "ssim"}
@@ -62,7 +62,7 @@ def test_report_table_and_printed_summary_carry_the_baseline(tmp_path):
         "horizons": [2],
         "model": "wan2.1-i2v-tiny",
         "guidance": 1.0,
-        "config": {"train_episodes": 1, "test_episodes": 1, "sample_steps": 2, "guidance_interval": [0.3, 1.0]},
+        "config": DemoConfig().to_dict(),
         "action": {"true": vals, "shuffled": vals, "psnr_gap_db": {"2": 0.0}},
         "copy_first_frame": {"psnr": {"2": 16.117}, "ssim": {"2": 0.397}},
     }
