@@ -20,8 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from actwm.planning.interface import STOP, Observation, Vocabulary
+from actwm.geometry import se2_compose, wrap_angle
+from actwm.planning.interface import STOP, TURN_RAD, Observation, Vocabulary
+from actwm.planning.nav_perception import CameraRig, Panorama, PoseEstimate, estimate_pose
 from actwm.planning.proposers import _Base
+from actwm.planning.tasks.imagenav import integrate_plan, oracle_plan
+from actwm.sim.nav import NavConfig
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,78 @@ class TemplateMatchPolicy(_Base):
         pass
 
 
+class PoseSearchPolicy(TemplateMatchPolicy):
+    """The ImageNav base policy: find where the goal image was taken, walk there by odometry, stop.
+
+    1. Scan: turn left in place, adding each view to a panorama (`nav_perception.Panorama`), until all 16
+       headings are seen.
+    2. Estimate: the goal image's pose in the panorama's frame (`nav_perception.estimate_pose`: pop-up
+       depth of the goal image warped into the panorama, yaw on the 22.5-degree lattice).
+    3. Go: turn to face the estimated goal position, walk, turn to its heading (`oracle_plan` on the
+       estimate, tracked by odometry: the agent's own executed actions, `Observation.extras["actions"]`,
+       else its own row 0 as executed).
+    4. Stop (row 0 starts with stop) once odometry says the estimated pose is reached.
+    Its alternatives for a world model are `TemplateMatchPolicy.macros` (turns, walks, side steps, backs).
+
+    Args:
+        nav: the camera (field of view, height, pitch, supersample) the agent knows it has.
+        radius: the farthest goal position searched (m).
+    """
+
+    name = "base"
+
+    def __init__(self, nav: NavConfig | None = None, radius: float = 4.5) -> None:
+        super().__init__(fov_deg=(nav or NavConfig()).fov_deg)
+        self.nav, self.radius = nav or NavConfig(), radius
+        self._rig: CameraRig | None = None
+
+    def reset(self, vocabulary: Vocabulary, rng: np.random.Generator) -> None:
+        super().reset(vocabulary, rng)
+        self._actions: list[int] = []  # executed actions (odometry), when the task does not list them
+        self._last: np.ndarray | None = None
+        self._pano: Panorama | None = None
+        self._spot = np.zeros(3)  # odometry pose the panorama was taken around
+        self._goal: np.ndarray | None = None  # estimated goal pose in the odometry frame
+        self.estimate: PoseEstimate | None = None
+
+    def odometry(self, observation: Observation) -> np.ndarray:
+        """The agent's pose `(3,)` relative to its episode start, integrated from its executed actions."""
+        actions = observation.extras.get("actions")
+        actions = list(self._actions if actions is None else actions)
+        return integrate_plan(np.zeros(3), [a for a in actions if a != STOP])[-1]
+
+    def preferred(self, observation: Observation, horizon: int) -> np.ndarray:
+        """The plan `(L,)`: scan (one left turn), else the path to the estimated goal, else stop."""
+        if observation.goal is None:
+            raise ValueError("proposer 'base' needs a goal image in the observation")
+        pose = self.odometry(observation)
+        if self._goal is None:
+            if self._pano is None:
+                size = observation.rgb.shape[0]
+                if self._rig is None or self._rig.size != size:
+                    self._rig = CameraRig(size, self.nav)
+                self._pano, self._spot = Panorama(self._rig), pose.copy()
+            turns = int(round(float(wrap_angle(pose[2] - self._spot[2])) / TURN_RAD)) % 16
+            self._pano.add(observation.rgb, turns)
+            if len(self._pano.views) < 16:
+                return self._plan([self._left], horizon)
+            self.estimate = estimate_pose(self._pano, observation.goal, radius=self.radius)
+            self._goal = se2_compose(self._spot, self.estimate.pose)
+        names = list(self.vocab.primitives)
+        path = [names.index(a) for a in oracle_plan(pose, self._goal)]
+        return self._plan(path, horizon)
+
+    def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
+        plans = super().propose(observation, count, horizon)
+        self._last = plans[0]
+        return plans
+
+    def advance(self, executed: int) -> None:
+        """Without the task's action list, odometry assumes the agent executed its own plan (row 0)."""
+        if self._last is not None:
+            self._actions += [int(a) for a in self._last[:executed]]
+
+
 #: The proposer "base" of each task: task name -> factory() -> a fresh proposer (the task's base policy, used
 #: identically with and without a world model). A task registers its own from its module with
 #: `register_base_policy`; `actwm plan --proposer base` looks it up with `base_policy`.
@@ -178,7 +254,7 @@ def register_base_policy(task: str, factory: Callable[[], Any]) -> None:
 def base_policy(task: str) -> Any:
     """A fresh base policy for `task`; a task without its own gets the ImageNav policy (which refuses, at
     `reset`, any vocabulary but the discrete nav one)."""
-    return BASE_POLICIES.get(task, TemplateMatchPolicy)()
+    return BASE_POLICIES.get(task, PoseSearchPolicy)()
 
 
-register_base_policy("imagenav", TemplateMatchPolicy)
+register_base_policy("imagenav", PoseSearchPolicy)
