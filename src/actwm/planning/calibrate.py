@@ -90,3 +90,34 @@ def calibrate_stop(scorer: GoalSimilarity, scenes: int = 24, size: int = 64, see
         "scenes": scenes,
         "metric": scorer.metric,
     }
+
+
+def check_samples(scenes: int = 24, per_scene: int = 12, size: int = 64, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """`PoseSearchPolicy`'s arrival check on training scenes `0..scenes-1`: minus its cost (higher: more
+    like the goal's pose) at "near" views `(near,)` and at the other kinds `(far,)` (see `_offset`)."""
+    from actwm.planning.nav_perception import CameraRig, Panorama, estimate_poses, floor_palette  # noqa: PLC0415
+
+    env = make("nav", size=size)
+    rig = CameraRig(size, env.unwrapped.config)
+    rng = np.random.default_rng(seed)
+    near, far = [], []
+    try:
+        for scene in tqdm(range(scenes), desc="calibrating the arrival check", leave=False):
+            obs, _ = env.reset(seed=scene)
+            u = env.unwrapped
+            goal_pose = obs["pose"].astype(np.float64)
+            goal = u.render_pose(goal_pose)["rgb"]
+            around = [u.render_pose(se2_compose(goal_pose, np.array([0, 0, k * math.pi / 4])))["rgb"] for k in range(8)]
+            palette = floor_palette([*around, goal])
+            for k in range(per_scene):
+                kind = KINDS[k % len(KINDS)]
+                pose = se2_compose(goal_pose, _offset(rng, kind))
+                if not u.free_segment(goal_pose[:2], pose[:2]):
+                    continue
+                pano = Panorama(rig)
+                pano.add(u.render_pose(pose)["rgb"], 0)
+                est = estimate_poses(pano, goal, radius=1.5, turns=(-2, -1, 0, 1, 2), palette=palette)[0]
+                (near if kind == "near" else far).append(-est.cost)
+    finally:
+        env.close()
+    return np.asarray(near), np.asarray(far)

@@ -237,7 +237,7 @@ def candidate_costs(
     return cost, covered
 
 
-def estimate_pose(
+def estimate_poses(
     pano: Panorama,
     goal: np.ndarray,
     radius: float = 4.5,
@@ -245,25 +245,46 @@ def estimate_pose(
     fine: float = 0.05,
     floor_weight: float = 0.3,
     clip: float = 60.0,
-    keep: int = 6,
-) -> PoseEstimate:
-    """The goal image's pose in the panorama's frame (see the module docstring): yaws on the 16-heading
-    lattice, positions within `radius` m on a `coarse` grid, then the `keep` best refined on a `fine` grid."""
+    keep: int = 8,
+    turns: tuple[int, ...] = tuple(range(TURNS)),
+    palette: np.ndarray | None = None,
+    apart: float = 0.6,
+) -> list[PoseEstimate]:
+    """Candidate poses of the goal image in the panorama's frame, best first (see the module docstring).
+
+    Yaws `turns` on the 22.5-degree lattice, positions within `radius` m on a `coarse` grid; the `keep` best
+    are refined on a `fine` grid, and those at least `apart` m (or a yaw) from a better one are returned.
+    `palette`: the floor's tones (default: from the panorama's views and the goal).
+    """
     rig = pano.rig
-    palette = floor_palette([*pano.views, goal])
+    palette = floor_palette([*pano.views, goal]) if palette is None else palette
     pts, cols, w = goal_samples(rig, goal, palette, stride=4, floor_weight=floor_weight)
     g = np.arange(-radius, radius + 1e-9, coarse)
     xx, yy = np.meshgrid(g, g)
     inside = np.hypot(xx, yy) <= radius
     xy = np.stack([xx[inside], yy[inside]], -1)
-    yaws = np.arange(TURNS) * (2 * math.pi / TURNS)
+    yaws = np.asarray(turns, dtype=np.float64) * (2 * math.pi / TURNS)
     poses = np.concatenate([np.column_stack([xy, np.full(len(xy), a)]) for a in yaws])
-    cost = np.concatenate([candidate_costs(pano, pts, cols, w, chunk, clip)[0] for chunk in np.array_split(poses, 16)])
+    chunks = np.array_split(poses, max(1, len(poses) // 2000))
+    cost = np.concatenate([candidate_costs(pano, pts, cols, w, chunk, clip)[0] for chunk in chunks])
     best = poses[np.argsort(cost)[:keep]]
     pts, cols, w = goal_samples(rig, goal, palette, stride=2, floor_weight=floor_weight)
     d = np.arange(-coarse, coarse + 1e-9, fine)
     dx, dy = (a.reshape(-1) for a in np.meshgrid(d, d))
-    local = np.concatenate([np.column_stack([b[0] + dx, b[1] + dy, np.full(len(dx), b[2])]) for b in best])
-    cost, covered = candidate_costs(pano, pts, cols, w, local, clip)
-    i = int(np.argmin(cost))
-    return PoseEstimate(local[i].copy(), float(cost[i]), float(covered[i]))
+    out: list[PoseEstimate] = []
+    for b in best:
+        local = np.column_stack([b[0] + dx, b[1] + dy, np.full(len(dx), b[2])])
+        cost, covered = candidate_costs(pano, pts, cols, w, local, clip)
+        i = int(np.argmin(cost))
+        out.append(PoseEstimate(local[i].copy(), float(cost[i]), float(covered[i])))
+    out.sort(key=lambda e: e.cost)
+    distinct: list[PoseEstimate] = []
+    for e in out:
+        if all(np.hypot(*(e.pose[:2] - o.pose[:2])) >= apart or e.pose[2] != o.pose[2] for o in distinct):
+            distinct.append(e)
+    return distinct
+
+
+def estimate_pose(pano: Panorama, goal: np.ndarray, **options) -> PoseEstimate:
+    """The best of `estimate_poses(pano, goal, **options)`."""
+    return estimate_poses(pano, goal, **options)[0]

@@ -22,7 +22,7 @@ import numpy as np
 
 from actwm.geometry import se2_compose, wrap_angle
 from actwm.planning.interface import STOP, TURN_RAD, Observation, Vocabulary
-from actwm.planning.nav_perception import CameraRig, Panorama, PoseEstimate, estimate_pose
+from actwm.planning.nav_perception import CameraRig, Panorama, PoseEstimate, estimate_poses, floor_palette
 from actwm.planning.proposers import _Base
 from actwm.planning.tasks.imagenav import integrate_plan, oracle_plan
 from actwm.sim.nav import NavConfig
@@ -167,16 +167,19 @@ class TemplateMatchPolicy(_Base):
 
 
 class PoseSearchPolicy(TemplateMatchPolicy):
-    """The ImageNav base policy: find where the goal image was taken, walk there by odometry, stop.
+    """The ImageNav base policy: find where the goal image was taken, walk there by odometry, check, stop.
 
-    1. Scan: turn left in place, adding each view to a panorama (`nav_perception.Panorama`), until all 16
-       headings are seen.
-    2. Estimate: the goal image's pose in the panorama's frame (`nav_perception.estimate_pose`: pop-up
-       depth of the goal image warped into the panorama, yaw on the 22.5-degree lattice).
-    3. Go: turn to face the estimated goal position, walk, turn to its heading (`oracle_plan` on the
-       estimate, tracked by odometry: the agent's own executed actions, `Observation.extras["actions"]`,
-       else its own row 0 as executed).
-    4. Stop (row 0 starts with stop) once odometry says the estimated pose is reached.
+    1. Scan: turn left in place, adding each view to a panorama (`nav_perception.Panorama`), until
+       `scan_views` headings are seen (14: a full circle with the 75-degree field of view).
+    2. Estimate: the goal image's pose in the panorama's frame (`nav_perception.estimate_poses`: pop-up
+       depth of the goal image warped into the panorama, yaw on the 22.5-degree lattice); the
+       `hypotheses` best distinct poses are kept.
+    3. Go to the best: turn to face it, walk, turn to its heading (`oracle_plan` on the estimate, tracked by
+       odometry: the agent's own executed actions, `Observation.extras["actions"]`, else its own row 0).
+    4. Check on arrival: the goal searched again within `check_radius` of the current view alone; a cost
+       at most `check_cost` (calibrated on training scenes, `actwm.planning.calibrate.calibrate_check`)
+       means "here": step to the correction once if it is off, else stop (row 0 starts with stop). A
+       failed check moves on to the next hypothesis; with none left, the best-checked one is the last stop.
     Its alternatives for a world model are `TemplateMatchPolicy.macros` (turns, walks, side steps, backs).
 
     Args:
@@ -186,10 +189,23 @@ class PoseSearchPolicy(TemplateMatchPolicy):
 
     name = "base"
 
-    def __init__(self, nav: NavConfig | None = None, radius: float = 4.5) -> None:
+    def __init__(
+        self,
+        nav: NavConfig | None = None,
+        radius: float = 4.5,
+        scan_views: int = 14,
+        hypotheses: int = 3,
+        check_radius: float = 1.5,
+        check_cost: float = 0.12,
+    ) -> None:
         super().__init__(fov_deg=(nav or NavConfig()).fov_deg)
-        self.nav, self.radius = nav or NavConfig(), radius
-        self._rig: CameraRig | None = None
+        if not (1 <= scan_views <= 16 and hypotheses >= 1 and radius > 0 and check_radius > 0):
+            raise ValueError(
+                f"PoseSearchPolicy needs 1 <= scan_views <= 16, hypotheses >= 1, radius and check_radius > 0, "
+                f"got {scan_views}, {hypotheses}, {radius}, {check_radius}"
+            )
+        self.nav, self.radius, self.scan_views, self.hypotheses = nav or NavConfig(), radius, scan_views, hypotheses
+        self.check_radius, self.check_cost = check_radius, check_cost
 
     def reset(self, vocabulary: Vocabulary, rng: np.random.Generator) -> None:
         super().reset(vocabulary, rng)
@@ -197,8 +213,10 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         self._last: np.ndarray | None = None
         self._pano: Panorama | None = None
         self._spot = np.zeros(3)  # odometry pose the panorama was taken around
-        self._goal: np.ndarray | None = None  # estimated goal pose in the odometry frame
-        self.estimate: PoseEstimate | None = None
+        self._hyps: list[np.ndarray] | None = None  # goal hypotheses in the odometry frame, next first
+        self._checked: list[tuple[float, np.ndarray]] = []  # (check cost, pose) of visited hypotheses
+        self._corrected = False
+        self.estimates: list[PoseEstimate] = []
 
     def odometry(self, observation: Observation) -> np.ndarray:
         """The agent's pose `(3,)` relative to its episode start, integrated from its executed actions."""
@@ -207,25 +225,58 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         return integrate_plan(np.zeros(3), [a for a in actions if a != STOP])[-1]
 
     def preferred(self, observation: Observation, horizon: int) -> np.ndarray:
-        """The plan `(L,)`: scan (one left turn), else the path to the estimated goal, else stop."""
+        """The plan `(L,)`: scan (one left turn), else the path to the current hypothesis, else stop."""
         if observation.goal is None:
             raise ValueError("proposer 'base' needs a goal image in the observation")
         pose = self.odometry(observation)
-        if self._goal is None:
-            if self._pano is None:
-                size = observation.rgb.shape[0]
-                if self._rig is None or self._rig.size != size:
-                    self._rig = CameraRig(size, self.nav)
-                self._pano, self._spot = Panorama(self._rig), pose.copy()
-            turns = int(round(float(wrap_angle(pose[2] - self._spot[2])) / TURN_RAD)) % 16
-            self._pano.add(observation.rgb, turns)
-            if len(self._pano.views) < 16:
+        if self._hyps is None:
+            if self._scan(observation, pose):
                 return self._plan([self._left], horizon)
-            self.estimate = estimate_pose(self._pano, observation.goal, radius=self.radius)
-            self._goal = se2_compose(self._spot, self.estimate.pose)
+        while True:
+            target = self._hyps[0] if self._hyps else min(self._checked, key=lambda c: c[0])[1]
+            path = self._path(pose, target)
+            if path or not self._hyps:
+                return self._plan(path, horizon)
+            check = estimate_poses(
+                self._local(observation),
+                observation.goal,
+                radius=self.check_radius,
+                turns=(-2, -1, 0, 1, 2),
+                palette=self._palette,
+            )[0]
+            if check.cost <= self.check_cost:
+                if self._corrected or not self._path(np.zeros(3), check.pose):
+                    return self._plan([], horizon)
+                self._corrected, self._hyps[0] = True, se2_compose(pose, check.pose)
+                continue
+            self._checked.append((check.cost, pose))
+            self._hyps.pop(0)
+            self._corrected = False
+
+    def _scan(self, observation: Observation, pose: np.ndarray) -> bool:
+        """Add the view to the panorama; True while scanning goes on, else the hypotheses are set."""
+        if self._pano is None or np.hypot(*(pose[:2] - self._spot[:2])) > 1e-6:  # (re)start where the agent is
+            self._pano, self._spot = Panorama(CameraRig(observation.rgb.shape[0], self.nav)), pose.copy()
+        turns = int(round(float(wrap_angle(pose[2] - self._spot[2])) / TURN_RAD)) % 16
+        self._pano.add(observation.rgb, turns)
+        if len(self._pano.views) < self.scan_views:
+            return True
+        self._palette = floor_palette([*self._pano.views, observation.goal])
+        self.estimates = estimate_poses(self._pano, observation.goal, radius=self.radius, palette=self._palette)
+        self._hyps = [se2_compose(self._spot, e.pose) for e in self.estimates[: self.hypotheses]]
+        return False
+
+    def _local(self, observation: Observation) -> Panorama:
+        pano = Panorama(self._pano.rig)
+        pano.add(observation.rgb, 0)
+        return pano
+
+    def _path(self, pose: np.ndarray, target: np.ndarray) -> list[int]:
+        """Primitive indices from `pose` to `target`: only the final turns once within 0.2 m."""
         names = list(self.vocab.primitives)
-        path = [names.index(a) for a in oracle_plan(pose, self._goal)]
-        return self._plan(path, horizon)
+        if np.hypot(*(target[:2] - pose[:2])) < 0.2:
+            target = np.array([pose[0], pose[1], target[2]])
+        return [names.index(a) for a in oracle_plan(pose, target)]
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
         plans = super().propose(observation, count, horizon)

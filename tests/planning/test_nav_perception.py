@@ -1,0 +1,106 @@
+"""Pose estimation from the agent's own views (`actwm.planning.nav_perception`) and the pose-search base policy,
+on real `nav` renders."""
+
+import math
+
+import numpy as np
+import pytest
+
+from actwm import sim
+from actwm.geometry import se2_compose, se2_relative, wrap_angle
+from actwm.planning.interface import Observation, get_vocabulary
+from actwm.planning.loop import Agent, PlannerConfig
+from actwm.planning.nav_perception import (
+    CameraRig,
+    Panorama,
+    estimate_pose,
+    floor_mask,
+    floor_palette,
+    popup_points,
+)
+from actwm.planning.policy import PoseSearchPolicy
+from actwm.planning.scorers import GoalSimilarity, NeverStop
+from actwm.planning.tasks import ImageNavConfig, ImageNavEpisode, ImageNavTask
+from actwm.planning.worlds import NoWorld
+
+
+@pytest.fixture(scope="module")
+def room():
+    """A `nav` scene (training seed 6) at 64 px and the simulator's own free start pose."""
+    env = sim.make("nav", size=64)
+    obs, _ = env.reset(seed=6)
+    yield env.unwrapped, obs["pose"].astype(np.float64)
+    env.close()
+
+
+def _scan(u, pose, views=14):
+    pano = Panorama(CameraRig(64, u.config))
+    for k in range(views):
+        pano.add(u.render_pose(se2_compose(pose, np.array([0.0, 0.0, k * math.pi / 8])))["rgb"], k)
+    return pano
+
+
+def test_popup_depth_matches_the_rendered_depth(room):
+    u, start = room
+    r = u.render_pose(start)
+    rig = CameraRig(64, u.config)
+    points, on_floor = popup_points(rig, floor_mask(r["rgb"], floor_palette([r["rgb"]])))
+    _, depth = rig.project(points.reshape(-1, 3))
+    ratio = depth.reshape(64, 64) / r["depth"]
+    assert on_floor[-1].mean() > 0.7 and not on_floor[0].any()  # floor at the bottom, walls / sky at the top
+    assert abs(np.median(ratio[on_floor]) - 1) < 0.02  # the floor plane from the known camera
+    assert abs(np.median(ratio) - 1) < 0.1  # walls and objects at their floor contact's distance
+
+
+@pytest.mark.parametrize("motion", [(1.0, 0.5, 2), (1.5, -0.5, -2)])
+def test_estimator_recovers_a_known_relative_pose(room, motion):
+    u, start = room
+    dx, dy, turns = motion
+    goal_pose = se2_compose(start, np.array([dx, dy, turns * math.pi / 8]))
+    assert u.free_segment(start[:2], goal_pose[:2])
+    est = estimate_pose(_scan(u, start), u.render_pose(goal_pose)["rgb"])
+    true = se2_relative(start, goal_pose)
+    assert np.hypot(*(est.pose[:2] - true[:2])) < 0.25
+    assert abs(float(wrap_angle(est.pose[2] - true[2]))) < 1e-6  # the heading, on the 22.5-degree lattice
+    assert est.coverage > 0.8
+
+
+def _episode(task, scene, start, plan):
+    u = task.env.unwrapped
+    task.env.reset(seed=scene)
+    goal = se2_compose(np.asarray(start), np.array(plan))
+    image = u.render_pose(goal)["rgb"]
+    dist = float(np.hypot(*(goal[:2] - np.asarray(start)[:2])))
+    return ImageNavEpisode(0, scene, tuple(start), tuple(float(v) for v in goal), image, dist, 4)
+
+
+def test_policy_reaches_a_nearby_goal_deterministically(room):
+    _, start = room
+    task = ImageNavTask(ImageNavConfig(size=64, budget=40))
+    try:
+        episode = _episode(task, 6, start, (0.75, 0.0, math.pi / 4))  # 3 forwards, then 2 left turns
+        agent = Agent(NoWorld(), PoseSearchPolicy(), GoalSimilarity("ncc"), NeverStop(), PlannerConfig(8, 20, 20))
+        first, second = (agent.run_episode(task, episode, seed=0) for _ in range(2))
+    finally:
+        task.close()
+    assert first["success"] and first["stopped"]  # the agent's own stop, at the goal
+    assert first["executed"] == second["executed"]
+    assert first["distance_to_goal"] < 0.3
+
+
+def test_policy_scans_then_follows_its_estimate_by_odometry(room):
+    u, start = room
+    policy = PoseSearchPolicy(scan_views=14)
+    policy.reset(get_vocabulary("nav_discrete"), np.random.default_rng(0))
+    goal = u.render_pose(se2_compose(start, np.array([1.0, 0.0, 0.0])))["rgb"]
+    names = get_vocabulary("nav_discrete").primitives
+    executed: list[int] = []
+    for k in range(13):  # 13 left turns: one view per heading
+        view = u.render_pose(se2_compose(start, np.array([0.0, 0.0, k * math.pi / 8])))["rgb"]
+        plan = policy.preferred(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 20)
+        assert names[int(plan[0])] == "left"
+        executed.append(int(plan[0]))
+    view = u.render_pose(se2_compose(start, np.array([0.0, 0.0, 13 * math.pi / 8])))["rgb"]
+    plan = policy.preferred(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 20)
+    moves = [names[int(a)] for a in plan if names[int(a)] != "stop"]
+    assert moves == ["left"] * 3 + ["forward"] * 4  # back to the start heading, 1 m ahead
