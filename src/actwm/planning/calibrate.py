@@ -92,9 +92,22 @@ def calibrate_stop(scorer: GoalSimilarity, scenes: int = 24, size: int = 64, see
     }
 
 
+def _lattice_offset(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """An offset from the goal pose as `PoseSearchPolicy` meets it on arrival: its heading on the goal's
+    22.5-degree lattice (0 or one turn off when far), "near" within lattice rounding (< 0.3 m)."""
+    direction = rng.uniform(-math.pi, math.pi)
+    if kind == "near":
+        dist, yaw = rng.uniform(0, 0.3), 0.0
+    elif kind == "behind":
+        return np.array([-rng.uniform(0.6, 2.0), 0.0, 0.0])
+    else:
+        dist, yaw = rng.uniform(0.7, 2.0), float(rng.integers(-1, 2)) * math.pi / 8
+    return np.array([dist * math.cos(direction), dist * math.sin(direction), yaw])
+
+
 def check_samples(scenes: int = 24, per_scene: int = 12, size: int = 64, seed: int = 0) -> tuple[np.ndarray, ...]:
     """`PoseSearchPolicy`'s arrival check on training scenes `0..scenes-1`: minus its cost (higher: more
-    like the goal's pose) at "near" views `(near,)` and at the other kinds `(far,)` (see `_offset`)."""
+    like the goal's pose) at "near" views `(near,)` and at far or behind views `(far,)` (`_lattice_offset`)."""
     from actwm.planning.nav_perception import CameraRig, Panorama, estimate_poses, floor_palette  # noqa: PLC0415
 
     env = make("nav", size=size)
@@ -110,8 +123,8 @@ def check_samples(scenes: int = 24, per_scene: int = 12, size: int = 64, seed: i
             around = [u.render_pose(se2_compose(goal_pose, np.array([0, 0, k * math.pi / 4])))["rgb"] for k in range(8)]
             palette = floor_palette([*around, goal])
             for k in range(per_scene):
-                kind = KINDS[k % len(KINDS)]
-                pose = se2_compose(goal_pose, _offset(rng, kind))
+                kind = ("near", "far", "near", "behind")[k % 4]
+                pose = se2_compose(goal_pose, _lattice_offset(rng, kind))
                 if not u.free_segment(goal_pose[:2], pose[:2]):
                     continue
                 pano = Panorama(rig)
@@ -121,3 +134,17 @@ def check_samples(scenes: int = 24, per_scene: int = 12, size: int = 64, seed: i
     finally:
         env.close()
     return np.asarray(near), np.asarray(far)
+
+
+def calibrate_check(scenes: int = 24, size: int = 64, seed: int = 0) -> dict[str, float]:
+    """`PoseSearchPolicy.check_cost`: the largest arrival-check cost with <= 5% passes on far views."""
+    near, far = check_samples(scenes=scenes, size=size, seed=seed)
+    threshold, recall, false_stop = best_threshold(near, far)
+    return {
+        "check_cost": -threshold,
+        "recall": recall,
+        "false_stop_rate": false_stop,
+        "near": len(near),
+        "far": len(far),
+        "scenes": scenes,
+    }
