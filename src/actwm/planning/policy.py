@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from actwm.geometry import se2_compose, wrap_angle
-from actwm.planning.interface import STOP, TURN_RAD, Observation, Vocabulary
+from actwm.planning.interface import FORWARD_M, STOP, TURN_RAD, Observation, Vocabulary
 from actwm.planning.nav_perception import CameraRig, Panorama, PoseEstimate, estimate_poses, floor_palette
 from actwm.planning.proposers import _Base
 from actwm.planning.tasks.imagenav import integrate_plan, oracle_plan
@@ -222,6 +222,8 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         self._hyps: list[np.ndarray] | None = None  # goal hypotheses in the odometry frame, next first
         self._checked: list[tuple[float, np.ndarray]] = []  # (check cost, pose) of visited hypotheses
         self._corrected = False
+        self._pose = np.zeros(3)  # odometry at the last decision
+        self._expected: np.ndarray | None = None  # odometry after the executed part of the own plan
         self.estimates: list[PoseEstimate] = []
 
     def odometry(self, observation: Observation) -> np.ndarray:
@@ -234,7 +236,10 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         """The plan `(L,)`: scan (one left turn), else the path to the current hypothesis, else stop."""
         if observation.goal is None:
             raise ValueError("proposer 'base' needs a goal image in the observation")
-        pose = self.odometry(observation)
+        pose = self._pose = self.odometry(observation)
+        if self._hyps is not None and self._expected is not None and np.abs(pose - self._expected).max() > 1e-6:
+            self._hyps.insert(0, pose.copy())  # a world model chose another plan: its endpoint is the new target
+            self._corrected = True
         if self._hyps is None:
             if self._scan(observation, pose):
                 return self._plan([self._left], horizon)
@@ -285,14 +290,36 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         return [names.index(a) for a in oracle_plan(pose, target)]
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
-        plans = super().propose(observation, count, horizon)
-        self._last = plans[0]
-        return plans
+        """`(M', L)` plans, M' <= count: while scanning only the scan's next turn (imagining the goal cannot
+        value a look around); then row 0, the paths to every hypothesis and to poses one step or turn off
+        each (where imagination can tell which endpoint looks like the goal), the macros, random plans."""
+        own = self.preferred(observation, horizon)
+        self._last = own
+        if self._hyps is None:
+            return own[None]
+        targets = [*self._hyps, *(pose for _, pose in self._checked)]
+        nudges = [(0.0, 0.0, 0.0), (FORWARD_M, 0, 0), (-FORWARD_M, 0, 0), (0, FORWARD_M, 0), (0, -FORWARD_M, 0)]
+        nudges += [(0, 0, TURN_RAD), (0, 0, -TURN_RAD)]
+        paths = [
+            self._plan(self._path(self._pose, se2_compose(t, np.array(n))), horizon) for t in targets for n in nudges
+        ]
+        rows, seen = [], set()
+        for plan in [own, *paths, *self.macros(horizon)]:
+            if plan.tobytes() not in seen:
+                rows.append(plan)
+                seen.add(plan.tobytes())
+        if len(rows) < count:
+            rows.extend(self._uniform(count - len(rows), horizon))
+        return np.stack(rows[:count])
 
     def advance(self, executed: int) -> None:
-        """Without the task's action list, odometry assumes the agent executed its own plan (row 0)."""
+        """Odometry's expectation after `executed` actions of its own plan (row 0); without the task's action
+        list, odometry assumes exactly that."""
         if self._last is not None:
-            self._actions += [int(a) for a in self._last[:executed]]
+            done = [int(a) for a in self._last[:executed]]
+            done = done[: done.index(STOP)] if STOP in done else done
+            self._actions += done
+            self._expected = integrate_plan(self._pose, done)[-1]
 
 
 #: The proposer "base" of each task: task name -> factory() -> a fresh proposer (the task's base policy, used
