@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from actwm import sim
 from actwm.geometry import se2_compose, se2_relative, wrap_angle
 from actwm.planning.interface import Observation, get_vocabulary
 from actwm.planning.loop import Agent, PlannerConfig
@@ -23,15 +22,9 @@ from actwm.planning.scorers import GoalSimilarity, NeverStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavEpisode, ImageNavTask
 from actwm.planning.tasks.imagenav import integrate_plan, oracle_plan
 from actwm.planning.worlds import NoWorld
+from tests.planning import test_policy
 
-
-@pytest.fixture(scope="module")
-def room():
-    """A `nav` scene (training seed 6) at 64 px and the simulator's own free start pose."""
-    env = sim.make("nav", size=64)
-    obs, _ = env.reset(seed=6)
-    yield env.unwrapped, obs["pose"].astype(np.float64)
-    env.close()
+room = test_policy.room  # the shared `nav` scene fixture (training seed 6, 64 px)
 
 
 def _scan(u, pose, views=14):

@@ -153,8 +153,12 @@ class TemplateMatchPolicy(_Base):
         return [self._plan(a, horizon) for a in unique.values()]
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
+        return self._rows([self.preferred(observation, horizon), *self.macros(horizon)], count, horizon)
+
+    def _rows(self, plans: list[np.ndarray], count: int, horizon: int) -> np.ndarray:
+        """`(count, L)`: `plans` without repeats, in order, then random plans."""
         rows, seen = [], set()
-        for plan in [self.preferred(observation, horizon), *self.macros(horizon)]:
+        for plan in plans:
             if plan.tobytes() not in seen:
                 rows.append(plan)
                 seen.add(plan.tobytes())
@@ -303,14 +307,7 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         paths = [
             self._plan(self._path(self._pose, se2_compose(t, np.array(n))), horizon) for t in targets for n in nudges
         ]
-        rows, seen = [], set()
-        for plan in [own, *paths, *self.macros(horizon)]:
-            if plan.tobytes() not in seen:
-                rows.append(plan)
-                seen.add(plan.tobytes())
-        if len(rows) < count:
-            rows.extend(self._uniform(count - len(rows), horizon))
-        return np.stack(rows[:count])
+        return self._rows([own, *paths, *self.macros(horizon)], count, horizon)
 
     def advance(self, executed: int) -> None:
         """Odometry's expectation after `executed` actions of its own plan (row 0); without the task's action
