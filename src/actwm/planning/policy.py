@@ -228,6 +228,8 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         self._corrected = False
         self._pose = np.zeros(3)  # odometry at the last decision
         self._expected: np.ndarray | None = None  # odometry after the executed part of the own plan
+        self._targets: list[tuple[list[int], np.ndarray]] = []  # (moves, target) of the last proposals
+        self._decided_at = 0  # actions executed before the last decision
         self.estimates: list[PoseEstimate] = []
 
     def odometry(self, observation: Observation) -> np.ndarray:
@@ -240,10 +242,10 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         """The plan `(L,)`: scan (one left turn), else the path to the current hypothesis, else stop."""
         if observation.goal is None:
             raise ValueError("proposer 'base' needs a goal image in the observation")
-        pose = self._pose = self.odometry(observation)
+        pose = self.odometry(observation)
         if self._hyps is not None and self._expected is not None and np.abs(pose - self._expected).max() > 1e-6:
-            self._hyps.insert(0, pose.copy())  # a world model chose another plan: its endpoint is the new target
-            self._corrected = True
+            self._follow(observation, pose)  # a world model chose another plan
+        self._pose = pose
         if self._hyps is None:
             if self._scan(observation, pose):
                 return self._plan([self._left], horizon)
@@ -267,6 +269,19 @@ class PoseSearchPolicy(TemplateMatchPolicy):
             self._checked.append((check.cost, pose))
             self._hyps.pop(0)
             self._corrected = False
+
+    def _follow(self, observation: Observation, pose: np.ndarray) -> None:
+        """A world model executed another proposal: the target that plan leads to (a hypothesis or a pose
+        a step off one) becomes the current one. Needs the task's action list (`extras["actions"]`)."""
+        actions = observation.extras.get("actions")
+        if actions is None:
+            return
+        done = [int(a) for a in actions[self._decided_at :] if int(a) != STOP]
+        for moves, target in self._targets:
+            if moves[: len(done)] == done:
+                self._hyps.insert(0, target)
+                self._corrected = True
+                return
 
     def _scan(self, observation: Observation, pose: np.ndarray) -> bool:
         """Add the view to the panorama; True while scanning goes on, else the hypotheses are set."""
@@ -295,8 +310,8 @@ class PoseSearchPolicy(TemplateMatchPolicy):
 
     def propose(self, observation: Observation, count: int, horizon: int) -> np.ndarray:
         """`(M', L)` plans, M' <= count: while scanning only the scan's next turn (imagining the goal cannot
-        value a look around); then row 0, the paths to every hypothesis and to poses one step or turn off
-        each (where imagination can tell which endpoint looks like the goal), the macros, random plans."""
+        value a look around); then row 0 and the complete paths (within L) to every hypothesis and to poses
+        one step or turn off each: imagination chooses which endpoint looks like the goal."""
         own = self.preferred(observation, horizon)
         self._last = own
         if self._hyps is None:
@@ -304,10 +319,17 @@ class PoseSearchPolicy(TemplateMatchPolicy):
         targets = [*self._hyps, *(pose for _, pose in self._checked)]
         nudges = [(0.0, 0.0, 0.0), (FORWARD_M, 0, 0), (-FORWARD_M, 0, 0), (0, FORWARD_M, 0), (0, -FORWARD_M, 0)]
         nudges += [(0, 0, TURN_RAD), (0, 0, -TURN_RAD)]
-        paths = [
-            self._plan(self._path(self._pose, se2_compose(t, np.array(n))), horizon) for t in targets for n in nudges
-        ]
-        return self._rows([own, *paths, *self.macros(horizon)], count, horizon)
+        ends = [se2_compose(t, np.array(n)) for t in targets for n in nudges]
+        paths = [self._path(self._pose, e) for e in ends]
+        self._targets = [(p, e) for p, e in zip(paths, ends) if len(p) <= horizon]  # for `_follow`
+        actions = observation.extras.get("actions")
+        self._decided_at = len(self._actions if actions is None else actions)
+        rows, seen = [], set()
+        for plan in [own, *(self._plan(p, horizon) for p, _ in self._targets)]:
+            if plan.tobytes() not in seen:
+                rows.append(plan)
+                seen.add(plan.tobytes())
+        return np.stack(rows[:count])
 
     def advance(self, executed: int) -> None:
         """Odometry's expectation after `executed` actions of its own plan (row 0); without the task's action
