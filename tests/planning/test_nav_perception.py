@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from actwm.geometry import se2_compose, se2_relative, wrap_angle
-from actwm.planning.interface import Observation, get_vocabulary
+from actwm.planning.interface import STOP, Observation, get_vocabulary
 from actwm.planning.loop import Agent, PlannerConfig
 from actwm.planning.nav_perception import (
     CameraRig,
@@ -122,3 +122,32 @@ def test_imagenav_observations_list_the_executed_actions():
         assert obs.extras["actions"][-1] == names.index("stop")
     finally:
         task.close()
+
+
+def test_policy_follows_a_world_models_choice_of_hypothesis(room):
+    u, start = room
+    policy = PoseSearchPolicy()
+    policy.reset(get_vocabulary("nav_discrete"), np.random.default_rng(0))
+    goal = u.render_pose(se2_compose(start, np.array([1.0, 0.0, 0.0])))["rgb"]
+    executed: list[int] = []
+    for _ in range(14):  # the scan, then the first go-phase proposals
+        pose = integrate_plan(np.zeros(3), executed)[-1]
+        view = u.render_pose(se2_compose(start, pose))["rgb"]
+        plans = policy.propose(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 64, 20)
+        if len(plans) == 1:
+            executed.append(int(plans[0, 0]))
+            policy.advance(1)
+    own = [int(a) for a in plans[0] if int(a) != STOP]
+    paths = [oracle_plan_indices(pose, e.pose) for e in policy.estimates[1:3]]
+    other = next(p for p in paths if p[:2] != own[:2])  # a world model picks another hypothesis' path ...
+    executed += other[:2]  # ... and executes its first two actions
+    policy.advance(2)
+    pose = integrate_plan(np.zeros(3), executed)[-1]
+    view = u.render_pose(se2_compose(start, pose))["rgb"]
+    plans = policy.propose(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 64, 20)
+    assert [int(a) for a in plans[0] if int(a) != STOP] == other[2:]  # the policy goes on to that hypothesis
+
+
+def oracle_plan_indices(pose, target):
+    names = get_vocabulary("nav_discrete").primitives
+    return [names.index(a) for a in oracle_plan(pose, target)]
