@@ -151,3 +151,9 @@ def test_policy_follows_a_world_models_choice_of_hypothesis(room):
 def oracle_plan_indices(pose, target):
     names = get_vocabulary("nav_discrete").primitives
     return [names.index(a) for a in oracle_plan(pose, target)]
+
+
+@pytest.mark.parametrize("bad", [{"scan_views": 0}, {"scan_views": 17}, {"hypotheses": 0}, {"radius": 0.0}])
+def test_pose_search_policy_refuses_bad_settings(bad):
+    with pytest.raises(ValueError, match="PoseSearchPolicy needs"):
+        PoseSearchPolicy(**bad)

@@ -10,10 +10,10 @@ actions (odometry), never its true pose. From that:
    contact point's horizontal distance. This gives a 3D point per goal pixel in the goal's robot frame.
 3. Panorama (`Panorama`): views taken while turning in place (known relative headings) are resampled
    into one cylindrical image around that spot, so any 3D point can be looked up by bearing and elevation.
-4. Search (`estimate_pose`): for candidate goal poses (x, y, yaw) in the panorama's frame (yaws on the
+4. Search (`estimate_poses`): for candidate goal poses (x, y, yaw) in the panorama's frame (yaws on the
    agent's 22.5-degree lattice, positions on a grid, coarse then fine), the goal's pop-up points are moved
    into the panorama and their colours compared with the goal's (a truncated quadratic, walls and objects
-   weighted above the aliasing checker floor); the best candidate is the estimate.
+   weighted above the aliasing checker floor); the best distinct candidates are the hypotheses.
 
 Shapes: images `(H, W, 3)` uint8; points `(N, 3)` metres in a robot frame (x forward, y left, z up).
 """

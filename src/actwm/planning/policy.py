@@ -1,12 +1,18 @@
-"""The base policy: goal-to-view template matching with OpenCV, no world model.
+"""ImageNav base policies (no world model) and the per-task registry behind `--proposer base`.
 
-It finds the goal image's centre in the current view (`cv2.matchTemplate`, normalised cross-correlation
-over a few scales), turns towards it and walks forward until the goal's content looks as big as in the goal
-image, then stops; when the goal is not in view it scans by turning left, and after a full turn without a
-match faces the best-matching heading it saw and walks on. As a proposer it returns its own plan first,
-then structured alternatives (turns in place, walks, side steps, steps back) and random plans; without a
-world model the agent follows row 0, with one the world model revises among all rows (World-In-World's
-use of its base VLM).
+- `PoseSearchPolicy` (ImageNav's registered base policy): scans once in place, estimates where the goal
+  image was taken (`actwm.planning.nav_perception`: pop-up depth of the goal image matched against a
+  panorama of its own views), walks there by odometry, checks on arrival and stops. A world model revises it
+  by choosing among the paths to its goal hypotheses.
+- `TemplateMatchPolicy` (the earlier one, still used by the demo): finds the goal image's centre in the
+  current view (`cv2.matchTemplate`, normalised cross-correlation over a few scales), turns towards it and
+  walks forward until the goal's content looks as big as in the goal image, then stops; when the goal is not
+  in view it scans by turning left, and after a full turn without a match faces the best-matching heading it
+  saw and walks on. As a proposer it returns its own plan first, then structured alternatives (turns in
+  place, walks, side steps, steps back) and random plans.
+
+Without a world model the agent follows row 0; with one the world model revises among the rows
+(World-In-World's use of its base VLM).
 """
 
 from __future__ import annotations
