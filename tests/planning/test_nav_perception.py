@@ -106,6 +106,10 @@ def test_policy_scans_then_follows_its_estimate_by_odometry(room):
         path = [names.index(a) for a in oracle_plan(pose, se2_compose(np.zeros(3), est.pose))]
         row = np.array((path + [names.index("stop")] * 20)[:20])
         assert (plans == row).all(axis=1).any()
+    assert len(plans) == 64  # `wide`: macros and random plans fill up to M
+    policy.wide = False  # only the own plan and the hypotheses' paths
+    narrow = policy.propose(Observation(rgb=view, goal=goal, extras={"actions": tuple(executed)}), 64, 20)
+    assert 1 < len(narrow) < 64 and (narrow == plans[: len(narrow)]).all()
 
 
 def test_imagenav_observations_list_the_executed_actions():
