@@ -11,7 +11,7 @@ from actwm.geometry import se2_compose
 from actwm.pixels import uint8_to_unit
 from actwm.planning import policy
 from actwm.planning.interface import STOP, Observation, get_vocabulary
-from actwm.planning.policy import TemplateMatchPolicy, base_policy, register_base_policy
+from actwm.planning.policy import PoseSearchPolicy, TemplateMatchPolicy, base_policy, register_base_policy
 from actwm.planning.runner import PlanRunConfig, build_proposer
 from actwm.planning.scorers import GoalSimilarity
 
@@ -23,9 +23,9 @@ class _PushPolicy(TemplateMatchPolicy):
 def test_base_proposer_is_the_tasks_registered_policy(monkeypatch):
     monkeypatch.setitem(policy.BASE_POLICIES, "push", _PushPolicy)
     assert type(build_proposer(PlanRunConfig(task="push"))) is _PushPolicy
-    assert type(build_proposer(PlanRunConfig(task="imagenav"))) is TemplateMatchPolicy
+    assert type(build_proposer(PlanRunConfig(task="imagenav"))) is PoseSearchPolicy
     monkeypatch.delitem(policy.BASE_POLICIES, "push")
-    assert type(base_policy("push")) is TemplateMatchPolicy  # fallback: refuses non-nav vocabularies at reset
+    assert type(base_policy("push")) is PoseSearchPolicy  # fallback: refuses non-nav vocabularies at reset
 
 
 def test_register_base_policy_refuses_a_non_callable():

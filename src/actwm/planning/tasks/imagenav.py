@@ -135,7 +135,7 @@ class ImageNavTask(SimTask):
 
     def __init__(self, config: ImageNavConfig | None = None) -> None:
         super().__init__(config or ImageNavConfig())
-        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False}
+        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False, "executed": []}
 
     # -- episode sets --------------------------------------------------------------------------------
     def _draw_episode(self, index: int, scene: int) -> ImageNavEpisode | None:
@@ -173,11 +173,14 @@ class ImageNavTask(SimTask):
         self._check_goal_image(episode.goal_image)
         self.env.reset(seed=episode.scene_seed, options={"pose": episode.start})
         self.episode = episode
-        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False}
+        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False, "executed": []}
         return self.observe()
 
     def observe(self) -> Observation:
-        """The agent's current view and the goal image (`pose` is the true pose: oracle use only)."""
+        """The agent's current view and the goal image (`pose` is the true pose: oracle use only).
+
+        `extras["actions"]`: the primitive indices the agent has executed so far (its own commands: odometry,
+        not privileged; a forward refused by a collision is still listed)."""
         ep = self._require_episode()
         u = self.env.unwrapped
         return Observation(
@@ -185,7 +188,7 @@ class ImageNavTask(SimTask):
             goal=ep.goal_image,
             step=self._books["issued"],
             pose=u.pose.copy(),
-            extras={"stopped": self._books["stopped"]},
+            extras={"stopped": self._books["stopped"], "actions": tuple(self._books["executed"])},
         )
 
     def env_actions(self, action: Any) -> list[np.ndarray]:
@@ -205,6 +208,8 @@ class ImageNavTask(SimTask):
         index = self._index(action)
         books = self._books
         books["issued"] += 1
+        if not books["stopped"]:
+            books["executed"].append(index)
         if books["stopped"]:
             return self.observe()
         if self.vocabulary.primitives[index] == "stop":
