@@ -1,10 +1,10 @@
 """The demo's closed-loop stage: ImageNav on held-out scenes with no world model, the demo's model, the oracle.
 
-All three agents use the same base-policy proposals (`TemplateMatchPolicy`), the same scorer and the same
-stop rule; only the world model differs, and it revises the base policy's own plan only when an imagined
-alternative scores clearly better (`DemoConfig.plan.planner.base_margin`). Tasks run at the demo model's image
-size with the demo's renders (supersampled), on planning scenes (seeds >= 2e9, disjoint from the demo's training
-and held-out scenes).
+All three agents use the same base-policy proposals (ImageNav's base policy `PoseSearchPolicy`, as `actwm plan`
+uses it; `BASE_POLICY` names it in the results), the same scorer and the same stop rule; only the world model
+differs, and it revises the base policy's own plan only when an imagined alternative scores clearly better
+(`DemoConfig.plan.planner.base_margin`). Tasks run at the demo model's image size with the demo's renders
+(supersampled), on planning scenes (seeds >= 2e9, disjoint from the demo's training and held-out scenes).
 The stop threshold is calibrated at this size on TRAINING scenes 0..n-1 (`actwm.planning.calibrate`).
 
 The agent without a world model and the oracle run in a second process on the second core while the demo
@@ -30,7 +30,7 @@ from actwm.models.world_model import WorldModel
 from actwm.planning.calibrate import best_threshold, stop_samples
 from actwm.planning.interface import ImaginedWorld
 from actwm.planning.loop import Agent
-from actwm.planning.policy import TemplateMatchPolicy
+from actwm.planning.policy import PoseSearchPolicy, TemplateMatchPolicy
 from actwm.planning.runner import PlanRunConfig, _summary, fingerprint, prepare, run_episodes
 from actwm.planning.scorers import GoalSimilarity, SimilarityStop
 from actwm.planning.tasks import ImageNavConfig, ImageNavTask
@@ -42,6 +42,11 @@ __all__ = ["stage_plan", "make_world", "imagenav_task", "calibrated_stop", "run_
 
 AGENTS = ("none", "action", "oracle")
 LABELS = {"none": "no world model (base policy)", "action": "demo model (EgoWM)", "oracle": "ORACLE (simulator)"}
+
+
+# The agents' base policy: the pose search with only its hypotheses' paths as alternatives (`wide=False`: at M = 4
+# the wide variant's macros and random plans would crowd them out; measured on the demo's episodes with it).
+BASE_POLICY = "PoseSearchPolicy(wide=False)"
 
 
 def imagenav_task(cfg: DemoConfig) -> ImageNavTask:
@@ -93,7 +98,8 @@ def make_world(kind: str, cfg: DemoConfig, model_dir: Path | None = None) -> Ima
 def _agent(world: ImaginedWorld, cfg: DemoConfig, stop: dict[str, float], proposals: int) -> Agent:
     rule = SimilarityStop(GoalSimilarity("ncc"), stop["threshold"], stop["stay_floor"])
     planner = replace(cfg.plan.planner, proposals=proposals)
-    return Agent(world, TemplateMatchPolicy(), GoalSimilarity("ssim", "last"), rule, planner)
+    policy = PoseSearchPolicy(nav=NavConfig(supersample=cfg.data.supersample), wide=False)
+    return Agent(world, policy, GoalSimilarity("ssim", "last"), rule, planner)
 
 
 def agent_settings(cfg: DemoConfig) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def agent_settings(cfg: DemoConfig) -> dict[str, Any]:
         del settings[key]
     for key in ("enabled", "parallel"):
         del settings["plan"][key]
-    return settings
+    return {**settings, "base_policy": BASE_POLICY}
 
 
 def run_agent(kind: str, cfg: DemoConfig, stop: dict[str, float], out: Path, model_dir: Path | None = None) -> dict:
@@ -171,7 +177,7 @@ def paired_futures(
     oracle = OracleWorld()
     oracle.bind(task)
     world.bind(task)
-    proposer = TemplateMatchPolicy()
+    proposer = TemplateMatchPolicy()  # diverse plans from the start (the pose search begins with its scan turn alone)
     imagined, real, goals = [], [], []
     for ep in episodes:
         obs = task.reset(ep)
