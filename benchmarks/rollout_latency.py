@@ -1,3 +1,4 @@
+# 589 lines: one benchmark, five sections (horizons, guidance, batched, fast paths, compile) on one model
 """Imagination cost: chunked rollouts against frame-wise generation, guidance, batched candidates, compile.
 
     python benchmarks/rollout_latency.py --json results/rollout_latency.json [--quick] [--repeats 3] [--dtype bfloat16]
