@@ -4,12 +4,12 @@
   image was taken (`actwm.planning.nav_perception`: pop-up depth of the goal image matched against a
   panorama of its own views), walks there by odometry, checks on arrival and stops. A world model revises it
   by choosing among the paths to its goal hypotheses.
-- `TemplateMatchPolicy` (the earlier one, still used by the demo): finds the goal image's centre in the
-  current view (`cv2.matchTemplate`, normalised cross-correlation over a few scales), turns towards it and
-  walks forward until the goal's content looks as big as in the goal image, then stops; when the goal is not
-  in view it scans by turning left, and after a full turn without a match faces the best-matching heading it
-  saw and walks on. As a proposer it returns its own plan first, then structured alternatives (turns in
-  place, walks, side steps, steps back) and random plans.
+- `TemplateMatchPolicy` (the earlier one; the demo's controllability study draws its diverse plans): finds
+  the goal image's centre in the current view (`cv2.matchTemplate`, normalised cross-correlation over a few
+  scales), turns towards it and walks forward until the goal's content looks as big as in the goal image, then
+  stops; when the goal is not in view it scans by turning left, and after a full turn without a match faces
+  the best-matching heading it saw and walks on. As a proposer it returns its own plan first, then structured
+  alternatives (turns in place, walks, side steps, steps back) and random plans.
 
 Without a world model the agent follows row 0; with one the world model revises among the rows
 (World-In-World's use of its base VLM).
@@ -196,7 +196,8 @@ class PoseSearchPolicy(TemplateMatchPolicy):
        at most `check_cost` (calibrated on training scenes, `DEFAULT_CHECK_COST`)
        means "here": step to the correction once if it is off, else stop (row 0 starts with stop). A
        failed check moves on to the next hypothesis; with none left, the best-checked one is the last stop.
-    Its alternatives for a world model are `TemplateMatchPolicy.macros` (turns, walks, side steps, backs).
+    Its alternatives for a world model (`propose`) are the paths to every hypothesis and to poses one step or
+    turn off each, and with `wide` also `TemplateMatchPolicy.macros` and random plans.
 
     Args:
         nav: the camera (field of view, height, pitch, supersample) the agent knows it has.

@@ -46,6 +46,11 @@ class ImageNavConfig:
         require(0 <= self.view_turns <= 8, self, "view_turns", "in 0..8")
 
 
+def _fresh_books() -> dict[str, Any]:
+    """An episode's bookkeeping: actions issued, moves, path (m), collisions, stopped, executed primitive indices."""
+    return {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False, "executed": []}
+
+
 @dataclass(frozen=True, eq=False)
 class ImageNavEpisode:
     """One ImageNav episode. Poses are (x, y, yaw) in the scene's world frame (metres, radians).
@@ -135,7 +140,7 @@ class ImageNavTask(SimTask):
 
     def __init__(self, config: ImageNavConfig | None = None) -> None:
         super().__init__(config or ImageNavConfig())
-        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False, "executed": []}
+        self._books = _fresh_books()
 
     # -- episode sets --------------------------------------------------------------------------------
     def _draw_episode(self, index: int, scene: int) -> ImageNavEpisode | None:
@@ -173,7 +178,7 @@ class ImageNavTask(SimTask):
         self._check_goal_image(episode.goal_image)
         self.env.reset(seed=episode.scene_seed, options={"pose": episode.start})
         self.episode = episode
-        self._books = {"issued": 0, "moves": 0, "path": 0.0, "collisions": 0, "stopped": False, "executed": []}
+        self._books = _fresh_books()
         return self.observe()
 
     def observe(self) -> Observation:
@@ -208,10 +213,9 @@ class ImageNavTask(SimTask):
         index = self._index(action)
         books = self._books
         books["issued"] += 1
-        if not books["stopped"]:
-            books["executed"].append(index)
         if books["stopped"]:
             return self.observe()
+        books["executed"].append(index)
         if self.vocabulary.primitives[index] == "stop":
             books["stopped"] = True
             return self.observe()
