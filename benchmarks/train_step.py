@@ -33,7 +33,9 @@ Switches (`TrainConfig` fields, each default-off): compile (torch.compile of the
 channels_last, sdpa_math / sdpa_flash (`sdpa_backend`), foreach / fused (`optimizer_impl`), fast_paths (the Wan
 adapter's one-key cross-attention and per-frame modulation under autograd), and `all`
 (every switch named in `--combine`, default compile + fused + fast_paths); `--combos` adds more combinations
-(`compile+fused`), each a setting of its own in the same rounds.
+(`compile+fused`), each a setting of its own in the same rounds. `bf16` (bf16 autocast) makes precision a
+switch, so `--mixed-precision no --switches bf16 --combos compile+fused+fast_paths+bf16` times fp32 and bf16
+interleaved in one row.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "foreach": {"optimizer_impl": "foreach"},
     "fused": {"optimizer_impl": "fused"},
     "fast_paths": {"fast_paths": True},
+    "bf16": {"mixed_precision": "bf16"},  # autocast in the same row's rounds: precision compared side by side
 }
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")

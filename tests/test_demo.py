@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from actwm.demo import DemoConfig, resolve_precision, run_demo, shuffled_order
 
@@ -109,6 +110,16 @@ def test_demo_config_rejects_bad_sampling_settings():
         DemoConfig().updated({"train": {"mixed_precision": "fp16"}})
     assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("bf16", "no")
+
+
+def test_auto_precision_is_fp32_when_torch_kernels_stop_at_avx2(monkeypatch):
+    """A bf16-capable CPU whose kernels are limited to AVX2 (ATEN_CPU_CAPABILITY=avx2, a laptop's case) trains
+    in fp32: autocast there would run bf16 through AVX2 code without bf16 units."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert resolve_precision("auto") == "no"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert resolve_precision("auto") == "bf16"
 
 
 def test_loss_curve_continues_passive_steps_into_action(tmp_path):

@@ -303,11 +303,13 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_precision(setting: str) -> str:
-    """`auto` -> "bf16" on a CPU with native bf16 matmuls (AVX512-BF16 or AMX), else "no"."""
+    """`auto` -> "bf16" on a CPU with native bf16 matmuls (AVX512-BF16 or AMX) that torch's kernels may use, else
+    "no". Kernels limited to AVX2 (`ATEN_CPU_CAPABILITY=avx2`, as on most laptops) have no bf16 units: fp32."""
     if setting != "auto":
         return setting
     try:
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     except AttributeError:  # private helpers; assume no native bf16 if a torch build lacks them
         native = False
+    native = native and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
     return "bf16" if native else "no"
