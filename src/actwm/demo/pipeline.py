@@ -39,6 +39,7 @@ from actwm.demo import report
 from actwm.demo.config import DemoConfig
 from actwm.demo.planning_stage import stage_plan
 from actwm.demo.stages import (
+    PROBE_STEPS,
     _scratch_in_child,
     eval_clips,
     round_or_none,
@@ -51,7 +52,7 @@ from actwm.demo.stages import (
 )
 from actwm.io import atomic_write_json, read_json
 
-__all__ = ["DemoState", "StageClock", "DEFAULT_STAGES", "insert_stage", "run_demo"]
+__all__ = ["DemoState", "StageClock", "DEFAULT_STAGES", "announce_demo_time", "insert_stage", "run_demo"]
 
 
 class StageClock:
@@ -125,13 +126,22 @@ def stage_train(state: DemoState) -> None:
         )
         print("from-scratch comparison training in a second process", flush=True)
 
-    def stage(name: str, run: str, steps: int, passive: bool, init_from: Path | None) -> Path:
+    def stage(name: str, run: str, steps: int, passive: bool, init_from: Path | None, probe=None) -> Path:
         return clock.run(
-            name, train_stage, cfg, state.data, runs / run, steps=steps, passive=passive, init_from=init_from
+            name,
+            train_stage,
+            cfg,
+            state.data,
+            runs / run,
+            steps=steps,
+            passive=passive,
+            init_from=init_from,
+            probe=probe,
         )
 
-    passive = stage("2 passive stage", "passive", train.passive_steps, True, None)
-    announce_training_time(cfg, clock.stages.get("2 passive stage", {}).get("seconds"))
+    elapsed = sum(s["seconds"] for s in clock.stages.values() if not s.get("parallel"))  # the stages before
+    announce = lambda rate: announce_demo_time(cfg, rate, elapsed + PROBE_STEPS * rate)  # noqa: E731
+    passive = stage("2 passive stage", "passive", train.passive_steps, True, None, probe=announce)
     state.models["action"] = stage("3 action stage", "action", train.action_steps, False, passive)
     if scratch is not None:
         final, seconds, peak = clock.run("4 from scratch (wait)", scratch.result)
@@ -140,22 +150,41 @@ def stage_train(state: DemoState) -> None:
         state.models["scratch"] = final
 
 
-def announce_training_time(cfg: DemoConfig, passive_seconds: float | None) -> str | None:
-    """Say up front how long the action stage will take on THIS machine, measured from the passive stage's steps
-    (the same model, batch and precision; the action model adds its small encoder). Returns the line printed."""
-    train = cfg.train
-    if not passive_seconds or train.passive_steps < 1:
+#: Calibration of `announce_demo_time`, from the full demo on the reference machine (README's timings):
+#: a compiled action step costs 0.5-0.8 of an eager passive step (0.52 there, 0.76 in the AVX2-emulated
+#: benchmark); the work after training, in passive-step equivalents at the default sizes (one model's guided
+#: and unguided rollouts and scores 108, the closed-loop stage 417, the rest 20).
+COMPILED_STEP_RATIO = (0.5, 0.8)
+EVAL_STEPS_PER_MODEL, PLAN_STEPS, OTHER_STEPS = 108.0, 417.0, 20.0
+
+
+def announce_demo_time(cfg: DemoConfig, seconds_per_step: float | None, elapsed: float = 0.0) -> str | None:
+    """Say up front how long the whole demo will take on THIS machine, from the speed of the passive stage's
+    first steps (`seconds_per_step`, eager) and the `elapsed` seconds so far. Returns the line printed."""
+    train, ref = cfg.train, DemoConfig()
+    if not seconds_per_step:
         return None
-    per_step = passive_seconds / train.passive_steps
-    minutes = per_step * train.action_steps / 60
+    ratios = COMPILED_STEP_RATIO if train.compile else (1.0, 1.0)
+    training = [seconds_per_step * (train.passive_steps + train.action_steps * c) for c in ratios]
+    evals = EVAL_STEPS_PER_MODEL * (1 + train.scratch) * (cfg.eval.clips * cfg.eval.sample_steps)
+    evals /= ref.eval.clips * ref.eval.sample_steps * (1 if cfg.guidance.scale != 1.0 else 2)
+    plan = PLAN_STEPS * cfg.plan.episodes * cfg.plan.budget / (ref.plan.episodes * ref.plan.budget)
+    rest = seconds_per_step * (evals + OTHER_STEPS + plan * cfg.plan.enabled)
+    low, high = (elapsed + t + rest for t in training)
     line = (
-        f"this machine trains at {per_step:.3f} s/step (passive stage): the {train.action_steps} action-stage steps "
-        f"will take about {minutes:.1f} min"
+        f"this machine trains at {seconds_per_step:.3f} s/step (first passive steps): the demo will take about "
+        f"{_minutes(low, high)} in all, {_minutes(*training)} of it training"
         + (" (from scratch trains alongside on the other core)" if train.scratch else "")
-        + (", or about 25-30% less compiled, after a one-off compile of 1-2 min" if train.compile else "")
     )
+    if low > 20 * 60:
+        line += "; for less: --no-scratch, --no-plan, or --quick (a smoke run of every stage)"
     print(line, flush=True)
     return line
+
+
+def _minutes(low: float, high: float) -> str:
+    lo, hi = round(low / 60), round(high / 60)
+    return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
 
 
 def _rollout_and_score(state: DemoState, name: str, model_dir: Path, out: Path, guidance: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import resource
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from actwm.train.config import TrainConfig
 from actwm.video import read_frames, write_frames
 
 KINDS = ("true", "shuffled")
+PROBE_STEPS = 30  # steps timed before the demo says how long it will take
 
 
 def simulate_data(cfg: DemoConfig, out: Path) -> Path:
@@ -84,9 +85,21 @@ def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def train_stage(
-    cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: bool, init_from: Path | None, progress: bool = True
+    cfg: DemoConfig,
+    data: Path,
+    run: Path,
+    *,
+    steps: int,
+    passive: bool,
+    init_from: Path | None,
+    progress: bool = True,
+    probe: Callable[[float], Any] | None = None,
 ) -> Path:
-    """Stages 2-4: one training run (resumes if interrupted; skipped when finished)."""
+    """Stages 2-4: one training run (resumes if interrupted; skipped when finished).
+
+    `probe(seconds_per_step)`, on a fresh run longer than `PROBE_STEPS`: the run stops after its first
+    `PROBE_STEPS` steps, reports their median step time (the first step, with its warm-up, left out), then
+    resumes from that checkpoint (bit-exact: the same model as an uninterrupted run)."""
     final = run / "final"
     if (final / "model.safetensors").is_file():
         print(f"finished run exists: {final}")
@@ -117,6 +130,9 @@ def train_stage(
         optimizer_impl="fused",
         fast_paths=cfg.train.fast_paths,
     )
+    if probe is not None and steps > PROBE_STEPS and not (run / "checkpoints").is_dir():
+        first = trainer.train(tcfg, progress=progress, stop_after=PROBE_STEPS)
+        probe(first.steady_seconds_per_step)
     return trainer.train(tcfg, progress=progress).final_dir
 
 
