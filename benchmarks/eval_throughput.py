@@ -63,14 +63,14 @@ def _best(fn, repeats: int) -> float:
 
 def bench_scs(size: int, frames: int, repeats: int) -> tuple[list[dict], str]:
     from actwm.eval.scs import structural_consistency
-    from actwm.eval.trackers import ClassicalFlowTracker, FlowConfig
+    from actwm.eval.trackers import ClassicalFlowTracker, FlowConfig, TrackerConfig
     from actwm.eval.trim import flow_trim_point
 
     gt, pred, masks, source = _videos(size, frames)
     rows = []
     for label, cfg in [
-        ("classical (default)", FlowConfig()),
-        ("classical, no global prior", FlowConfig(global_prior=False)),
+        ("classical (default)", TrackerConfig()),
+        ("classical, no global prior", TrackerConfig(FlowConfig(global_prior=False))),
     ]:
         tracker = ClassicalFlowTracker(cfg)
         for n in sorted({1, min(4, len(masks))}):

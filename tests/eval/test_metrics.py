@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -134,6 +135,24 @@ def test_fid_pluggable_feature_and_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth") as info:
         get_metric("fid")
     assert "mseitzer/pytorch-fid" in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_set_metric_options_are_the_networks_own():
+    """fvd/fid take their network's `from_pretrained` options (with its defaults) plus `device`, and pass them on."""
+    options = ["weights", "hub", "resize", "feature", "batch_size", "device"]
+    for name in ("fvd", "fid"):
+        with pytest.raises(ValueError, match=re.escape(f"accepted: {options}")):
+            get_metric(name, net="alex")
+    feature = nn.Flatten()
+    default = get_metric("fid", feature=feature, device="cpu").fn.__self__  # the FID behind `compute`
+    assert (default.feature, default.resize, default.batch_size, default.device) == (
+        feature,
+        299,
+        32,
+        torch.device("cpu"),
+    )
+    chosen = get_metric("fid", feature=feature, resize=None, batch_size=5).fn.__self__
+    assert (chosen.resize, chosen.batch_size) == (None, 5)
 
 
 def test_weights_search_and_wrapped_checkpoints(tmp_path, monkeypatch):

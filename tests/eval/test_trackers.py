@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from actwm.eval import tracker_classical
 from actwm.eval.prompts import (
     Prompt,
     masks_from_prompts,
@@ -15,7 +16,7 @@ from actwm.eval.prompts import (
     structures_from_segmentation,
 )
 from actwm.eval.scs import mask_iou
-from actwm.eval.trackers import ClassicalFlowTracker, FlowConfig, SAM2Config, get_tracker
+from actwm.eval.trackers import ClassicalFlowTracker, FlowConfig, SAM2Config, TrackerConfig, get_tracker
 
 
 def texture(h: int, w: int, seed: int) -> np.ndarray:
@@ -49,7 +50,7 @@ def test_classical_tracker_interface_and_accuracy():
     assert iou[1:].mean() > 0.95, iou.mean(1)
     assert "classical-flow" in tracker.name and "homography" in tracker.name
     # the dense warping model is also available and sane on this easy video
-    dense = ClassicalFlowTracker(FlowConfig(motion_model="dense")).track(frames, masks[0])
+    dense = ClassicalFlowTracker(TrackerConfig(motion_model="dense")).track(frames, masks[0])
     assert mask_iou(dense[1:3], masks[1:3]).mean() > 0.8
 
 
@@ -76,10 +77,28 @@ def test_tracker_input_validation():
         tracker.track(frames.astype(np.float32), masks[0])
     with pytest.raises(ValueError, match="masks0"):
         tracker.track(frames, masks[0, :, :32])
-    with pytest.raises(ValueError, match="motion_model"):
-        FlowConfig(motion_model="optical")
+    with pytest.raises(ValueError, match="TrackerConfig.motion_model"):
+        TrackerConfig(motion_model="optical")
     with pytest.raises(ValueError, match="unknown tracker"):
         get_tracker("cotracker")
+
+
+def test_classical_tracker_options_split_into_flow_and_tracker_settings(monkeypatch):
+    """`get_tracker("classical", ...)` takes flow and tracker settings flat; the flow ones reach the flow."""
+    tracker = get_tracker("classical", motion_model="dense", max_flow_size=None, preset="fast", erode=1)
+    assert tracker.config == TrackerConfig(FlowConfig(preset="fast", max_flow_size=None), motion_model="dense", erode=1)
+    assert tracker.name == "classical-flow(dis-fast,dense,erode=1,max_flow_size=None)"
+    assert get_tracker("classical").name == "classical-flow(dis-medium,homography)"
+    seen = []
+    real = tracker_classical.compute_flow
+    monkeypatch.setattr(tracker_classical, "compute_flow", lambda f, cfg, **kw: seen.append(cfg) or real(f, cfg, **kw))
+    frames, masks = moving_rects(t_len=3)
+    tracker.track(frames, masks[0])
+    assert seen == [tracker.config.flow] * 2  # forward and backward flow with the flow settings
+    with pytest.raises(ValueError, match="not both"):
+        get_tracker("classical", flow=FlowConfig(), global_prior=False)
+    with pytest.raises(ValueError, match="TrackerConfig.flow"):
+        TrackerConfig(flow={"method": "dis"})
 
 
 def test_classical_tracker_on_simulator_held_out_videos():

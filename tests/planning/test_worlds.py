@@ -9,6 +9,7 @@ import torch
 from actwm.models.world_model import WorldModel
 from actwm.planning.translate import FrameStep, closing_frames, model_actions
 from actwm.planning.worlds import CheckpointWorld, make_world_model
+from actwm.planning.worlds_diffusers import I2VConfig
 from actwm.rollout.rollout import RolloutConfig, rollout
 from tests.planning.conftest import free_episode
 from tests.rollout.test_rollout import tiny_nav_model
@@ -60,6 +61,25 @@ def test_make_world_model_loads_a_checkpoint_and_records_its_sha256(tiny_wm, tmp
     assert fp["checkpoint_sha256"] == hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     with pytest.raises(ValueError, match="not 'none', 'oracle'"):
         make_world_model(str(tmp_path / "missing"))
+
+
+def test_world_fingerprints_record_the_settings_as_saved_results_do(tiny_wm):
+    """The world's `rollout` / `sampling` fingerprints come from their configs with the keys and order of saved
+    results (the `rollout` of the demo's planning/action.json at 34eafe7; compile only when on)."""
+    world = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0, guidance_interval=(0.2, 0.8), seed=9))
+    saved = {"steps": 4, "sampler": "euler", "guidance": 2.0, "window": None}
+    assert list(world.fingerprint()["rollout"].items()) == list(saved.items())
+    compiled = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0), compile=True).fingerprint()["rollout"]
+    assert list(compiled.items()) == [*saved.items(), ("compile", True)]
+    sampling = I2VConfig(steps=3, guidance=1.0, height=64, negative_prompt="blur", max_sequence_length=16)
+    assert list(sampling.fingerprint().items()) == [
+        ("steps", 3),
+        ("guidance", 1.0),
+        ("frames_per_action", 4),
+        ("height", 64),
+        ("width", None),
+        ("negative_prompt", "blur"),
+    ]
 
 
 def _episode(task):

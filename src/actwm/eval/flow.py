@@ -3,12 +3,12 @@ tracker (`actwm.eval.tracker_classical`) and the flow-based SCS trim (`actwm.eva
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from actwm.checks import require, require_at_least, require_choice, require_positive
+from actwm.checks import require_at_least, require_choice
 
 __all__ = ["FlowConfig", "compute_flow", "consistent_flow", "gray_frames", "inside_image", "sample_at"]
 
@@ -21,9 +21,10 @@ _DIS_PRESETS = {
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Settings of the classical tracker and of the flow used by the flow-based trim.
+    """Settings of the dense optical flow (used by the flow-based trim, and by the classical tracker through
+    its `TrackerConfig.flow`).
 
-    Flow:
+    Attributes:
         method: "dis" (OpenCV DIS optical flow) or "farneback".
         preset: DIS preset, one of "ultrafast", "fast", "medium".
         finest_scale, patch_size, patch_stride: DIS overrides. OpenCV's presets stop at pyramid level 1 or
@@ -38,58 +39,15 @@ class FlowConfig:
             `prior_min_shift` px, flow is computed on the second frame pre-aligned by that shift. With
             `prior_only` False the unaligned flow is computed too and each pixel keeps the candidate
             with the lower local photometric error (twice the cost).
-    Tracking (parametric models):
-        motion_model: "homography", "affine" (per-object motion fitted to its interior flow) or "dense"
-            (per-pixel backward warping of the mask); see `ClassicalFlowTracker`.
-        erode: pixels eroded off the previous mask before its flow is fitted (flow at motion boundaries is
-            smeared between object and background).
-        min_points, max_points: flow vectors needed for a fit / used at most per fit.
-        ransac_threshold: RANSAC inlier threshold in pixels.
-        fb_check: fit only flow vectors that pass a forward-backward consistency check (costs a second
-            flow field per frame); without it RANSAC alone rejects outliers.
-        verify: choose each step's motion among the object's own fit, the whole-frame (camera) motion
-            and, if it has no fit, its previous motion, by the photometric error of warping the object's
-            pixels onto the next frame (pixels pushed out of view cost a fixed 16 grey levels).
-        refine, refine_band, refine_ratio: re-label pixels within `refine_band` px of each warped
-            boundary by a colour-likelihood ratio (object vs rest of the frame, colour histograms of the
-            previous frame with 8 levels per RGB channel): added above `refine_ratio`, removed below its
-            inverse. Corrects small drift every frame; helps most on flat-shaded renders.
-        extend, extend_ratio: grow each mask into content that entered the view this step (outside the
-            previous frame under the object's motion, e.g. the rest of a wall as the camera turns) where
-            the colour ratio exceeds `extend_ratio`, keeping regions connected to the mask.
-        extend_disoccluded: also grow into pixels failing the backward forward-backward check
-            (disoccluded); off by default because periodic or flat textures fail that check too.
-        offscreen: margin kept around the image, as a fraction of the image size: the part of a
-            structure that leaves the view keeps moving with the camera (whole-frame) motion and
-            reappears when the view returns. 0 disables re-entry.
-    Tracking ("dense" model):
-        occlusion_check: drop pixels whose backward flow fails a forward-backward check (disoccluded,
-            e.g. background uncovered behind a moving object) instead of letting them inherit the mask
-            value of whatever covered them in frame t-1.
     """
 
     method: str = "dis"
     preset: str = "medium"
-    motion_model: str = "homography"
-    erode: int = 3
-    min_points: int = 6
-    max_points: int = 400
-    ransac_threshold: float = 1.0
-    extend: bool = True
-    extend_ratio: float = 4.0
-    extend_disoccluded: bool = False
-    verify: bool = True
-    offscreen: float = 1.0
     finest_scale: int = 0
     max_flow_size: int | None = 64
-    fb_check: bool = True
     global_prior: bool = True
     prior_min_shift: float = 3.0
     prior_only: bool = True
-    refine: bool = True
-    refine_band: int = 2
-    refine_ratio: float = 8.0
-    occlusion_check: bool = True
     patch_size: int = 4
     patch_stride: int = 2
     gd_iterations: int | None = None
@@ -98,27 +56,14 @@ class FlowConfig:
     def __post_init__(self) -> None:
         require_choice(self, "method", ("dis", "farneback"))
         require_choice(self, "preset", sorted(_DIS_PRESETS))
-        require_choice(self, "motion_model", ("homography", "affine", "dense"))
-        require_at_least(self, 0, "finest_scale", "offscreen", "erode")
-        require_at_least(self, 1, "patch_stride", "refine_band")
+        require_at_least(self, 0, "finest_scale")
+        require_at_least(self, 1, "patch_stride")
         require_at_least(self, 2, "patch_size")
-        require_at_least(self, 3, "min_points")
-        require(self.max_points >= self.min_points, self, "max_points", f">= min_points = {self.min_points}")
-        for name in ("extend_ratio", "refine_ratio"):
-            require(getattr(self, name) > 1.0, self, name, "> 1")
-        require_positive(self, "ransac_threshold")
 
     @property
-    def label(self) -> str:
-        """Short description for reports: method and motion model, plus every setting changed from the
-        defaults (so two numbers with the same label came from the same tracker)."""
-        base = f"dis-{self.preset}" if self.method == "dis" else "farneback"
-        changed = [
-            f"{f.name}={getattr(self, f.name)}"
-            for f in fields(self)
-            if f.name not in ("method", "preset", "motion_model") and getattr(self, f.name) != f.default
-        ]
-        return ",".join([base, self.motion_model, *changed])
+    def method_name(self) -> str:
+        """The flow method for report labels: "dis-<preset>" or "farneback"."""
+        return f"dis-{self.preset}" if self.method == "dis" else "farneback"
 
 
 class _FlowEngine:

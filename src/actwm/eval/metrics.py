@@ -173,30 +173,26 @@ def _dreamsim(
     return FrameMetric("dreamsim", False, model.distance, resize, batch_size, device)
 
 
-def _fvd(
-    resize: int = 224,
-    weights: str | None = None,
-    hub: str | None = None,
-    feature: str = "logits",
-    batch_size: int = 4,
-    device: str | None = None,
-) -> SetMetric:
-    model = FVD.from_pretrained(weights=weights, hub=hub, resize=resize, feature=feature, batch_size=batch_size)
-    model.to(device or "cpu")
-    return SetMetric("fvd", False, model.compute)
+def _pretrained_set_metric(name: str, network: type[FVD] | type[FID]) -> Callable[..., SetMetric]:
+    """The factory of the set metric ``name`` computed by a pretrained ``network`` (FVD, FID).
+
+    Its options are ``network.from_pretrained``'s (the defaults stated there: the network's input size,
+    feature and batch size) plus ``device``, so `get_metric` checks them from its signature."""
+
+    def factory(*, device: str | None = None, **options: Any) -> SetMetric:
+        model = network.from_pretrained(**options).to(device or "cpu")
+        return SetMetric(name, False, model.compute)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    options = [p.replace(kind=keyword) for p in inspect.signature(network.from_pretrained).parameters.values()]
+    device = inspect.Parameter("device", keyword, default=None, annotation=str | None)
+    factory.__signature__ = inspect.Signature([*options, device], return_annotation=SetMetric)  # type: ignore[attr-defined]
+    factory.__name__ = f"_{name}"
+    return factory
 
 
-def _fid(
-    resize: int | None = 299,
-    weights: str | None = None,
-    hub: str | None = None,
-    feature: torch.nn.Module | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-) -> SetMetric:
-    model = FID.from_pretrained(weights=weights, hub=hub, resize=resize, feature=feature, batch_size=batch_size)
-    model.to(device or "cpu")
-    return SetMetric("fid", False, model.compute)
+_fvd = _pretrained_set_metric("fvd", FVD)
+_fid = _pretrained_set_metric("fid", FID)
 
 
 _FACTORIES: dict[str, Callable[..., FrameMetric | SetMetric]] = {

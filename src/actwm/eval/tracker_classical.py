@@ -7,15 +7,110 @@ become background, so an object that leaves the view ends up with an empty mask.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+from typing import Any
+
 import cv2
 import numpy as np
 
+from actwm.checks import require, require_at_least, require_choice, require_positive
 from actwm.eval.flow import FlowConfig, compute_flow, consistent_flow, gray_frames, inside_image, sample_at
 from actwm.eval.tracker_base import check_track_inputs
 
-__all__ = ["ClassicalFlowTracker"]
+__all__ = ["ClassicalFlowTracker", "TrackerConfig"]
 
 _COLOUR_BINS = 8
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Settings of the classical tracker: its optical flow (`flow`) and how it propagates masks along it.
+
+    Attributes:
+        flow: the dense optical flow (`actwm.eval.flow.FlowConfig`).
+    Parametric models:
+        motion_model: "homography", "affine" (per-object motion fitted to its interior flow) or "dense"
+            (per-pixel backward warping of the mask); see `ClassicalFlowTracker`.
+        erode: pixels eroded off the previous mask before its flow is fitted (flow at motion boundaries is
+            smeared between object and background).
+        min_points, max_points: flow vectors needed for a fit / used at most per fit.
+        ransac_threshold: RANSAC inlier threshold in pixels.
+        fb_check: fit only flow vectors that pass a forward-backward consistency check (costs a second
+            flow field per frame); without it RANSAC alone rejects outliers.
+        verify: choose each step's motion among the object's own fit, the whole-frame (camera) motion
+            and, if it has no fit, its previous motion, by the photometric error of warping the object's
+            pixels onto the next frame (pixels pushed out of view cost a fixed 16 grey levels).
+        refine, refine_band, refine_ratio: re-label pixels within `refine_band` px of each warped
+            boundary by a colour-likelihood ratio (object vs rest of the frame, colour histograms of the
+            previous frame with 8 levels per RGB channel): added above `refine_ratio`, removed below its
+            inverse. Corrects small drift every frame; helps most on flat-shaded renders.
+        extend, extend_ratio: grow each mask into content that entered the view this step (outside the
+            previous frame under the object's motion, e.g. the rest of a wall as the camera turns) where
+            the colour ratio exceeds `extend_ratio`, keeping regions connected to the mask.
+        extend_disoccluded: also grow into pixels failing the backward forward-backward check
+            (disoccluded); off by default because periodic or flat textures fail that check too.
+        offscreen: margin kept around the image, as a fraction of the image size: the part of a
+            structure that leaves the view keeps moving with the camera (whole-frame) motion and
+            reappears when the view returns. 0 disables re-entry.
+    "dense" model:
+        occlusion_check: drop pixels whose backward flow fails a forward-backward check (disoccluded,
+            e.g. background uncovered behind a moving object) instead of letting them inherit the mask
+            value of whatever covered them in frame t-1.
+    """
+
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    motion_model: str = "homography"
+    erode: int = 3
+    min_points: int = 6
+    max_points: int = 400
+    ransac_threshold: float = 1.0
+    extend: bool = True
+    extend_ratio: float = 4.0
+    extend_disoccluded: bool = False
+    verify: bool = True
+    offscreen: float = 1.0
+    fb_check: bool = True
+    refine: bool = True
+    refine_band: int = 2
+    refine_ratio: float = 8.0
+    occlusion_check: bool = True
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.flow, FlowConfig), self, "flow", "a FlowConfig")
+        require_choice(self, "motion_model", ("homography", "affine", "dense"))
+        require_at_least(self, 0, "offscreen", "erode")
+        require_at_least(self, 1, "refine_band")
+        require_at_least(self, 3, "min_points")
+        require(self.max_points >= self.min_points, self, "max_points", f">= min_points = {self.min_points}")
+        for name in ("extend_ratio", "refine_ratio"):
+            require(getattr(self, name) > 1.0, self, name, "> 1")
+        require_positive(self, "ransac_threshold")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "TrackerConfig":
+        """From flat keyword options, as `get_tracker("classical", ...)` takes them: `FlowConfig` fields go to
+        `flow`, the others are the tracker's (or pass `flow=FlowConfig(...)` itself)."""
+        flow_names = {f.name for f in fields(FlowConfig)}
+        flow = {name: options.pop(name) for name in list(options) if name in flow_names}
+        if flow and "flow" in options:
+            raise ValueError(f"TrackerConfig: pass flow=FlowConfig(...) or flow settings {sorted(flow)}, not both")
+        return cls(**options, **({"flow": FlowConfig(**flow)} if flow else {}))
+
+    @property
+    def label(self) -> str:
+        """Short description for reports: flow method and motion model, plus every setting changed from the
+        defaults, the tracker's then the flow's (so two numbers with the same label came from the same tracker)."""
+        changed = [*_changed(self, ("flow", "motion_model")), *_changed(self.flow, ("method", "preset"))]
+        return ",".join([self.flow.method_name, self.motion_model, *changed])
+
+
+def _changed(config: Any, skip: tuple[str, ...]) -> list[str]:
+    """`name=value` for each field of the dataclass `config` not in `skip` that differs from its default."""
+    return [
+        f"{f.name}={getattr(config, f.name)}"
+        for f in fields(config)
+        if f.name not in skip and getattr(config, f.name) != f.default
+    ]
 
 
 def _colour_index(frames: np.ndarray) -> np.ndarray:
@@ -27,7 +122,7 @@ def _colour_index(frames: np.ndarray) -> np.ndarray:
 class ClassicalFlowTracker:
     """Mask propagation with dense optical flow; needs no weights.
 
-    Two propagation models (`FlowConfig.motion_model`):
+    Two propagation models (`TrackerConfig.motion_model`):
 
     * "homography" (default) / "affine": at each step t-1 -> t, the forward flow of the object's interior
       (previous mask eroded by `erode` px; forward-backward consistent vectors only) is fitted with a
@@ -50,8 +145,8 @@ class ClassicalFlowTracker:
     structures >= 1 % of the image, 64 and 128 px), 0.98-0.99 on textured synthetic objects.
     """
 
-    def __init__(self, config: FlowConfig | None = None) -> None:
-        self.config = config or FlowConfig()
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
         self.name = f"classical-flow({self.config.label})"
 
     def track(self, frames: np.ndarray, masks0: np.ndarray) -> np.ndarray:
@@ -63,9 +158,9 @@ class ClassicalFlowTracker:
         if t_len == 1 or len(masks0) == 0:
             return out
         grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        fwd = compute_flow(frames, self.config, backward=False)
+        fwd = compute_flow(frames, self.config.flow, backward=False)
         need_back = self.config.motion_model == "dense" or self.config.fb_check or self.config.extend_disoccluded
-        back = compute_flow(frames, self.config, backward=True) if need_back else None
+        back = compute_flow(frames, self.config.flow, backward=True) if need_back else None
         if self.config.motion_model == "dense":
             self._track_dense(out, back, fwd, grid)
         else:

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from actwm.eval.flow import FlowConfig, compute_flow, consistent_flow
 from actwm.eval.tracker_base import MaskTracker, check_track_inputs
-from actwm.eval.tracker_classical import ClassicalFlowTracker
+from actwm.eval.tracker_classical import ClassicalFlowTracker, TrackerConfig
 from actwm.eval.tracker_sam2 import SAM2_HUB_IDS, SAM2Config, SAM2Tracker
 
 __all__ = [
     "MaskTracker",
     "FlowConfig",
+    "TrackerConfig",
     "ClassicalFlowTracker",
     "SAM2Config",
     "SAM2Tracker",
@@ -46,9 +47,10 @@ __all__ = [
 
 
 def get_tracker(name: str, **options) -> MaskTracker:
-    """Build a tracker by name: "classical" (options: FlowConfig fields) or "sam2" (SAM2Config fields)."""
+    """Build a tracker by name: "classical" (options: TrackerConfig and FlowConfig fields, flat) or "sam2"
+    (SAM2Config fields)."""
     if name == "classical":
-        return ClassicalFlowTracker(FlowConfig(**options))
+        return ClassicalFlowTracker(TrackerConfig.from_options(**options))
     if name == "sam2":
         return SAM2Tracker(SAM2Config(**options))
     raise ValueError(f"unknown tracker {name!r}; choose 'classical' or 'sam2'")

@@ -93,8 +93,10 @@ class CosmosAdapter(BackboneAdapter):
 
 
 def tiny_config(latent_channels: int) -> dict:
-    """A tiny real Cosmos transformer (2 layers, 2 heads x 32)."""
+    """A tiny real Cosmos transformer (2 layers, 2 heads x 32): Predict2-2B's layout (its 1x2x2 patch, no extra
+    positional embedding) at toy sizes, without the padding-mask channel."""
     return dict(
+        predict2_2b_config(),
         in_channels=latent_channels + 1,
         out_channels=latent_channels,
         num_attention_heads=2,
@@ -104,10 +106,8 @@ def tiny_config(latent_channels: int) -> dict:
         text_embed_dim=32,
         adaln_lora_dim=16,
         max_size=(32, 128, 128),
-        patch_size=(1, 2, 2),
         rope_scale=(1.0, 1.0, 1.0),
         concat_padding_mask=False,
-        extra_pos_embed_type=None,
     )
 
 

@@ -213,19 +213,12 @@ class CheckpointWorld(VideoWorld):
 
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
-        cfg = self.rollout_cfg
         out.update(
             checkpoint=self.source,
             checkpoint_sha256=checkpoint_sha256(self.source) if self.source else None,
             backbone=self.wm.config.backbone,
             action_space=self.motion_space,
-            rollout={
-                "steps": cfg.steps,
-                "sampler": cfg.sampler,
-                "guidance": cfg.guidance,
-                "window": cfg.window,
-                **({"compile": True} if cfg.compile else {}),  # (fingerprints of eager runs stay as they were)
-            },
+            rollout=self.rollout_cfg.fingerprint(),
         )
         return out
 

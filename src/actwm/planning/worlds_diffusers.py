@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ class I2VConfig:
         require_at_least(self, 1, "steps", "frames_per_action", "max_sequence_length")
         require(math.isfinite(self.guidance) and self.guidance >= 0, self, "guidance", "a finite number >= 0")
         require_at_least(self, 8, "height", "width", optional=True)  # pixels
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a result's fingerprint records: every field but `max_sequence_length`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "max_sequence_length"}
 
 
 def resolve_pipeline_dir(source: str | Path) -> Path:
@@ -242,19 +246,11 @@ class DiffusersI2VWorld(VideoWorld):
         out = super().fingerprint()
         if self._weights is None:  # hashing large weights once per run
             self._weights = safetensors_sha256(self.directory) if self.directory else state_sha256(self.pipe)
-        cfg = self.config
         out.update(
             source=self.source,
             pipeline=type(self.pipe).__name__,
             weights_sha256=self._weights,
-            sampling={
-                "steps": cfg.steps,
-                "guidance": cfg.guidance,
-                "frames_per_action": cfg.frames_per_action,
-                "height": cfg.height,
-                "width": cfg.width,
-                "negative_prompt": cfg.negative_prompt,
-            },
+            sampling=self.config.fingerprint(),
             prompt_templates="world-in-world",
         )
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -48,6 +49,12 @@ class RolloutConfig:
             require(interval[0] < interval[1], self, "guidance_interval", "(lo, hi) with lo < hi")
         require_at_least(self, 1, "steps")
         require_at_least(self, 2, "window", optional=True)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a result's fingerprint records: steps, sampler, guidance and window, and `compile` only when
+        on (so eager runs' fingerprints stay as they were). The seed is the runner's, recorded apart."""
+        out = {"steps": self.steps, "sampler": self.sampler, "guidance": self.guidance, "window": self.window}
+        return {**out, "compile": True} if self.compile else out
 
 
 def model_window(wm: WorldModel, window: int | None = None) -> int:
