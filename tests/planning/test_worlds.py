@@ -65,10 +65,13 @@ def test_make_world_model_loads_a_checkpoint_and_records_its_sha256(tiny_wm, tmp
 
 def test_world_fingerprints_record_the_settings_as_saved_results_do(tiny_wm):
     """The world's `rollout` / `sampling` fingerprints come from their configs with the keys and order of saved
-    results (the `rollout` of the demo's planning/action.json at 34eafe7; compile only when on)."""
-    world = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0, guidance_interval=(0.2, 0.8), seed=9))
+    results (the `rollout` of the demo's planning/action.json at 34eafe7; the guidance interval and compile only
+    when set)."""
+    world = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0, seed=9))
     saved = {"steps": 4, "sampler": "euler", "guidance": 2.0, "window": None}
     assert list(world.fingerprint()["rollout"].items()) == list(saved.items())
+    interval = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0, guidance_interval=(0.2, 0.8)))
+    assert list(interval.fingerprint()["rollout"].items()) == [*saved.items(), ("guidance_interval", [0.2, 0.8])]
     compiled = CheckpointWorld(tiny_wm, RolloutConfig(steps=4, guidance=2.0), compile=True).fingerprint()["rollout"]
     assert list(compiled.items()) == [*saved.items(), ("compile", True)]
     sampling = I2VConfig(steps=3, guidance=1.0, height=64, negative_prompt="blur", max_sequence_length=16)

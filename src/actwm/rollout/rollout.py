@@ -51,9 +51,12 @@ class RolloutConfig:
         require_at_least(self, 2, "window", optional=True)
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings a result's fingerprint records: steps, sampler, guidance and window, and `compile` only when
-        on (so eager runs' fingerprints stay as they were). The seed is the runner's, recorded apart."""
+        """The settings a result's fingerprint records: steps, sampler, guidance and window, and `guidance_interval`
+        and `compile` only when set (so the fingerprints of runs without them stay as they were). The seed is the
+        runner's, recorded apart."""
         out = {"steps": self.steps, "sampler": self.sampler, "guidance": self.guidance, "window": self.window}
+        if self.guidance_interval is not None:
+            out["guidance_interval"] = list(self.guidance_interval)
         return {**out, "compile": True} if self.compile else out
 
 
