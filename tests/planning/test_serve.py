@@ -12,11 +12,12 @@ import torch
 import uvicorn
 
 from actwm.models.world_model import WorldModel
+from actwm.planning.interface import get_vocabulary
 from actwm.planning.serve import HttpWorld, create_app
 from actwm.planning.translate import FrameStep
 from actwm.planning.worlds import CheckpointWorld
 from actwm.rollout.rollout import RolloutConfig
-from tests.planning.conftest import free_episode
+from tests.planning.conftest import MiniImageNav, free_episode
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,24 @@ def test_http_imagine_equals_in_process_imagine(served, mini_task):
         world.reset(seed=4)
     for _ in range(2):  # the second call uses the next noise seeds on both sides
         torch.testing.assert_close(remote.imagine(obs, plans), local.imagine(obs, plans), atol=0, rtol=0)
+
+
+def test_remote_world_refuses_a_task_of_another_frame_size(served):
+    """Binding checks the served model's frame size (and vocabulary) before any imagination, as local worlds do."""
+    _, url = served
+    task = MiniImageNav(size=48)
+    try:
+        with pytest.raises(ValueError, match=rf"world model at {url} takes 32x32 frames; task .* observes 48x48"):
+            HttpWorld(url).bind(task)
+    finally:
+        task.close()
+    pushed = MiniImageNav()
+    pushed.vocabulary = get_vocabulary("ee7")
+    try:
+        with pytest.raises(ValueError, match="does not fit task 'imagenav-mini', whose agent acts in 'ee7'"):
+            HttpWorld(url).bind(pushed)
+    finally:
+        pushed.close()
 
 
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(served):

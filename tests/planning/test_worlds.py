@@ -48,7 +48,7 @@ def test_world_model_whose_action_space_does_not_fit_the_task_is_refused(mini_ta
     with pytest.raises(ValueError, match="does not fit task"):
         CheckpointWorld(wm).bind(mini_task)
     wm64 = WorldModel.from_preset("wan2.1-tiny", "nav3", image_size=[64, 64], clip_frames=9)
-    with pytest.raises(ValueError, match="trained on 64x64"):
+    with pytest.raises(ValueError, match="takes 64x64 frames"):
         CheckpointWorld(wm64).bind(mini_task)
 
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from actwm.errors import ArgumentParser
 from actwm.planning.interface import Observation, Task, get_vocabulary, register_world_model
-from actwm.planning.worlds import VideoWorld, make_world_model
+from actwm.planning.worlds import VideoWorld, check_fits, make_world_model
 from actwm.rollout.rollout import RolloutConfig
 
 NPZ = "application/octet-stream"
@@ -114,15 +114,7 @@ class HttpWorld:
 
     def bind(self, task: Task) -> None:
         self.remote = self.client.get(f"{self.url}/health").raise_for_status().json()
-        if task.vocabulary.name not in self.vocabularies:
-            raise ValueError(
-                f"remote world model at {self.url} does not fit task {task.name!r} ({task.vocabulary.name})"
-            )
-        if list(task.image_size) != list(self.remote["image_size"]):
-            raise ValueError(
-                f"remote world model at {self.url} takes {self.remote['image_size']} px, task has "
-                f"{list(task.image_size)}"
-            )
+        check_fits(f"remote world model at {self.url}", task, self.vocabularies, self.remote["image_size"])
         self.task = task
 
     def reset(self, seed: int) -> None:

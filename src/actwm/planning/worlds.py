@@ -113,6 +113,28 @@ class OracleWorld:
         return {"type": "oracle", "is_oracle": True}
 
 
+def check_fits(
+    world: str,
+    task: Task,
+    vocabularies: tuple[str, ...],
+    image_size: tuple[int, int] | list[int] | None = None,
+    motion_space: str | None = None,
+) -> None:
+    """Raise `ValueError` naming `world` and the task unless the world model takes the task's action vocabulary
+    (and motion space, when the model has one) and its frame size (None: any size)."""
+    vocab = task.vocabulary
+    if vocab.name not in vocabularies or (motion_space and vocab.motion_space != motion_space):
+        raise ValueError(
+            f"{world} (action space {motion_space or 'any'}) does not fit task {task.name!r}, whose agent acts in "
+            f"{vocab.name!r} ({vocab.motion_space})"
+        )
+    if image_size is not None and tuple(task.image_size) != tuple(image_size):
+        raise ValueError(
+            f"{world} takes {image_size[0]}x{image_size[1]} frames; task {task.name!r} observes "
+            f"{task.image_size[0]}x{task.image_size[1]}"
+        )
+
+
 class VideoWorld:
     """Base of video world models: translate plans for `control`, call `generate`, keep the closing frames.
 
@@ -134,17 +156,7 @@ class VideoWorld:
         self._calls = 0
 
     def bind(self, task: Task) -> None:
-        vocab = task.vocabulary
-        if vocab.name not in self.vocabularies or (self.motion_space and vocab.motion_space != self.motion_space):
-            raise ValueError(
-                f"world model {self.name!r} (action space {self.motion_space or 'any'}) does not fit task "
-                f"{task.name!r}, whose agent acts in {vocab.name!r} ({vocab.motion_space})"
-            )
-        if self.image_size is not None and tuple(task.image_size) != tuple(self.image_size):
-            raise ValueError(
-                f"world model {self.name!r} was trained on {self.image_size[0]}x{self.image_size[1]} frames; task "
-                f"{task.name!r} observes {task.image_size[0]}x{task.image_size[1]}"
-            )
+        check_fits(f"world model {self.name!r}", task, self.vocabularies, self.image_size, self.motion_space)
         self.task = task
 
     def reset(self, seed: int) -> None:
