@@ -29,7 +29,10 @@ world model (`wan2.1-i2v-tiny` with the demo's overrides: 32 px frames, pixel co
    eager / compiled for batched M = 8 (9 frames) and for one 64-frame chunked rollout, the CDiT (matched parameters,
    eager) over the compiled chunked rollout at 64 frames, and the one-off compilation's seconds.
 
-`--sections` runs a subset (default: all five); the summary keys come from the sections that ran.
+`--sections` runs a subset (default: all five); the summary keys come from the sections that ran. `--compiled` runs
+sections 1-4 with every network compiled (our backbone in place as `RolloutConfig.compile` does, and the CDiT
+baselines): both sides of every ratio compiled, one static graph per shape (automatic dynamic shapes off, as a
+planner's fixed proposal count gives).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from torch import nn
 import actwm
 from actwm.io import atomic_write_json
 from actwm.models import wan
+from actwm.models.compiling import compile_in_place
 from actwm.models.conditioning import Conditioning, Guidance
 from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import WorldModel, get_preset
@@ -239,6 +243,7 @@ def chunked(wm: WorldModel, first: torch.Tensor, raw: torch.Tensor, **kw) -> tor
 
 DTYPE = torch.float32  # --dtype bfloat16: every timed call (ours and the baselines) runs under CPU bf16 autocast
 CPU_SECONDS: dict[str, list[float]] = {}  # the last `interleaved` call's process CPU seconds per call
+COMPILED = False  # --compiled: every network of sections 1-4 compiled
 
 
 def call(fn: Callable[[], object]) -> object:
@@ -304,6 +309,9 @@ def horizon_section(wm: WorldModel, horizons: list[int], repeats: int) -> dict:
     tokens = (SIZE // SPATIAL // 2) ** 2  # 2 x 2 patches of the 16 x 16 latent grid
     cdit_p = matched_cdit(channels_frame, params, HEADS, tokens)
     cdit_w = CDiT(channels_frame, HEADS * HEAD_DIM, HEADS, LAYERS, tokens).eval()
+    if COMPILED:  # the baselines compiled too (`--compiled`): both sides of each ratio alike
+        cdit_p.compile()
+        cdit_w.compile()
     first = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     latent = torch.randn(1, channels_frame, SIZE // SPATIAL, SIZE // SPATIAL)
     out: dict = {
@@ -528,6 +536,7 @@ def fingerprint(repeats: int, horizons: list[int], ms: list[int]) -> dict:
         "cpus": os.cpu_count(),
         "threads": {"horizons, guidance, fast paths": 1, "batched": [1, 2]},
         "dtype": str(DTYPE).removeprefix("torch."),
+        "compiled": COMPILED,
         "fast_paths": FastPaths().__dict__,
         "settings": {"size": SIZE, "steps": STEPS, "repeats": repeats, "horizons": horizons, "M": ms},
         "model": {
@@ -554,19 +563,24 @@ SUMMARY = {  # headline key: (section, how to read it from the results)
 
 
 def main(argv: list[str] | None = None) -> int:
-    global DTYPE
+    global DTYPE, COMPILED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="horizons 8/16/64, M in {1, 8}, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3; 2 with --quick)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: CPU autocast")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="default: all")
+    parser.add_argument("--compiled", action="store_true", help="sections 1-4 with every network compiled")
     args = parser.parse_args(argv)
-    DTYPE = getattr(torch, args.dtype)
+    DTYPE, COMPILED = getattr(torch, args.dtype), args.compiled
     repeats = args.repeats or (2 if args.quick else 3)
     horizons = [8, 16, 64] if args.quick else [8, 16, 32, 64]
     ms = [1, 8] if args.quick else [1, 2, 4, 8, 16]
     wm = demo_world_model()
+    if COMPILED:
+        torch._dynamo.config.automatic_dynamic_shapes = False  # one static graph per shape, as in planning
+        torch._dynamo.config.cache_size_limit = 64
+        compile_in_place(wm.adapter.backbone, "rollout_latency --compiled")
     runs = {
         "horizons": lambda: horizon_section(wm, horizons, repeats),
         "guidance": lambda: guidance_section(wm, 64, repeats),
