@@ -426,6 +426,8 @@ def batched_section(wm: WorldModel, ms: list[int], threads: list[int], repeats: 
         rate = matmul_gflops(th)
         out["matmul_gflops"][str(th)] = round(rate, 1)
         torch.set_num_threads(th)
+        if COMPILED:  # inductor's CPU kernels keep the thread count they were compiled at: compile again
+            torch._dynamo.reset()
         for m in ms:
             raw = torch.randn(m, 9, 3) * 0.05
             t = interleaved(
