@@ -240,6 +240,7 @@ def test_announced_demo_time_comes_from_the_measured_passive_steps(capsys):
     assert "21-30 min of it training" in slow and "--no-scratch, --no-plan, or --quick" in slow
     eager = DemoConfig().updated({"train": {"compile": False}})  # eager action steps cost a passive step each
     assert "18 min of it training" in announce_demo_time(eager, 0.288)
+    assert "about 42 s in all, 29 s of it training" in announce_demo_time(DemoConfig.quick(), 0.182, elapsed=4.1)
     assert announce_demo_time(DemoConfig(), None) is None
 
 

@@ -173,7 +173,7 @@ def announce_demo_time(cfg: DemoConfig, seconds_per_step: float | None, elapsed:
     low, high = (elapsed + t + rest for t in training)
     line = (
         f"this machine trains at {seconds_per_step:.3f} s/step (first passive steps): the demo will take about "
-        f"{_minutes(low, high)} in all, {_minutes(*training)} of it training"
+        f"{_duration(low, high)} in all, {_duration(*training)} of it training"
         + (" (from scratch trains alongside on the other core)" if train.scratch else "")
     )
     if low > 20 * 60:
@@ -182,9 +182,11 @@ def announce_demo_time(cfg: DemoConfig, seconds_per_step: float | None, elapsed:
     return line
 
 
-def _minutes(low: float, high: float) -> str:
-    lo, hi = round(low / 60), round(high / 60)
-    return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
+def _duration(low: float, high: float) -> str:
+    """Seconds `low`..`high` as "14-19 min" (or "40-55 s" under two minutes)."""
+    scale, unit = (1, "s") if high < 120 else (60, "min")
+    lo, hi = round(low / scale), round(high / scale)
+    return f"{lo} {unit}" if lo == hi else f"{lo}-{hi} {unit}"
 
 
 def _rollout_and_score(state: DemoState, name: str, model_dir: Path, out: Path, guidance: float) -> dict[str, Any]:
