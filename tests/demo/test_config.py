@@ -161,6 +161,13 @@ def test_cli_flags_set_the_nested_fields(monkeypatch, capsys):
     flags = (("--no-scratch", "train", "scratch"), ("--no-compile", "train", "compile"))
     for flag, group, field in (*flags, ("--no-fast-paths", "train", "fast_paths")):
         assert command.main([flag]) == 2 and seen[-1] == DemoConfig().updated({group: {field: False}})
+    assert command.main(["--action-steps", "4800", "--passive-steps", "700"]) == 2
+    assert seen[-1] == DemoConfig().updated({"train": {"action_steps": 4800, "passive_steps": 700}})
+    assert command.main(["--quick", "--action-steps", "5"]) == 2
+    assert seen[-1] == DemoConfig.quick(train={"action_steps": 5})
+    calls = len(seen)  # a bad step count is refused before anything runs: one line, exit 2
+    assert command.main(["--action-steps", "0", "--out", "o"]) == 2 and len(seen) == calls
+    assert "actwm demo: error: TrainSettings.action_steps must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         command.main(["--help"])
     help_text = capsys.readouterr().out
@@ -173,5 +180,7 @@ def test_cli_flags_set_the_nested_fields(monkeypatch, capsys):
         "--no-plan",
         "--no-compile",
         "--no-fast-paths",
+        "--passive-steps",
+        "--action-steps",
     ):
         assert flag in help_text

@@ -15,12 +15,27 @@ from actwm.errors import ArgumentParser
 __all__ = ["main"]
 
 
+def _config(args: argparse.Namespace) -> DemoConfig:
+    """The demo's settings from the command line (a bad value raises ValueError naming its setting)."""
+    cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
+    steps = {f"{s}_steps": getattr(args, f"{s}_steps") for s in ("passive", "action")}
+    cfg = cfg.updated({"train": {k: v for k, v in steps.items() if v is not None}})
+    switches = {"no_scratch": ("train", "scratch"), "no_plan": ("plan", "enabled")}
+    switches |= {"no_compile": ("train", "compile"), "no_fast_paths": ("train", "fast_paths")}
+    for flag, (group, field) in switches.items():
+        if getattr(args, flag):
+            cfg = cfg.updated({group: {field: False}})
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(
         prog="actwm demo", description=pipeline.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})")
-    p.add_argument("--quick", action="store_true", help="a smoke run of every stage in about 3 minutes")
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of every stage (about 1 minute; under 3 on a laptop CPU)"
+    )
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch comparison")
@@ -29,19 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-fast-paths", action="store_true", help="train with the stock Wan modules (no TrainConfig.fast_paths)"
     )
+    for stage in ("passive", "action"):
+        p.add_argument(
+            f"--{stage}-steps", type=int, default=None, help=f"{stage}-stage training steps (default: the preset's)"
+        )
     args = p.parse_args(argv)
-    cfg = (DemoConfig.quick if args.quick else DemoConfig)(out=args.out, threads=args.threads)
-    if args.no_scratch:
-        cfg = cfg.updated({"train": {"scratch": False}})
-    if args.no_plan:
-        cfg = cfg.updated({"plan": {"enabled": False}})
-    if args.no_compile:
-        cfg = cfg.updated({"train": {"compile": False}})
-    if args.no_fast_paths:
-        cfg = cfg.updated({"train": {"fast_paths": False}})
-    if args.fresh and Path(cfg.out).exists():
-        shutil.rmtree(cfg.out)
     try:
+        cfg = _config(args)
+        if args.fresh and Path(cfg.out).exists():
+            shutil.rmtree(cfg.out)
         metrics = run_demo(cfg)
     except ValueError as exc:
         print(f"actwm demo: error: {exc}", file=sys.stderr)

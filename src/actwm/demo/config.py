@@ -111,6 +111,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         require_choice(self, "mixed_precision", ("auto", "bf16", "no"))
         require_range(self, "action_dropout", 0.0, 1.0, closed="[)")
+        require_at_least(self, 1, "passive_steps", "action_steps", "batch_size", "horizon")
 
 
 @dataclass(frozen=True)
