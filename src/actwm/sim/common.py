@@ -332,6 +332,11 @@ class SimEnv(gym.Env):
     # client once this many were loaded, so memory stays flat over thousands of scenes.
     texture_budget = 1500
 
+    def _scene_info(self) -> dict[str, Any]:
+        """The `info` keys every world reports first: its scene seed, the segmentation ids of static scenery
+        (walls, floor: what SCS leaves out) and its frame rate."""
+        return {"scene_id": self.scene_id, "static_ids": list(self.static_ids), "fps": self.fps}
+
     def _fresh_client_if_needed(self) -> None:
         if self.assets.loaded > self.texture_budget:
             p.disconnect(physicsClientId=self.client)

@@ -325,9 +325,7 @@ class ManipEnv(SimEnv):
 
     def _info(self, contact: bool) -> dict[str, Any]:
         return {
-            "scene_id": self.scene_id,
-            "static_ids": list(self.static_ids),
-            "fps": self.fps,
+            **self._scene_info(),
             "contact": contact,
             "steps": self.steps,
             "robot_id": self.robot,

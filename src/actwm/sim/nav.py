@@ -282,9 +282,7 @@ class NavEnv(SimEnv):
 
     def _info(self, collided: bool) -> dict[str, Any]:
         return {
-            "scene_id": self.scene_id,
-            "static_ids": list(self.static_ids),
-            "fps": self.fps,
+            **self._scene_info(),
             "collided": collided,
             "steps": self.steps,
         }
