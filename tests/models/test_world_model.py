@@ -195,6 +195,15 @@ def test_guidance_extrapolates_from_the_action_free_prediction(backbone):
         gen(guidance=2.0, guidance_interval=(0.5, 0.5))
 
 
+def test_saving_the_same_model_gives_the_same_bytes(tmp_path):
+    """Checkpoints are reproducible files: saving the same weights again (safetensors writes its metadata in
+    hash-map order) gives byte-identical weights and config, so `weights_sha256` and fingerprints repeat."""
+    wm = make("wan2.1")
+    saved = {(d / "model.safetensors").read_bytes() for d in (wm.save(tmp_path / f"c{i}") for i in range(8))}
+    configs = {(tmp_path / f"c{i}" / "config.json").read_bytes() for i in range(8)}
+    assert len(saved) == 1 and len(configs) == 1
+
+
 def test_checkpoint_integrity_errors_name_the_file(tmp_path):
     """A bit-flipped tensor, a truncated or empty weights file and another backbone's checkpoint are ValueErrors
     naming the weights file, never silently wrong frames."""

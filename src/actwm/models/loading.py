@@ -111,7 +111,9 @@ def write_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tens
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "actwm": "world_model"})
+        # one metadata key: safetensors writes metadata in hash-map order, so with two keys the same weights gave
+        # different bytes (and `weights_sha256`, and the checkpoint fingerprint) from save to save
+        save_file(state, str(tmp), metadata={"format": "pt"})
         digest = file_sha256(tmp)
     atomic_write_json(directory / CONFIG_NAME, {**config, "weights_sha256": digest})
     return directory
