@@ -99,6 +99,9 @@ def test_classical_tracker_options_split_into_flow_and_tracker_settings(monkeypa
         get_tracker("classical", flow=FlowConfig(), global_prior=False)
     with pytest.raises(ValueError, match="TrackerConfig.flow"):
         TrackerConfig(flow={"method": "dis"})
+    # a FlowConfig alone (the tracker's argument before the split) means the default tracker on that flow
+    flow = FlowConfig(preset="fast")
+    assert ClassicalFlowTracker(flow).config == TrackerConfig(flow)
 
 
 def test_classical_tracker_on_simulator_held_out_videos():

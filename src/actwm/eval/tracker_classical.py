@@ -145,8 +145,9 @@ class ClassicalFlowTracker:
     structures >= 1 % of the image, 64 and 128 px), 0.98-0.99 on textured synthetic objects.
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
-        self.config = config or TrackerConfig()
+    def __init__(self, config: TrackerConfig | FlowConfig | None = None) -> None:
+        """`config`: the tracker's settings; a `FlowConfig` alone means the default tracker on that flow."""
+        self.config = TrackerConfig(flow=config) if isinstance(config, FlowConfig) else config or TrackerConfig()
         self.name = f"classical-flow({self.config.label})"
 
     def track(self, frames: np.ndarray, masks0: np.ndarray) -> np.ndarray:
