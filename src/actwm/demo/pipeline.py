@@ -39,9 +39,9 @@ from actwm.demo import report
 from actwm.demo.config import DemoConfig
 from actwm.demo.planning_stage import stage_plan
 from actwm.demo.stages import (
-    PROBE_STEPS,
     _scratch_in_child,
     eval_clips,
+    probe_speed,
     round_or_none,
     score_copy_first_frame,
     score_rollouts,
@@ -118,6 +118,18 @@ def stage_train(state: DemoState) -> None:
     """2-4. passive then action training here; from scratch in a second process at the same time."""
     cfg, out, clock, train = state.cfg, state.out, state.clock, state.cfg.train
     runs = out / "runs"
+    # 2a. the passive stage's first steps, timed alone (before the second process starts): the demo's time
+    rate = clock.run(
+        "2 passive stage (first steps, timed)",
+        probe_speed,
+        cfg,
+        state.data,
+        runs / "passive",
+        steps=train.passive_steps,
+        passive=True,
+        init_from=None,
+    )
+    announce_demo_time(cfg, rate, sum(s["seconds"] for s in clock.stages.values() if not s.get("parallel")))
     pool = scratch = None
     if train.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
@@ -126,22 +138,12 @@ def stage_train(state: DemoState) -> None:
         )
         print("from-scratch comparison training in a second process", flush=True)
 
-    def stage(name: str, run: str, steps: int, passive: bool, init_from: Path | None, probe=None) -> Path:
+    def stage(name: str, run: str, steps: int, passive: bool, init_from: Path | None) -> Path:
         return clock.run(
-            name,
-            train_stage,
-            cfg,
-            state.data,
-            runs / run,
-            steps=steps,
-            passive=passive,
-            init_from=init_from,
-            probe=probe,
+            name, train_stage, cfg, state.data, runs / run, steps=steps, passive=passive, init_from=init_from
         )
 
-    elapsed = sum(s["seconds"] for s in clock.stages.values() if not s.get("parallel"))  # the stages before
-    announce = lambda rate: announce_demo_time(cfg, rate, elapsed + PROBE_STEPS * rate)  # noqa: E731
-    passive = stage("2 passive stage", "passive", train.passive_steps, True, None, probe=announce)
+    passive = stage("2 passive stage", "passive", train.passive_steps, True, None)  # resumes after the timed steps
     state.models["action"] = stage("3 action stage", "action", train.action_steps, False, passive)
     if scratch is not None:
         final, seconds, peak = clock.run("4 from scratch (wait)", scratch.result)
@@ -150,25 +152,26 @@ def stage_train(state: DemoState) -> None:
         state.models["scratch"] = final
 
 
-#: Calibration of `announce_demo_time`, from the full demo on the reference machine (README's timings):
-#: a compiled action step costs 0.5-0.8 of an eager passive step (0.52 there, 0.76 in the AVX2-emulated
-#: benchmark); while the from-scratch process trains on the other core, steps take 1.3x as long as the first
-#: ones, timed while it starts (0.275-0.288 s against 0.212 s per passive step); the work after training, in
-#: passive-step equivalents at the default sizes (one model's guided and unguided rollouts and scores 108, the
-#: closed-loop stage 417, the rest 20).
-COMPILED_STEP_RATIO, SHARED_CORES = (0.5, 0.8), 1.3
-EVAL_STEPS_PER_MODEL, PLAN_STEPS, OTHER_STEPS = 108.0, 417.0, 20.0
+#: Calibration of `announce_demo_time` (seconds per step as multiples of the first passive steps' median timed
+#: alone, `probe_speed`: 0.218-0.232 s on the reference machine, data loading warming up), from full demos
+#: there: a passive step then costs 0.84-1.28x with the from-scratch process sharing the cores (0.188 s and
+#: 0.288 s in two runs, on a quiet and a slower day), a compiled action step 0.63-0.67x (0.141 / 0.150 s;
+#: 0.68x alone, 0.154 s); the work after training, in probe-step equivalents at the default sizes (one model's
+#: guided and unguided rollouts and scores 127, the closed-loop stage 482, the rest 22).
+PASSIVE_STEP = {True: (0.8, 1.3), False: (0.8, 1.0)}  # keyed by whether from scratch trains alongside
+COMPILED_STEP = {True: (0.6, 0.7), False: (0.6, 0.75)}
+EVAL_STEPS_PER_MODEL, PLAN_STEPS, OTHER_STEPS = 127.0, 482.0, 22.0
 
 
 def announce_demo_time(cfg: DemoConfig, seconds_per_step: float | None, elapsed: float = 0.0) -> str | None:
     """Say up front how long the whole demo will take on THIS machine, from the speed of the passive stage's
-    first steps (`seconds_per_step`, eager) and the `elapsed` seconds so far. Returns the line printed."""
+    first steps timed alone (`seconds_per_step`) and the `elapsed` seconds so far. Returns the line printed."""
     train, ref = cfg.train, DemoConfig()
     if not seconds_per_step:
         return None
-    ratios = COMPILED_STEP_RATIO if train.compile else (1.0, 1.0)
-    shared = SHARED_CORES if train.scratch else 1.0
-    training = [seconds_per_step * shared * (train.passive_steps + train.action_steps * c) for c in ratios]
+    passive = PASSIVE_STEP[train.scratch]
+    action = COMPILED_STEP[train.scratch] if train.compile else passive
+    training = [seconds_per_step * (train.passive_steps * p + train.action_steps * a) for p, a in zip(passive, action)]
     evals = EVAL_STEPS_PER_MODEL * (1 + train.scratch) * (cfg.eval.clips * cfg.eval.sample_steps)
     evals /= ref.eval.clips * ref.eval.sample_steps * (1 if cfg.guidance.scale != 1.0 else 2)
     plan = PLAN_STEPS * cfg.plan.episodes * cfg.plan.budget / (ref.plan.episodes * ref.plan.budget)

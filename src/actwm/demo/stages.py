@@ -9,7 +9,7 @@ import resource
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,26 +85,33 @@ def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def train_stage(
-    cfg: DemoConfig,
-    data: Path,
-    run: Path,
-    *,
-    steps: int,
-    passive: bool,
-    init_from: Path | None,
-    progress: bool = True,
-    probe: Callable[[float], Any] | None = None,
+    cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: bool, init_from: Path | None, progress: bool = True
 ) -> Path:
-    """Stages 2-4: one training run (resumes if interrupted; skipped when finished).
-
-    `probe(seconds_per_step)`, on a fresh run longer than `PROBE_STEPS`: the run stops after its first
-    `PROBE_STEPS` steps, reports their median step time (the first step, with its warm-up, left out), then
-    resumes from that checkpoint (bit-exact: the same model as an uninterrupted run)."""
+    """Stages 2-4: one training run (resumes if interrupted, e.g. after `probe_speed`; skipped when finished)."""
     final = run / "final"
     if (final / "model.safetensors").is_file():
         print(f"finished run exists: {final}")
         return final
-    tcfg = TrainConfig.preset(
+    return trainer.train(_train_config(cfg, data, run, steps, passive, init_from), progress=progress).final_dir
+
+
+def probe_speed(
+    cfg: DemoConfig, data: Path, run: Path, *, steps: int, passive: bool, init_from: Path | None, progress: bool = True
+) -> float | None:
+    """Train a fresh run's first `PROBE_STEPS` steps and return their median seconds per step (the first step,
+    with its warm-up, left out). The run stops there with a checkpoint, which `train_stage` resumes bit-exactly
+    (the same model as an uninterrupted run). None, training nothing, when the run has started or is too short."""
+    if steps <= PROBE_STEPS or (run / "checkpoints").is_dir() or (run / "final" / "model.safetensors").is_file():
+        return None
+    tcfg = _train_config(cfg, data, run, steps, passive, init_from)
+    return trainer.train(tcfg, progress=progress, stop_after=PROBE_STEPS).steady_seconds_per_step
+
+
+def _train_config(
+    cfg: DemoConfig, data: Path, run: Path, steps: int, passive: bool, init_from: Path | None
+) -> TrainConfig:
+    """The TrainConfig of one demo training run."""
+    return TrainConfig.preset(
         "tiny-cpu",
         data=str(data),
         out=str(run),
@@ -130,10 +137,6 @@ def train_stage(
         optimizer_impl="fused",
         fast_paths=cfg.train.fast_paths,
     )
-    if probe is not None and steps > PROBE_STEPS and not (run / "checkpoints").is_dir():
-        first = trainer.train(tcfg, progress=progress, stop_after=PROBE_STEPS)
-        probe(first.steady_seconds_per_step)
-    return trainer.train(tcfg, progress=progress).final_dir
 
 
 def _scratch_in_child(cfg: DemoConfig, data: Path, run: Path, steps: int) -> tuple[Path, float, float]:
