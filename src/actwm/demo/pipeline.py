@@ -85,9 +85,13 @@ class StageClock:
         }
         self._write()
 
+    @property
+    def wall_seconds(self) -> float:
+        """Wall time of the stages so far (stages measured in a parallel process not counted)."""
+        return sum(s["seconds"] for s in self.stages.values() if not s.get("parallel"))
+
     def _write(self) -> None:
-        wall = sum(s["seconds"] for s in self.stages.values() if not s.get("parallel"))
-        atomic_write_json(self.path, {"stages": self.stages, "total_seconds": round(wall, 2)})
+        atomic_write_json(self.path, {"stages": self.stages, "total_seconds": round(self.wall_seconds, 2)})
 
 
 @dataclass
@@ -129,7 +133,7 @@ def stage_train(state: DemoState) -> None:
         passive=True,
         init_from=None,
     )
-    announce_demo_time(cfg, rate, sum(s["seconds"] for s in clock.stages.values() if not s.get("parallel")))
+    announce_demo_time(cfg, rate, clock.wall_seconds)
     pool = scratch = None
     if train.scratch:  # same total steps as passive + action, with actions from the start; runs on the other core
         pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
