@@ -26,7 +26,7 @@ def test_plan_writes_results_fingerprint_and_report(tmp_path):
     assert s["n"] == 1 and s["oracle"] is True and s["world_model"] == "oracle"
     assert len(result["episodes"]) == 1 and result["episodes"][0]["actions"] <= 4
     fp = result["fingerprint"]
-    assert fp["config"]["proposals"] == 4 and fp["config"]["seed"] == 2 and fp["episode_set"]["seed"] == 2
+    assert fp["config"]["planner"]["proposals"] == 4 and fp["config"]["seed"] == 2 and fp["episode_set"]["seed"] == 2
     assert len(fp["episode_set"]["id"]) == 16 and fp["actwm_version"]
     assert [p["proposals"] for p in result["sweep"]] == [1, 4]
     assert result["sweep"][1]["episodes"] == result["episodes"]  # M = 4 is the main run

@@ -5,9 +5,10 @@ import json
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from actwm.planning.loop import PlannerConfig
 from actwm.planning.runner import PlanRunConfig, run
 
-CFG = PlanRunConfig(world_model="oracle", episodes=3, budget=4, proposals=4, horizon=3, execute=3, size=32, seed=1)
+CFG = PlanRunConfig(world_model="oracle", episodes=3, budget=4, planner=PlannerConfig(4, 3, 3), size=32, seed=1)
 
 
 def _strip(result):

@@ -110,7 +110,7 @@ def test_stop_fires_on_the_goal_view_and_not_at_the_start(push64):
 def test_the_push_agent_shares_one_perception_between_policy_scorer_and_stop():
     from actwm.planning.runner import PlanRunConfig, build_agent
 
-    agent = build_agent(PlanRunConfig(task="push", base_margin=0.05), world=None)
+    agent = build_agent(PlanRunConfig(task="push", planner=PlannerConfig(8, 10, 10, base_margin=0.05)), world=None)
     assert isinstance(agent.proposer, PushPolicy) and isinstance(agent.scorer, BlockToTarget)
     assert isinstance(agent.stop, PushStop) and agent.stop.threshold == 0.02  # metres, the calibrated default
     assert agent.scorer.perception is agent.proposer.perception is agent.stop.perception

@@ -139,16 +139,13 @@ def run_agent(kind: str, cfg: DemoConfig, stop: dict[str, float], out: Path, mod
         # 3. the fingerprint: the run as `actwm plan` records it, the stop calibration and the demo's settings
         run_cfg = PlanRunConfig(
             world_model=str(model_dir) if model_dir else kind,
-            proposals=plan.planner.proposals,
-            horizon=plan.planner.horizon,
-            execute=plan.planner.execute,
+            planner=plan.planner,
             episodes=plan.episodes,
             seed=cfg.seed,
             stop_threshold=stop["threshold"],
             size=cfg.data.size,
             budget=plan.budget,
             rollout_steps=plan.rollout_steps,
-            base_margin=plan.planner.base_margin,
         )
         res["fingerprint"] = {**fingerprint(run_cfg, agent, episodes), "stop_calibration": stop, "demo": settings}
         res["key"] = key

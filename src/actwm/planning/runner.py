@@ -1,6 +1,6 @@
 """Run planning experiments: a typed config -> task, world model, agent -> episodes -> results with fingerprint.
 
-    result = run(PlanRunConfig(task="imagenav", world_model="oracle", proposals=8, episodes=20))
+    result = run(PlanRunConfig(task="imagenav", world_model="oracle", planner=PlannerConfig(8, 3, 1), episodes=20))
     result["summary"]["success_rate"], result["fingerprint"]["episode_set"]
 
 Every check that can fail runs before the first episode (unknown task / proposer, a world model whose
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import platform
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ class PlanRunConfig:
         task: "imagenav" or "push". size: image size (px). budget: agent actions per episode (None: the task's).
         world_model: "none", "oracle", a checkpoint directory or an http(s):// URL.
         proposer: one of `PROPOSERS` ("base" = the template-matching base policy).
-        proposals, horizon, execute: M, L, k of the loop. iterations: CEM / MPPI iterations.
+        planner: the loop's settings (`PlannerConfig`: M, L, k, the base margin, ...); here L = k = 10 by
+            default. iterations: CEM / MPPI iterations.
         episodes, seed: the episode set (`seed` picks it) and its size.
         scorer, reduce: goal-similarity metric of imagined frames and its reduction over a plan.
         stop_metric, stop_threshold: the agent's stop (None: the calibrated default; "never" disables).
@@ -61,16 +62,12 @@ class PlanRunConfig:
         rollout_steps: denoising steps of a video world model.
         compile: compile a checkpoint world model's sampling backbone (`RolloutConfig.compile`; pays after a
             one-off compile of about 30 s when many decisions are imagined).
-        base_margin: revise, not replace: the base policy's own plan wins unless an imagined alternative
-            scores more than this above it (`PlannerConfig.base_margin`).
     """
 
     task: str = "imagenav"
     world_model: str = "none"
     proposer: str = "base"
-    proposals: int = 8
-    horizon: int = 10
-    execute: int = 10
+    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(8, 10, 10))
     iterations: int = 3
     episodes: int = 40
     seed: int = 0
@@ -82,12 +79,12 @@ class PlanRunConfig:
     size: int = 64
     budget: int | None = None
     rollout_steps: int = 10
-    base_margin: float = 0.0
     compile: bool = False
 
     def __post_init__(self) -> None:
         require_choice(self, "task", TASKS)
         require_choice(self, "proposer", PROPOSERS)
+        require(isinstance(self.planner, PlannerConfig), self, "planner", "a PlannerConfig")
         require_at_least(self, 1, "episodes", "rollout_steps")
         require_at_least(self, 0, "seed")
         require_at_least(self, 1, "budget", optional=True)
@@ -100,7 +97,6 @@ class PlanRunConfig:
         )
         finite = self.stop_threshold is None or math.isfinite(self.stop_threshold)
         require(finite, self, "stop_threshold", "finite or None")
-        PlannerConfig(self.proposals, self.horizon, self.execute, base_margin=self.base_margin)  # validates
 
     @property
     def threshold(self) -> float | None:
@@ -150,8 +146,7 @@ def build_agent(cfg: PlanRunConfig, world: ImaginedWorld) -> Agent:
         stop = PushStop(perception, cfg.threshold)
     else:
         stop = SimilarityStop(GoalSimilarity(cfg.stop_metric), cfg.threshold, STAY_FLOORS.get(cfg.stop_metric))
-    planner = PlannerConfig(cfg.proposals, cfg.horizon, cfg.execute, base_margin=cfg.base_margin)
-    return Agent(world, proposer, scorer, stop, planner)
+    return Agent(world, proposer, scorer, stop, cfg.planner)
 
 
 def prepare(cfg: PlanRunConfig, task: Task, agent: Agent, episodes: Any) -> None:
@@ -223,20 +218,26 @@ def run(
         episodes = task.episodes(seed=cfg.seed, n=cfg.episodes)
         prepare(cfg, task, agent, episodes)
         for m in sweep or []:
-            replace(cfg, proposals=m)  # validates every M up front
+            with_proposals(cfg, m)  # validates every M up front
         # 2. the main run, then the sweep
         results = run_episodes(task, agent, episodes, cfg.seed, progress, videos)
         out = {"summary": _summary(task, results, agent), "episodes": results}
         if sweep:
             out["sweep"] = []
             for m in sweep:
-                agent_m = build_agent(replace(cfg, proposals=m), world)
-                res = results if m == cfg.proposals else run_episodes(task, agent_m, episodes, cfg.seed, progress)
+                agent_m = build_agent(with_proposals(cfg, m), world)
+                same = m == cfg.planner.proposals
+                res = results if same else run_episodes(task, agent_m, episodes, cfg.seed, progress)
                 out["sweep"].append({"proposals": m, "summary": _summary(task, res, agent_m), "episodes": res})
         out["fingerprint"] = fingerprint(cfg, agent, episodes)
         return out
     finally:
         task.close()
+
+
+def with_proposals(cfg: PlanRunConfig, proposals: int) -> PlanRunConfig:
+    """`cfg` with M = `proposals` (validated)."""
+    return replace(cfg, planner=replace(cfg.planner, proposals=proposals))
 
 
 def _summary(task: Task, results: list[dict[str, Any]], agent: Agent) -> dict[str, Any]:
