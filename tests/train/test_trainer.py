@@ -204,3 +204,20 @@ def test_model_stats_come_from_the_dataset_normaliser(tmp_path):
     ds.normaliser = ActionNormaliser.build("nwm", "delta", 3, metric_spacing=0.25)  # NWM's delta: row-0 offset
     with pytest.raises(ValueError, match="row-0 offset"):
         Trainer(cfg_for(tmp_path / "c", steps=1), dataset=ds, progress=False)
+
+
+def test_resume_with_a_new_lr_trains_at_it_and_says_so(tmp_path):
+    """The checkpoint's optimizer/scheduler state must not silently keep the old lr (or weight decay)."""
+    ds = DictDataset(n=4, frames=5, size=16)
+    kw = dict(steps=4, checkpoint_every=2, warmup_steps=0, schedule="cosine", min_lr_ratio=0.1)
+    train(cfg_for(tmp_path, lr=1e-3, weight_decay=0.0, **kw), dataset=ds, progress=False, stop_after=2)
+    new = cfg_for(tmp_path, resume=True, lr=2e-4, action_lr_mult=5.0, weight_decay=0.05, **kw)
+    with pytest.warns(UserWarning, match=r"changed settings \['lr', 'action_lr_mult', 'weight_decay'\]"):
+        trainer = Trainer(new, dataset=ds, progress=False)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    factor = lr_factor(2, new)  # the schedule at the resumed step
+    assert groups["backbone"]["lr"] == pytest.approx(2e-4 * factor)
+    assert groups["action"]["lr"] == pytest.approx(2e-4 * 5.0 * factor)
+    assert all(g["weight_decay"] == 0.05 for g in groups.values())
+    trainer.run()
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(2e-4 * lr_factor(4, new))

@@ -1,4 +1,4 @@
-# 524 lines: five reference networks (AlexNet, VGG16, ViT, I3D, Inception) with their official key layouts
+# 517 lines: five reference networks (AlexNet, VGG16, ViT, I3D, Inception) with their official key layouts
 """Metric backbones re-implemented in plain torch (no torchvision), with the official state-dict keys.
 
 * :class:`AlexNet`, :class:`VGG16` -- torchvision's ``alexnet`` / ``vgg16`` layouts (``features.0.weight``,

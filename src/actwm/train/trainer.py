@@ -95,6 +95,9 @@ from actwm.train.setup import (
     with_lora,
 )
 
+#: Settings of the learning-rate schedule and optimizer groups: a resume applies this run's values.
+LR_SETTINGS = ("lr", "action_lr_mult", "weight_decay", "warmup_steps", "schedule", "min_lr_ratio")
+
 
 @dataclass
 class TrainResult:
@@ -216,12 +219,14 @@ class Trainer:
     def _warn_changed_settings(self, latest: Path, state: dict[str, Any]) -> None:
         old = ckpt.read_json_safe(latest / ckpt.TRAIN_CONFIG)
         new = self.cfg.to_dict()
-        changed = [k for k in ("seed", "batch_size", "grad_accum", "lr", "model", "train_mode") if old.get(k) != new[k]]
+        keys = ("seed", "batch_size", "grad_accum", "model", "train_mode", "steps", *LR_SETTINGS, "grad_clip")
+        changed = [k for k in keys if old.get(k) != new[k]]
         if int(state.get("world_size", self.world)) != self.world:
             changed.append(f"processes {state.get('world_size')} -> {self.world}")
         if changed:
             warnings.warn(
-                f"resuming {latest} with changed settings {changed}: the run will not repeat an uninterrupted one",
+                f"resuming {latest} with changed settings {changed} (this run's values apply from here on): the run "
+                "will not repeat an uninterrupted one",
                 stacklevel=3,
             )
 
@@ -261,6 +266,7 @@ class Trainer:
         else:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_config_lrs()
         if self.ema is not None:
             if "ema" not in state:
                 raise ValueError(f"{self.resumed_from}: checkpoint has no EMA state but TrainConfig.ema_decay is set")
@@ -269,6 +275,18 @@ class Trainer:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         self.losses = [float(v) for v in state["losses"]]
         ckpt.set_rng_state(state["rng"])
+
+    def _apply_config_lrs(self) -> None:
+        """This run's `lr`, `action_lr_mult` and `weight_decay` over the checkpoint's (which loading the optimizer
+        and scheduler state restored): a resume with a new lr trains at it. Unchanged settings give the same floats
+        LambdaLR would (base lr x `lr_factor` at its step), so an unchanged resume stays bit-exact."""
+        cfg = self.cfg
+        bases = {"backbone": cfg.lr, "action": cfg.lr * cfg.action_lr_mult}
+        groups = self.optimizer.param_groups
+        self.scheduler.base_lrs = [bases[g["name"]] for g in groups]
+        factor = lr_factor(self.scheduler.last_epoch, cfg)
+        for group, base in zip(groups, self.scheduler.base_lrs, strict=True):
+            group.update(initial_lr=base, lr=base * factor, weight_decay=cfg.weight_decay)
 
     # -- data --------------------------------------------------------------------------------------
     def _loader(self, start: int) -> Iterator[dict[str, Any]]:
