@@ -82,7 +82,7 @@ def demo_world_model() -> WorldModel:
         "nav3",
         codec={"kind": "pixel", "spatial": SPATIAL, "temporal": TEMPORAL},
         backbone_config=backbone,
-        hidden_dim=128,
+        encoder={"hidden_dim": 128},
         objective={"shift": 1.0},
         image_size=[SIZE, SIZE],
         clip_frames=9,

@@ -23,7 +23,9 @@ def randomise_encoder(wm, seed=1):
 
 def wrapped(kind, root, **kw):
     SAVERS[kind](root)
-    wm = WorldModel.from_pretrained(str(root), backbone=kind.removesuffix("-i2v"), hidden_dim=32, **kw).eval()
+    wm = WorldModel.from_pretrained(
+        str(root), backbone=kind.removesuffix("-i2v"), encoder={"hidden_dim": 32}, **kw
+    ).eval()
     return wm
 
 
@@ -238,7 +240,7 @@ def test_cosmos2_video_to_world_pipeline(tmp_path, guidance):
 
     CosmosTransformer3DModel(**cosmos.tiny_config(4)).save_pretrained(tmp_path / "transformer")
     _wan_vae(tmp_path)
-    wm = WorldModel.from_pretrained(str(tmp_path), backbone="cosmos", hidden_dim=32).eval()
+    wm = WorldModel.from_pretrained(str(tmp_path), backbone="cosmos", encoder={"hidden_dim": 32}).eval()
     torch.manual_seed(0)
     text = T5EncoderModel(T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)).eval()
     scheduler = FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True)

@@ -1,11 +1,16 @@
-"""Every world-model preset's config, as config.json saves it, is the one the presets held at 34eafe7."""
+"""Every world-model preset's config, as config.json saves it, is the one the presets held at 34eafe7 (written in
+that commit's layout: the action-encoder settings as flat fields, nested as `encoder` since)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+from actwm.models.config import WorldModelConfig
 from actwm.models.presets import PRESETS, get_preset
+
+# The flat action-encoder fields of config.json at 34eafe7, in their order there.
+FLAT_ENCODER_KEYS = ("features", "hidden_dim", "num_freqs", "max_freq", "state_dim")
 
 # sha256 of `json.dumps(get_preset(name).to_dict())` at 34eafe7: the exact text of the config fields, key order
 # included, which `checkpoint_sha256` hashes (config.json is written without sorting its keys).
@@ -23,11 +28,25 @@ CONFIG_SHA256 = {
 }
 
 
+def flat_layout(config: dict) -> dict:
+    """`config` (a `to_dict()`) in 34eafe7's layout: `encoder` spelled out as flat fields in its place."""
+    out: dict = {}
+    for key, value in config.items():
+        out.update({k: value[k] for k in FLAT_ENCODER_KEYS} if key == "encoder" else {key: value})
+    return out
+
+
 def test_every_preset_config_is_unchanged():
     assert list(PRESETS) == list(CONFIG_SHA256)
     changed = {
         name: get_preset(name).to_dict()
         for name, digest in CONFIG_SHA256.items()
-        if hashlib.sha256(json.dumps(get_preset(name).to_dict()).encode()).hexdigest() != digest
+        if hashlib.sha256(json.dumps(flat_layout(get_preset(name).to_dict())).encode()).hexdigest() != digest
     }
     assert not changed, f"preset configs differ from 34eafe7's: {changed}"
+
+
+def test_every_preset_config_reads_back_from_the_flat_layout():
+    for name in PRESETS:
+        config = get_preset(name).to_dict()
+        assert WorldModelConfig.from_dict(flat_layout(config)).to_dict() == config, name

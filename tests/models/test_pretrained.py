@@ -70,7 +70,7 @@ def test_from_pretrained_local_directory(backbone, tmp_path):
     SAVERS[backbone](tmp_path)
     assert any((tmp_path).rglob("diffusion_pytorch_model.safetensors"))
     wm = WorldModel.from_pretrained(
-        str(tmp_path), backbone=backbone.removesuffix("-i2v"), action_space="nav3", hidden_dim=32
+        str(tmp_path), backbone=backbone.removesuffix("-i2v"), action_space="nav3", encoder={"hidden_dim": 32}
     ).eval()
     k = wm.codec.temporal_compression
     assert k == (1 if backbone == "svd" else 4)
@@ -136,7 +136,9 @@ def test_wan_i2v_condition_matches_official_pipeline(tmp_path):
     from diffusers import WanImageToVideoPipeline
 
     _save_wan_i2v(tmp_path)
-    wm = WorldModel.from_pretrained(str(tmp_path), backbone="wan2.1", action_space="nav3", hidden_dim=32).eval()
+    wm = WorldModel.from_pretrained(
+        str(tmp_path), backbone="wan2.1", action_space="nav3", encoder={"hidden_dim": 32}
+    ).eval()
     adapter = wm.adapter
     assert adapter.concat_condition and adapter.mask_channels == 4 and not adapter.replaces_first_frame
     assert wm.config.image_encoder == {"source": str(tmp_path), "subfolder": "image_encoder"}

@@ -123,7 +123,7 @@ def test_action_dimensions(backbone, space):
 
 
 def test_state_embedding_changes_output():
-    wm = make("wan2.1", "humanoid25", state_dim=25)
+    wm = make("wan2.1", "humanoid25", encoder={"state_dim": 25})
     randomise_encoder(wm)
     _, actions, _, cond, noisy, t = inputs(wm, dim=25)
     s1, s2 = torch.zeros(2, 25), torch.ones(2, 25)
@@ -229,7 +229,7 @@ def test_checkpoint_integrity_errors_name_the_file(tmp_path):
     weights.write_bytes((other / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match=r"model\.safetensors: weights (are for another model|do not match)"):
         WorldModel.load(ckpt)
-    narrow = make("wan2.1", hidden_dim=32).save(tmp_path / "narrow")  # same names, other sizes
+    narrow = make("wan2.1", encoder={"hidden_dim": 32}).save(tmp_path / "narrow")  # same names, other sizes
     weights.write_bytes((narrow / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match=r"model\.safetensors: weights are for another model \(shape mismatch"):
         WorldModel.load(ckpt)
@@ -242,7 +242,7 @@ def test_loss_accepts_a_batch():
     embedding only when the model has one."""
     from actwm.batch import Batch
 
-    wm = make("wan2.1", "humanoid25", state_dim=25)
+    wm = make("wan2.1", "humanoid25", encoder={"state_dim": 25})
     randomise_encoder(wm)
     video, actions, *_ = inputs(wm, dim=25)
     state = torch.randn(2, video.shape[1], 25)

@@ -54,7 +54,9 @@ def test_bad_values_raise_naming_the_field(field, value):
 
 
 def test_roundtrip_and_presets():
-    cfg = TrainConfig.preset("tiny-cpu", data=Path("/d"), out="/o", ema_decay=0.99, model_overrides={"hidden_dim": 32})
+    cfg = TrainConfig.preset(
+        "tiny-cpu", data=Path("/d"), out="/o", ema_decay=0.99, model_overrides={"encoder": {"hidden_dim": 32}}
+    )
     assert cfg.data == "/d"
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     svd, cosmos = TrainConfig.preset("svd-8gpu"), TrainConfig.preset("cosmos2-2b-8gpu")
@@ -91,7 +93,7 @@ def test_cli_overrides_every_field_kind(tmp_path):
             "--set",
             "grad_accum=3",
             "--set",
-            'model_overrides={"hidden_dim": 16}',
+            'model_overrides={"encoder": {"hidden_dim": 16}}',
             "--set",
             "betas=0.8,0.9",
             "--mixed-precision",
@@ -103,7 +105,7 @@ def test_cli_overrides_every_field_kind(tmp_path):
         None,
         False,
         3,
-        {"hidden_dim": 16},
+        {"encoder": {"hidden_dim": 16}},
         (0.8, 0.9),
     )
     assert cfg.size == 32 and cfg.mixed_precision == "bf16"  # from the preset / flag
@@ -162,3 +164,19 @@ def test_fast_paths_are_accepted_with_compile_in_every_precision():
     # the compiled bf16 NaN is fixed (wan_fast's token-major patch embedding; tests/models/test_wan_fast.py)
     for precision in ("no", "bf16"):
         assert TrainConfig(fast_paths=True, compile=True, mixed_precision=precision).fast_paths
+
+
+@pytest.mark.parametrize("overrides", [{"hidden_dim": 32}, {"encoder": {"hidden_dim": 32}}])
+def test_model_overrides_take_encoder_keys_flat_or_nested(overrides, tmp_path):
+    """model_overrides update the preset's encoder settings key by key, beside TrainConfig.state_dim; a model
+    loaded with init_from must have the state embedding TrainConfig.state_dim asks for."""
+    from actwm.actions import get_action_space
+    from actwm.train.setup import build_model
+
+    cfg = TrainConfig(out=str(tmp_path / "o"), model="svd-tiny", state_dim=2, model_overrides=overrides)
+    wm = build_model(cfg, get_action_space("nav3"))
+    want = {"features": "sincos", "num_freqs": 8, "max_freq": 100.0, "hidden_dim": 32, "state_dim": 2}
+    assert wm.config.encoder == want and wm.encoder.cfg.hidden_dim == 32 and wm.encoder.cfg.state_dim == 2
+    wm.save(tmp_path / "init")
+    with pytest.raises(ValueError, match=r"TrainConfig\.state_dim: 3 differs from the init_from model's state_dim 2"):
+        build_model(cfg.replace(init_from=str(tmp_path / "init"), state_dim=3), get_action_space("nav3"))

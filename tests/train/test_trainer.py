@@ -166,7 +166,7 @@ def test_clip_dataset_store_end_to_end(tmp_path, store):
     cfg = cfg_for(tmp_path, data=str(store), model="wan2.1-tiny", context=1, horizon=4, size=16, steps=2, state_dim=2)
     result = train(cfg, progress=False)
     wm = WorldModel.load(result.final_dir)
-    assert wm.action_space.name == "nav3" and wm.config.state_dim == 2
+    assert wm.action_space.name == "nav3" and wm.config.encoder["state_dim"] == 2
     # what rollouts need to know about the training clips travels in the model config
     assert (wm.config.image_size, wm.config.clip_frames, wm.config.fps, wm.config.action_mode) == (
         [16, 16],

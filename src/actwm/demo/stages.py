@@ -58,10 +58,9 @@ def _model_overrides(cfg: DemoConfig) -> dict[str, Any]:
     base = get_preset(cfg.model.preset)
     k = base.codec["temporal"]
     channels = 3 * cfg.model.spatial * cfg.model.spatial * k
+    encoder = cfg.model.encoder
     overrides: dict[str, Any] = {
-        "hidden_dim": cfg.model.encoder.hidden_dim,
-        "features": cfg.model.encoder.features,
-        "max_freq": cfg.model.encoder.max_freq,
+        "encoder": {"hidden_dim": encoder.hidden_dim, "features": encoder.features, "max_freq": encoder.max_freq},
         "codec": {"kind": "pixel", "spatial": cfg.model.spatial, "temporal": k},
     }
     if base.family == "svd":  # EDM's own defaults suit a pixel-space tiny model better than SVD's high-noise ones

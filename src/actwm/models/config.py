@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from actwm.actions import ActionSpace, get_action_space
-from actwm.checks import require, require_at_least, require_choice
+from actwm.checks import ConfigError, require, require_at_least, require_choice
+from actwm.models.embeddings import ActionEncoderConfig
 
 BACKBONES = ("svd", "cosmos", "wan2.1", "wan2.2")
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -18,6 +19,10 @@ LORA_TARGETS = {
 }
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 CHECKPOINT_KEYS = ("weights_sha256",)  # keys config.json holds beside the config fields
+# `ActionEncoderConfig` fields the world model derives (the action space's D, the adapter's embedding width, the
+# codec's k); the others are `WorldModelConfig.encoder`'s keys (flat fields of config.json before it).
+ENCODER_DERIVED = ("action_dim", "emb_dim", "temporal_compression")
+ENCODER_KEYS = tuple(f.name for f in fields(ActionEncoderConfig) if f.name not in ENCODER_DERIVED)
 
 
 def family_of(backbone: str) -> str:
@@ -38,9 +43,10 @@ class WorldModelConfig:
         source: hub id or local directory the pretrained backbone came from (None: built from config).
         image_encoder: SVD (CLIP image embeds; None = learned null context) and Wan 2.1 I2V (CLIP hidden states):
             None, {"kind": "tiny"} or {"source": ..., "subfolder": ...}.
-        features: action features, "sincos" (SVD variant) or "mlp" (Cosmos variant).
-        hidden_dim, num_freqs, max_freq: action encoder sizes.
-        state_dim: size of the initial-state embedding (0 = off).
+        encoder: the action encoder's learned settings, `ActionEncoderConfig` fields other than those the model
+            derives (`ENCODER_KEYS`: features "sincos" or "mlp", num_freqs, max_freq, hidden_dim, state_dim = size
+            of the initial-state embedding, 0 = off); missing keys are filled in with `ActionEncoderConfig`'s
+            defaults at construction.
         train_mode: "full", "lora" or "frozen" (frozen: only the action encoder trains).
         lora_rank, lora_alpha: LoRA settings when train_mode == "lora".
         text_tokens: length of the fixed cross-attention context (Cosmos, Wan).
@@ -62,11 +68,7 @@ class WorldModelConfig:
     preset: str = "custom"
     source: str | None = None
     image_encoder: dict | None = None
-    features: str = "sincos"
-    hidden_dim: int = 256
-    num_freqs: int = 16
-    max_freq: float = 100.0
-    state_dim: int = 0
+    encoder: dict = field(default_factory=dict)
     train_mode: str = "full"
     lora_rank: int = 16
     lora_alpha: float = 16.0
@@ -89,6 +91,23 @@ class WorldModelConfig:
         require(self.codec.get("kind") in CODEC_KINDS, self, "codec", f"a dict with 'kind' one of {CODEC_KINDS}")
         require_at_least(self, 1, "lora_rank")
         ActionSpace.from_dict(self.action_space)  # validates
+        self._fill_encoder()
+
+    def _fill_encoder(self) -> None:
+        """Validate `encoder` and spell out its defaults (config.json records every setting)."""
+        require(isinstance(self.encoder, dict), self, "encoder", "a dict of ActionEncoderConfig settings")
+        unknown = sorted(set(self.encoder) - set(ENCODER_KEYS))
+        require(not unknown, "WorldModelConfig", "encoder", f"a dict of {list(ENCODER_KEYS)}; unknown keys {unknown}")
+        try:
+            settings = self.encoder_config(action_dim=1, emb_dim=1)
+        except ConfigError as exc:  # named as the field the user wrote
+            raise ConfigError("WorldModelConfig", f"encoder.{exc.field}", exc.requirement, exc.value) from None
+        self.encoder = {k: getattr(settings, k) for k in ENCODER_KEYS}
+
+    def encoder_config(self, action_dim: int, emb_dim: int, temporal_compression: int = 1) -> ActionEncoderConfig:
+        """The `ActionEncoderConfig` of `encoder` with the sizes the model derives: D of the action space, the
+        adapter's embedding width and the codec's temporal compression k."""
+        return ActionEncoderConfig(action_dim, emb_dim, temporal_compression=temporal_compression, **self.encoder)
 
     @property
     def family(self) -> str:
@@ -99,13 +118,39 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorldModelConfig":
-        """From `config.json` (its checkpoint bookkeeping keys, e.g. the weights' sha256, are not fields)."""
-        d = {k: v for k, v in d.items() if k not in CHECKPOINT_KEYS}
+        """From `config.json` (its checkpoint bookkeeping keys, e.g. the weights' sha256, are not fields; the flat
+        action-encoder keys of older files move into `encoder`)."""
+        d = nest_encoder_keys({k: v for k, v in d.items() if k not in CHECKPOINT_KEYS})
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"world model config has unknown fields: {sorted(unknown)}")
         return cls(**d)
+
+
+def nest_encoder_keys(d: dict) -> dict:
+    """WorldModelConfig fields `d` with flat action-encoder keys (`ENCODER_KEYS`, the layout before the nested
+    `encoder` field, still accepted in config.json and overrides) moved into `d["encoder"]`. A key given both
+    flat and nested with different values raises ValueError."""
+    flat = {k: d[k] for k in ENCODER_KEYS if k in d}
+    if not flat:
+        return dict(d)
+    nested = dict(d.get("encoder") or {})
+    clash = {k: (v, nested[k]) for k, v in flat.items() if k in nested and nested[k] != v}
+    if clash:
+        raise ValueError(f"WorldModelConfig.encoder: keys given both flat and nested differ (flat, nested): {clash}")
+    return dict({k: v for k, v in d.items() if k not in flat}, encoder=dict(nested, **flat))
+
+
+def with_overrides(base: dict, overrides: dict) -> dict:
+    """WorldModelConfig fields `base` updated by `overrides`: fields are replaced, except `encoder`, whose keys
+    update the base's one by one (flat encoder keys are nested first, so {"hidden_dim": 32} and
+    {"encoder": {"hidden_dim": 32}} mean the same)."""
+    overrides = nest_encoder_keys(overrides)
+    merged = dict(base, **overrides)
+    if "encoder" in overrides:
+        merged["encoder"] = dict(base.get("encoder") or {}, **overrides["encoder"])
+    return merged
 
 
 def temporal_of(cfg: WorldModelConfig) -> int:

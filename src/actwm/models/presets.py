@@ -11,7 +11,7 @@ from torch import nn
 from actwm.actions import ActionSpace, get_action_space
 from actwm.models import cosmos, svd, wan
 from actwm.models.codecs import PixelCodec
-from actwm.models.config import WorldModelConfig, family_of
+from actwm.models.config import WorldModelConfig, family_of, with_overrides
 
 
 def _tiny(backbone: str) -> dict:
@@ -28,12 +28,10 @@ def _tiny(backbone: str) -> dict:
             backbone_config=svd.tiny_config(channels),
             codec=codec,
             image_encoder={"kind": "tiny"},
-            features="sincos",
-            hidden_dim=64,
-            num_freqs=8,
+            encoder={"features": "sincos", "hidden_dim": 64, "num_freqs": 8},
         )
     cfg = cosmos.tiny_config(channels) if backbone == "cosmos" else wan.tiny_config(channels)
-    return dict(backbone_config=cfg, codec=codec, features="mlp", hidden_dim=64)
+    return dict(backbone_config=cfg, codec=codec, encoder={"features": "mlp", "hidden_dim": 64})
 
 
 def _full(backbone: str) -> dict:
@@ -43,9 +41,7 @@ def _full(backbone: str) -> dict:
             source=svd.HUB_ID,
             codec={"kind": "svd-vae", "source": svd.HUB_ID, "subfolder": "vae"},
             image_encoder={"source": svd.HUB_ID, "subfolder": "image_encoder"},
-            features="sincos",
-            hidden_dim=512,
-            num_freqs=16,
+            encoder={"features": "sincos", "hidden_dim": 512, "num_freqs": 16},
         )
     if backbone == "cosmos":
         return _released_dit(cosmos.HUB_ID, cosmos.predict2_2b_config())
@@ -57,14 +53,16 @@ def _released_dit(hub: str, backbone_config: dict, **fields_: Any) -> dict:
     """A released Cosmos / Wan checkpoint: its transformer, the Wan VAE from the same hub repo, MLP action
     features 1024 wide."""
     codec = {"kind": "wan-vae", "source": hub, "subfolder": "vae"}
-    return dict(backbone_config=backbone_config, source=hub, features="mlp", hidden_dim=1024, codec=codec, **fields_)
+    encoder = {"features": "mlp", "hidden_dim": 1024}
+    return dict(backbone_config=backbone_config, source=hub, encoder=encoder, codec=codec, **fields_)
 
 
 def _tiny_i2v(backbone: str) -> dict:
     """Tiny Wan 2.1 I2V: channel-concat first frame (in = 2C + k), no CLIP branch."""
     codec = {"kind": "pixel", "spatial": 1, "temporal": 4}
     channels = PixelCodec(1, 4).latent_channels
-    return dict(backbone_config=wan.tiny_config(channels, concat_mask=4), codec=codec, features="mlp", hidden_dim=64)
+    cfg = wan.tiny_config(channels, concat_mask=4)
+    return dict(backbone_config=cfg, codec=codec, encoder={"features": "mlp", "hidden_dim": 64})
 
 
 def _full_i2v(backbone: str) -> dict:
@@ -117,7 +115,8 @@ TINY_PRESETS = {
 def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **overrides: Any) -> WorldModelConfig:
     """A named preset (`svd-tiny`, `cosmos-tiny`, `wan2.1-tiny`, `wan2.2-tiny`, `wan2.1-i2v-tiny`, `svd`,
     `cosmos2-2b`, `wan2.1-1.3b`, `wan2.2-ti2v-5b`, `wan2.1-i2v-14b`; `tiny` alone means `wan2.1-tiny`) for an
-    action space, with overrides."""
+    action space, with overrides (`with_overrides`: `encoder` updates the preset's settings key by key; flat
+    encoder keys such as hidden_dim=128 are accepted)."""
     if name == "tiny":
         name = "wan2.1-tiny"
     if name not in PRESETS:
@@ -126,10 +125,10 @@ def get_preset(name: str, action_space: str | int | ActionSpace = "nav3", **over
     fields_ = dict(
         make(backbone), backbone=backbone, preset=name, action_space=get_action_space(action_space).to_dict()
     )
-    unknown = set(overrides) - {f.name for f in fields(WorldModelConfig)}
+    fields_ = with_overrides(fields_, overrides)
+    unknown = set(fields_) - {f.name for f in fields(WorldModelConfig)}
     if unknown:
         raise ValueError(f"unknown world-model config fields: {sorted(unknown)}")
-    fields_.update(overrides)
     return WorldModelConfig(**fields_)
 
 
@@ -151,5 +150,4 @@ def pretrained_config(
     )
     if family == "wan" and model.config.get("image_dim") is not None:  # Wan 2.1 I2V: CLIP image cross-attention
         fields_.update(image_encoder={"source": source, "subfolder": "image_encoder"}, text_tokens=wan.I2V_TEXT_TOKENS)
-    fields_.update(overrides)
-    return WorldModelConfig(**fields_)
+    return WorldModelConfig(**with_overrides(fields_, overrides))

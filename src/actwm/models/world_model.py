@@ -46,7 +46,7 @@ from actwm.models.config import (
     is_tiny_encoder,
     temporal_of,
 )
-from actwm.models.embeddings import ActionEncoder, ActionEncoderConfig, count_parameters
+from actwm.models.embeddings import ActionEncoder, count_parameters
 from actwm.models.kvaf import KVAF, KvafBranch, KvafConfig, kvaf_loss
 from actwm.models.loading import (
     backbone_class,
@@ -80,18 +80,7 @@ class WorldModel(nn.Module):
         self.codec = codec
         self.adapter: BackboneAdapter = make_adapter(cfg, backbone, codec, image_encoder)
         k = codec.temporal_compression if codec is not None else temporal_of(cfg)
-        self.encoder = ActionEncoder(
-            ActionEncoderConfig(
-                action_dim=self.action_space.dim,
-                emb_dim=self.adapter.emb_dim,
-                features=cfg.features,
-                num_freqs=cfg.num_freqs,
-                max_freq=cfg.max_freq,
-                hidden_dim=cfg.hidden_dim,
-                temporal_compression=k,
-                state_dim=cfg.state_dim,
-            )
-        )
+        self.encoder = ActionEncoder(cfg.encoder_config(self.action_space.dim, self.adapter.emb_dim, k))
         self.objective = make_objective(self.adapter.objective, **cfg.objective)
         uses = cfg.conditioning.split("+")  # the KVAF stream copies the blocks before LoRA (EA-WM)
         kcfg = KvafConfig.from_dict(cfg.kvaf)
@@ -347,7 +336,7 @@ class WorldModel(nn.Module):
         if isinstance(video, Batch):
             if actions is not None or state is not None:
                 raise ValueError("wm.loss(batch): actions and state come from the Batch; do not pass them too")
-            state = video.initial_state if self.config.state_dim > 0 else None  # the Batch may carry unused state
+            state = video.initial_state if self.encoder.cfg.state_dim > 0 else None  # the Batch may carry unused state
             kvaf = video.kvaf if kvaf is None else kvaf
             video, actions = video.video, video.actions
         if actions is None or video.shape[:2] != actions.shape[:2]:

@@ -41,7 +41,7 @@ _HELP = {
     "resume": "continue from the newest checkpoint in --out",
     "mixed_precision": "no | bf16 | fp16",
     "distributed": "auto | ddp | fsdp",
-    "model_overrides": "JSON object of WorldModelConfig fields, e.g. '{\"hidden_dim\": 128}'",
+    "model_overrides": 'JSON object of WorldModelConfig fields, e.g. \'{"encoder": {"hidden_dim": 128}}\'',
 }
 
 

@@ -49,7 +49,8 @@ class TrainConfig:
         out: output directory (`checkpoints/`, `final/`, `metrics.csv`, `train_config.json`).
         model: world-model preset name (`svd-tiny`, `cosmos-tiny`, `wan2.1-tiny`, `wan2.2-tiny`, `svd`,
             `cosmos2-2b`, `wan2.1-1.3b`, `wan2.2-ti2v-5b`).
-        model_overrides: extra `WorldModelConfig` fields for the preset (e.g. {"hidden_dim": 128}).
+        model_overrides: extra `WorldModelConfig` fields for the preset (e.g. {"encoder": {"hidden_dim": 128}},
+            which updates the preset's encoder settings key by key; flat encoder keys ({"hidden_dim": 128}) work too).
         init_from: a saved world-model directory to start from (e.g. the passive stage's `final/`).
         train_mode: "full", "lora" (LoRA adapters + action encoder) or "frozen" (action encoder only).
         lora_rank, lora_alpha: LoRA settings (alpha None = rank).

@@ -26,6 +26,7 @@ from actwm.actions import ActionSpace, get_action_space
 from actwm.batch import Batch
 from actwm.data.clips import ClipDataset
 from actwm.models.compiling import compile_in_place
+from actwm.models.config import with_overrides
 from actwm.models.wan_fast import FastPaths
 from actwm.models.world_model import CONFIG_NAME, WEIGHTS_NAME, WorldModel, WorldModelConfig
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
@@ -156,10 +157,10 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
                 f"TrainConfig.init_from: {Path(cfg.init_from) / name}: not a loadable world model "
                 f"({type(exc).__name__}: {first})"
             ) from exc
-        if cfg.state_dim and cfg.state_dim != wm.config.state_dim:
+        if cfg.state_dim and cfg.state_dim != wm.encoder.cfg.state_dim:
             raise ValueError(
                 f"TrainConfig.state_dim: {cfg.state_dim} differs from the init_from model's state_dim "
-                f"{wm.config.state_dim}"
+                f"{wm.encoder.cfg.state_dim}"
             )
         if wm.config.conditioning != cfg.conditioning:
             raise ValueError(
@@ -172,13 +173,12 @@ def build_model(cfg: TrainConfig, space: ActionSpace) -> WorldModel:
     torch.manual_seed(cfg.seed)
     overrides = dict(
         train_mode=cfg.train_mode,
-        state_dim=cfg.state_dim,
+        encoder={"state_dim": cfg.state_dim},
         lora_rank=cfg.lora_rank,
         lora_alpha=float(cfg.lora_alpha if cfg.lora_alpha is not None else cfg.lora_rank),
         conditioning=cfg.conditioning,
     )
-    overrides.update(cfg.model_overrides)
-    return WorldModel.from_preset(cfg.model, space, **overrides)
+    return WorldModel.from_preset(cfg.model, space, **with_overrides(overrides, cfg.model_overrides))
 
 
 def with_lora(wm: WorldModel, rank: int, alpha: float) -> WorldModel:
@@ -364,7 +364,7 @@ def check_compatible(wm: WorldModel, batch: Batch) -> None:
             f"clips of {frames} frames (context + horizon) do not fit the {wm.config.backbone} backbone: it needs "
             f"1 + {k}*n frames (e.g. {1 + k * max(1, (frames - 1) // k)}); change TrainConfig.horizon"
         )
-    s = wm.config.state_dim
+    s = wm.encoder.cfg.state_dim
     if s and (batch.state is None or batch.state.shape[-1] != s):
         got = None if batch.state is None else tuple(batch.state.shape[1:])
         raise ValueError(f"the model embeds a state of size {s} (state_dim) but dataset item 'state' is {got}")
