@@ -184,3 +184,15 @@ def test_cli_flags_set_the_nested_fields(monkeypatch, capsys):
         "--action-steps",
     ):
         assert flag in help_text
+
+
+def test_run_demo_resumes_a_moved_directory_and_another_thread_count(tmp_path):
+    """Only where the directory lives and the thread count may differ from the saved settings."""
+    old = DemoConfig(out=str(tmp_path / "elsewhere"), threads=1)
+    (tmp_path / "demo_config.json").write_text(json.dumps(old.to_dict()))
+    cfg = DemoConfig(out=str(tmp_path), threads=2)
+    run_demo(cfg, stages=[("report", _done)])  # accepted, then rewritten with this run's out and threads
+    assert json.loads((tmp_path / "demo_config.json").read_text()) == cfg.to_dict()
+    (tmp_path / "demo_config.json").write_text(json.dumps(old.updated({"seed": 1}).to_dict()))
+    with pytest.raises(ValueError, match="other settings"):
+        run_demo(cfg, stages=[("report", _done)])

@@ -287,13 +287,18 @@ def insert_stage(stages: list[tuple[str, Stage]], before: str, stage: tuple[str,
     return [*stages[:i], stage, *stages[i:]]
 
 
+def _scheduling(cfg: DemoConfig) -> dict[str, Any]:
+    """The settings that change no result: where the directory lives (it may have been moved) and the threads."""
+    return {"out": cfg.out, "threads": cfg.threads}
+
+
 def run_demo(cfg: DemoConfig, stages: list[tuple[str, Stage]] | None = None) -> dict[str, Any]:
     """Run (or resume) every stage in order; returns the metrics written to `DIR/metrics.json`."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "demo_config.json"
-    if saved.is_file() and DemoConfig.from_dict(read_json(saved)) != cfg:  # a flat (older) file is migrated
+    if saved.is_file() and DemoConfig.from_dict(read_json(saved)).updated(_scheduling(cfg)) != cfg:  # flat: migrated
         raise ValueError(f"{out} holds a demo with other settings ({saved}); use another --out or delete it")
     atomic_write_json(saved, cfg.to_dict())
     state = DemoState(cfg=cfg, out=out, clock=StageClock(out / "timings.json"))
