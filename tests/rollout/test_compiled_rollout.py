@@ -32,13 +32,10 @@ def test_compiled_rollout_matches_eager():
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
-def test_without_a_cpp_compiler_sampling_warns_and_runs_eagerly(monkeypatch):
-    import torch._inductor.config as inductor_config
-
+def test_without_a_cpp_compiler_sampling_warns_and_runs_eagerly(no_cpp_compiler):
     wm = tiny_nav_model()
     first, raw = _inputs()
     eager = rollout(wm, first, raw, cfg=RolloutConfig(steps=2))
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
     with pytest.warns(UserWarning, match="RolloutConfig.compile: sampling runs uncompiled"):
         out = rollout(wm, first, raw, cfg=RolloutConfig(steps=2, compile=True))
     assert wm.adapter.backbone._compiled_call_impl is None
@@ -54,12 +51,9 @@ def test_checkpoint_world_compile_switch_reaches_the_rollout():
     assert not plain.rollout_cfg.compile and "compile" not in plain.fingerprint()["rollout"]
 
 
-def test_cli_compile_flag_reaches_the_sampler_and_the_record(tmp_path, monkeypatch):
-    import torch._inductor.config as inductor_config
-
+def test_cli_compile_flag_reaches_the_sampler_and_the_record(tmp_path, no_cpp_compiler):  # warns: asked for
     ckpt = tiny_nav_model().save(tmp_path / "ckpt")
     np.save(tmp_path / "acts.npy", _actions(1, 5).numpy())
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))  # the warning proves it was asked for
     args = _cli_base(ckpt, tmp_path) + ["--actions", str(tmp_path / "acts.npy"), "--out", str(tmp_path / "out")]
     with pytest.warns(UserWarning, match="RolloutConfig.compile: sampling runs uncompiled"):
         assert main(args + ["--compile"]) == 0

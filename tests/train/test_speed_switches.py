@@ -77,12 +77,9 @@ def test_compile_keeps_the_loss_curve(tmp_path, monkeypatch):
     assert trainer.run().losses == pytest.approx(base, rel=1e-5, abs=1e-6)
 
 
-def test_compile_without_a_cpp_compiler_trains_uncompiled(tmp_path, monkeypatch):
+def test_compile_without_a_cpp_compiler_trains_uncompiled(tmp_path, no_cpp_compiler):
     """inductor builds C++ kernels on CPU: without a compiler the switch warns and leaves the model eager."""
-    import torch._inductor.config as inductor_config
-
     wm = WorldModel.from_preset("wan2.1-tiny", "custom3")
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-c++-compiler",))
     with pytest.warns(UserWarning, match="TrainConfig.compile: training runs uncompiled"):
         apply_speed_switches(wm, _cfg(tmp_path, "k", compile=True), torch.device("cpu"))
     assert wm.adapter.backbone._compiled_call_impl is None
