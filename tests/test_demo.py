@@ -235,10 +235,10 @@ def test_announced_demo_time_comes_from_the_measured_passive_steps(capsys):
     from actwm.demo.pipeline import announce_demo_time
 
     line = announce_demo_time(DemoConfig(), 0.225, elapsed=31.0)
-    assert "0.225 s/step" in line and "about 12-15 min in all, 9-11 min of it training" in line
+    assert "0.225 s/step" in line and "about 12-15 min in all, 9-12 min of it training" in line
     assert "--no-scratch" not in line and line in capsys.readouterr().out
     slow = announce_demo_time(DemoConfig(), 0.45, elapsed=31.0)  # twice as slow: training time doubles
-    assert "18-23 min of it training" in slow and "--no-scratch, --no-plan, or --quick" in slow
+    assert "18-24 min of it training" in slow and "--no-scratch, --no-plan, or --quick" in slow
     eager = DemoConfig().updated({"train": {"scratch": False, "compile": False}})  # action steps cost passive ones
     assert "11-14 min of it training" in announce_demo_time(eager, 0.225)
     assert "about 41-47 s in all, 26-32 s of it training" in announce_demo_time(DemoConfig.quick(), 0.2, elapsed=4)
