@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from actwm import __version__
 from actwm.errors import run_guarded
 
 # name -> (module, one-line help)
@@ -45,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from actwm import __version__
-
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]

@@ -32,6 +32,8 @@ from actwm.planning.interface import Observation, Vocabulary
 from actwm.planning.policy import register_base_policy
 from actwm.planning.proposers import _Base
 from actwm.planning.push_perception import BlockReader
+from actwm.planning.tasks.common import TASK_SCENE_BASE
+from actwm.planning.tasks.push import PushOracle
 
 #: Stop radius (m) of the seen block-to-target distance: `calibrate_push_stop(PushTask(), range(24))` at 64 px
 #: (training scenes 0..23, 1496 frames; <= 1% of the frames it stops on are outside the 0.03 m tolerance).
@@ -304,9 +306,6 @@ def calibrate_push_stop(task: Any, scenes: range, max_false: float = 0.01) -> di
 
     Returns {"threshold", "false_stop_rate", "frames", "scenes"}.
     """
-    from actwm.planning.tasks.common import TASK_SCENE_BASE
-    from actwm.planning.tasks.push import PushOracle
-
     if scenes.stop > TASK_SCENE_BASE:
         raise ValueError(f"calibration scenes must be training scenes below {TASK_SCENE_BASE}")
     seen, true = [], []
