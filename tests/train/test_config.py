@@ -180,3 +180,14 @@ def test_model_overrides_take_encoder_keys_flat_or_nested(overrides, tmp_path):
     wm.save(tmp_path / "init")
     with pytest.raises(ValueError, match=r"TrainConfig\.state_dim: 3 differs from the init_from model's state_dim 2"):
         build_model(cfg.replace(init_from=str(tmp_path / "init"), state_dim=3), get_action_space("nav3"))
+
+
+@pytest.mark.parametrize(
+    "overrides, unknown",
+    [({"hiddn_dim": 3}, "['hiddn_dim']"), ({"encoder": {"hiden": 1}}, "['encoder.hiden']"), ({"encoder": 3}, None)],
+)
+def test_unknown_model_overrides_are_refused_when_the_config_is_built(overrides, unknown):
+    """Before any data is read or model built: one line naming the field and the unknown keys."""
+    with pytest.raises(ValueError, match=r"^TrainConfig\.model_overrides must be ") as err:
+        TrainConfig(out="unused", model_overrides=overrides)
+    assert unknown is None or f"(unknown: {unknown})" in str(err.value)

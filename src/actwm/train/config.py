@@ -28,6 +28,7 @@ from typing import Any
 
 from actwm.checks import ConfigError, require, require_at_least, require_choice, require_positive, require_range
 from actwm.data.clips import ClipConfig
+from actwm.models.config import ENCODER_KEYS, WorldModelConfig, nest_encoder_keys
 from actwm.models.world_model import PRESETS as MODEL_PRESETS
 
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -161,6 +162,19 @@ class TrainConfig:
         self._check_values()
 
     # -- validation ----------------------------------------------------------------------------------
+
+    def _check_model_overrides(self) -> None:
+        """Unknown `model_overrides` keys fail here, before any data is read (their values: when the model is
+        built, by `WorldModelConfig`)."""
+        overrides = self.model_overrides
+        require(isinstance(overrides, dict), self, "model_overrides", "a dict of WorldModelConfig fields")
+        nested = nest_encoder_keys(overrides)
+        encoder = nested.get("encoder") or {}
+        require(isinstance(encoder, dict), self, "model_overrides", "an 'encoder' dict of action-encoder settings")
+        known = {f.name for f in fields(WorldModelConfig)}
+        unknown = sorted(set(nested) - known) + sorted(f"encoder.{k}" for k in set(encoder) - set(ENCODER_KEYS))
+        require(not unknown, self, "model_overrides", f"WorldModelConfig fields (unknown: {unknown})")
+
     def _check_types(self) -> None:
         hints = typing.get_type_hints(TrainConfig)
         for f in fields(self):
@@ -196,6 +210,7 @@ class TrainConfig:
         )
         require_positive(self, "lora_alpha", optional=True)
         require_at_least(self, 1, "threads", optional=True)
+        self._check_model_overrides()
         if not self.out:
             raise ValueError("TrainConfig.out: an output directory is required")
         if self.passive and self.train_mode == "frozen":
