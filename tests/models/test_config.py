@@ -104,3 +104,13 @@ def test_a_checkpoint_in_the_old_layout_loads_with_the_same_weights_and_outputs(
     with torch.no_grad():
         losses = [m.loss(video, actions, state, generator=torch.Generator().manual_seed(0)) for m in (wm, loaded)]
     assert torch.equal(*losses)
+
+
+@pytest.mark.parametrize(
+    "kvaf, message",
+    [({"layrs": [0]}, r"^WorldModelConfig\.kvaf has unknown keys \['layrs'\]"), ({"every": 0}, r"every")],
+)
+def test_bad_kvaf_settings_fail_at_construction_too(kvaf, message):
+    fields = {k: v for k, v in tiny().to_dict().items() if k != "kvaf"}
+    with pytest.raises(ValueError, match=message):
+        WorldModelConfig(**fields, kvaf=kvaf)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from actwm.actions import ActionSpace, get_action_space
 from actwm.checks import ConfigError, require, require_at_least, require_choice
 from actwm.models.embeddings import ActionEncoderConfig
+from actwm.models.kvaf import KvafConfig
 
 BACKBONES = ("svd", "cosmos", "wan2.1", "wan2.2")
 TRAIN_MODES = ("full", "lora", "frozen")
@@ -91,6 +92,7 @@ class WorldModelConfig:
         require(self.codec.get("kind") in CODEC_KINDS, self, "codec", f"a dict with 'kind' one of {CODEC_KINDS}")
         require_at_least(self, 1, "lora_rank")
         ActionSpace.from_dict(self.action_space)  # validates
+        KvafConfig.from_dict(self.kvaf)  # validates (the branch is built from it)
         self._fill_encoder()
 
     def _fill_encoder(self) -> None:
