@@ -90,6 +90,21 @@ def build_optimizer(
     return opt, sched
 
 
+#: Settings of the learning-rate schedule and optimizer groups: a resume applies this run's values.
+LR_SETTINGS = ("lr", "action_lr_mult", "weight_decay", "warmup_steps", "schedule", "min_lr_ratio")
+
+
+def apply_config_lrs(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, cfg: TrainConfig) -> None:
+    """`cfg`'s lr, action_lr_mult and weight_decay over those a checkpoint's optimizer and scheduler state restored:
+    a resume with a new lr trains at it. Unchanged settings give the floats LambdaLR would (base lr x `lr_factor`
+    at its step), so an unchanged resume stays bit-exact."""
+    bases = {"backbone": cfg.lr, "action": cfg.lr * cfg.action_lr_mult}
+    sched.base_lrs = [bases[g["name"]] for g in opt.param_groups]
+    factor = lr_factor(sched.last_epoch, cfg)
+    for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+        group.update(initial_lr=base, lr=base * factor, weight_decay=cfg.weight_decay)
+
+
 def _model_backbone(name: str) -> str:
     return MODEL_PRESETS["wan2.1-tiny" if name == "tiny" else name][0]
 

@@ -77,7 +77,9 @@ from actwm.train.logs import MetricsLog, StepLog
 from actwm.train.sampling import StepBatchSampler, StepIndexer, derive_seed, noise_generator
 from actwm.train.saving import FINAL, clean_final_leftovers, save_state_dict, write_final
 from actwm.train.setup import (
+    LR_SETTINGS,
     LossModule,
+    apply_config_lrs,
     apply_speed_switches,
     apply_train_mode,
     attention_context,
@@ -94,9 +96,6 @@ from actwm.train.setup import (
     sample_batch,
     with_lora,
 )
-
-#: Settings of the learning-rate schedule and optimizer groups: a resume applies this run's values.
-LR_SETTINGS = ("lr", "action_lr_mult", "weight_decay", "warmup_steps", "schedule", "min_lr_ratio")
 
 
 @dataclass
@@ -266,7 +265,7 @@ class Trainer:
         else:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self._apply_config_lrs()
+        apply_config_lrs(self.optimizer, self.scheduler, self.cfg)
         if self.ema is not None:
             if "ema" not in state:
                 raise ValueError(f"{self.resumed_from}: checkpoint has no EMA state but TrainConfig.ema_decay is set")
@@ -275,18 +274,6 @@ class Trainer:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         self.losses = [float(v) for v in state["losses"]]
         ckpt.set_rng_state(state["rng"])
-
-    def _apply_config_lrs(self) -> None:
-        """This run's `lr`, `action_lr_mult` and `weight_decay` over the checkpoint's (which loading the optimizer
-        and scheduler state restored): a resume with a new lr trains at it. Unchanged settings give the same floats
-        LambdaLR would (base lr x `lr_factor` at its step), so an unchanged resume stays bit-exact."""
-        cfg = self.cfg
-        bases = {"backbone": cfg.lr, "action": cfg.lr * cfg.action_lr_mult}
-        groups = self.optimizer.param_groups
-        self.scheduler.base_lrs = [bases[g["name"]] for g in groups]
-        factor = lr_factor(self.scheduler.last_epoch, cfg)
-        for group, base in zip(groups, self.scheduler.base_lrs, strict=True):
-            group.update(initial_lr=base, lr=base * factor, weight_decay=cfg.weight_decay)
 
     # -- data --------------------------------------------------------------------------------------
     def _loader(self, start: int) -> Iterator[dict[str, Any]]:
